@@ -48,6 +48,7 @@ def trained_models(quick: bool = False, seed: int = 0) -> tuple[dict, "object"]:
 def run_demo(output: str | Path = "holejax-demo", quick: bool = False, seed: int = 0) -> dict[str, Path]:
     """Run the whole demo; returns ``{model name: report path}``."""
     import holejax as hj
+    from holejax.store import layer_names
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,7 @@ def run_demo(output: str | Path = "holejax-demo", quick: bool = False, seed: int
             seed=seed,
         )
         print(f"[{name}] analysing {len(acts['perturbation'])} perturbations x "
-              f"{len(hj.store.layer_names(acts))} layers x {len(DEMO_METRICS)} metrics", flush=True)
+              f"{len(layer_names(acts))} layers x {len(DEMO_METRICS)} metrics", flush=True)
         study = hj.analyze(acts, metrics=list(DEMO_METRICS))
         study.attrs["source_store"] = str(store)
         hj.write_results(study, out / f"{name}-results.zarr", mode="overwrite")
