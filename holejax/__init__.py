@@ -49,6 +49,10 @@ _EXPORTS: dict[str, str] = {
     "salt_and_pepper": "holejax.perturb",
     "poisson": "holejax.perturb",
     "speckle": "holejax.perturb",
+    "global_l1_prune": "holejax.perturb",
+    "layerwise_l1_prune": "holejax.perturb",
+    "int8_dynamic": "holejax.perturb",
+    "quantize": "holejax.perturb",
     # metrics
     "pairwise_distances": "holejax.metrics",
     "batched_pairwise_distances": "holejax.metrics",
