@@ -1,0 +1,155 @@
+"""``batched_pairwise_distances``: many clouds of one shape in one compiled call.
+
+This module holds the library's one ``jax.vmap`` over clouds: the
+single-cloud kernel of the metric is vmapped over a chunk of clouds and the
+chunk is jit-compiled once. Chunks are sized so that the working memory of a
+call (the chunk's ``n x n`` outputs plus the kernel's temporaries) stays under
+``memory_budget``; the last chunk is padded to the same size so a whole batch
+compiles once.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from holejax.metrics.pairwise import prepare_cloud, warn_flagged
+from holejax.metrics.registry import get_metric, split_params
+
+__all__ = ["batched_pairwise_distances", "clouds_per_chunk"]
+
+# (n, n) buffers a kernel holds at its peak per cloud: gram/difference, output, mask
+_WORK_FACTOR = 3
+
+
+def clouds_per_chunk(n: int, itemsize: int, memory_budget: int, batch: int) -> int:
+    """How many ``n``-sample clouds one compiled call may hold under ``memory_budget`` bytes.
+
+    Example:
+        >>> clouds_per_chunk(1000, 4, 2**31, batch=500)
+        178
+    """
+    per_cloud = _WORK_FACTOR * n * n * itemsize
+    return int(max(1, min(batch, memory_budget // per_cloud)))
+
+
+@functools.partial(jax.jit, static_argnames=("metric", "static"))
+def _batched(Xs: jax.Array, metric: str, static: tuple, arrays: dict) -> tuple[jax.Array, jax.Array]:
+    kernel = get_metric(metric).kernel
+    return jax.vmap(lambda X: kernel(X, **dict(static), **arrays))(Xs)
+
+
+def batched_pairwise_distances(
+    Xs: ArrayLike | list,
+    metric: str = "euclidean",
+    memory_budget: int = 2**31,
+    *,
+    layer: str | None = None,
+    perturbations: list[str] | None = None,
+    **params: Any,
+) -> jax.Array:
+    """Distance matrices of many clouds of the same shape (e.g. one layer under many perturbations).
+
+    Args:
+        Xs: ``(batch, sample, unit)`` array, or a sequence of ``(sample, unit)``
+            clouds of one shape.
+        metric: one of :data:`holejax.metrics.METRICS`.
+        memory_budget: bytes that one compiled call may use for its ``n x n``
+            outputs and temporaries (default 2 GiB). The returned array itself
+            holds ``batch * n * n`` values.
+        layer, perturbations: where the clouds came from (``perturbations`` has
+            one name per cloud); only used in messages.
+        **params: metric parameters, as in :func:`holejax.pairwise_distances`.
+            Data-dependent parameters (mahalanobis covariance, kNN scales) are
+            computed per cloud.
+
+    Returns:
+        ``(batch, sample, sample)`` jax.Array, ``[b]`` equal to
+        ``pairwise_distances(Xs[b], metric, **params)``.
+
+    Raises:
+        ValueError: as :func:`holejax.pairwise_distances` (naming the cloud),
+            clouds of different shapes, an empty batch, a budget too small
+            for one cloud.
+
+    Example:
+        >>> import numpy as np
+        >>> Xs = np.stack([np.eye(3, dtype=np.float32), 2 * np.eye(3, dtype=np.float32)])
+        >>> Ds = batched_pairwise_distances(Xs, "euclidean")
+        >>> Ds.shape, round(float(Ds[1, 0, 1]) ** 2, 4)
+        ((2, 3, 3), 8.0)
+    """
+    clouds = _as_clouds(Xs)
+    if not isinstance(memory_budget, (int, np.integer)) or isinstance(memory_budget, bool) or memory_budget <= 0:
+        raise ValueError(f"memory_budget must be a positive number of bytes; got {memory_budget!r}.")
+    if perturbations is not None and len(perturbations) != len(clouds):
+        raise ValueError(
+            f"perturbations names {len(perturbations)} clouds but Xs holds {len(clouds)}; "
+            "pass one name per cloud or None."
+        )
+    prepared = []
+    for b, X in enumerate(clouds):
+        pert = None if perturbations is None else perturbations[b]
+        arr, spec, full = prepare_cloud(
+            X, metric, params, argument=f"Xs[{b}]", layer=layer, perturbation=pert
+        )
+        if prepared and arr.shape != prepared[0].shape:
+            raise ValueError(
+                f"Xs[{b}] has shape {arr.shape} but Xs[0] has shape {prepared[0].shape}; "
+                "batched clouds must share (sample, unit). Group clouds by shape, or call "
+                "pairwise_distances per cloud."
+            )
+        prepared.append(arr)
+    stacked = np.stack(prepared)
+    batch, n, _ = stacked.shape
+    itemsize = stacked.dtype.itemsize
+    if n * n * itemsize > memory_budget:
+        raise ValueError(
+            f"memory_budget={memory_budget} bytes cannot hold even one {n} x {n} distance "
+            f"matrix ({n * n * itemsize} bytes); raise memory_budget, or use "
+            "holejax.h0_from_points, which never builds n x n."
+        )
+
+    if spec.host_kernel is not None:
+        outs, flags = zip(*(spec.host_kernel(X, **full) for X in stacked))
+        Ds, flagged = jnp.stack([jnp.asarray(D) for D in outs]), np.stack(flags)
+    else:
+        static, arrays = split_params(spec, full)
+        arrays = {k: jnp.asarray(v, dtype=stacked.dtype) for k, v in arrays.items()}
+        chunk = clouds_per_chunk(n, itemsize, memory_budget, batch)
+        pieces, flag_pieces = [], []
+        for start in range(0, batch, chunk):
+            part = stacked[start : start + chunk]
+            short = chunk - len(part)
+            if short:  # pad with copies so every chunk has one shape (one compile)
+                part = np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
+            D, f = _batched(jnp.asarray(part), metric, static, arrays)
+            pieces.append(D[: chunk - short] if short else D)
+            flag_pieces.append(np.asarray(f)[: chunk - short])
+        Ds = pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)
+        flagged = np.concatenate(flag_pieces)
+    for b in range(batch):
+        pert = None if perturbations is None else perturbations[b]
+        warn_flagged(spec, flagged[b], layer=layer, perturbation=pert, cloud=b)
+    return Ds
+
+
+def _as_clouds(Xs: Any) -> list:
+    if isinstance(Xs, (list, tuple)):
+        clouds = list(Xs)
+    else:
+        Xs = np.asarray(Xs)
+        if len(Xs.shape) != 3:
+            raise ValueError(
+                f"Xs must have rank 3 (batch, sample, unit) or be a list of (sample, unit) "
+                f"clouds; got shape {tuple(Xs.shape)}. For one cloud use pairwise_distances."
+            )
+        clouds = [Xs[b] for b in range(Xs.shape[0])]
+    if not clouds:
+        raise ValueError("Xs holds no clouds; pass at least one (sample, unit) cloud.")
+    return clouds

@@ -1,0 +1,113 @@
+"""Direction-only distance kernels: cosine (``1 - cos``, as HOLE) and angular (``arccos``).
+
+Both kernels normalise the rows once (``O(n d)``) and take a single
+``(n, d) @ (d, n)`` product; the clamp, the zero-vector rule and the zero
+diagonal fuse into one elementwise pass over that product's output. This is what makes cosine as fast as the matmul
+itself: a version that divides the ``(n, n)`` gram matrix by the outer
+product of the norms, or that broadcasts ``(n, n, d)``, does several extra
+full passes over ``n x n`` memory (see the metrics section of
+benchmarks/README.md for the measurement).
+
+Zero vectors (a dead layer, ReLU units that never fire for a sample) have no
+direction. They are given cosine similarity 0 with every other point, so
+their cosine distance is 1 and their angular distance pi/2 (the convention of
+scikit-learn), and 0 to themselves; never NaN. :func:`holejax.pairwise_distances`
+warns when a cloud holds such rows.
+
+cosine distance is not a metric (no triangle inequality); angular distance
+``arccos(cos) in [0, pi]`` is. Both are computed from chords between
+mean-centred unit rows (see :func:`cosine_distances`), which keeps small
+distances accurate in float32. Angles within ~1e-3 of pi (nearly opposite
+rows; impossible for non-negative activations such as ReLU outputs) are only
+resolved to about ``sqrt(eps)`` absolute, as with any cosine-based formula.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from holejax.metrics.euclidean import _zero_diagonal, gram
+
+__all__ = ["cosine_distances", "angular_distances", "unit_rows"]
+
+
+def unit_rows(X: ArrayLike) -> jax.Array:
+    """Rows scaled to unit length; zero rows stay zero.
+
+    Args:
+        X: ``(sample, unit)``.
+
+    Returns:
+        ``(sample, unit)``.
+
+    Example:
+        >>> unit_rows(jnp.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+        [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    """
+    X = jnp.asarray(X)
+    norms = jnp.sqrt(jnp.sum(X * X, axis=1, keepdims=True))
+    return X / jnp.where(norms > 0, norms, jnp.ones((), X.dtype))
+
+
+def _chord_sq(X: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """Squared chord lengths ``|u_i - u_j|^2`` between unit rows, and the zero-row mask.
+
+    The matmul identity runs on unit rows centred on their mean: the shift
+    cancels exactly in ``u_i - u_j`` but shrinks the terms of the identity, so
+    nearly parallel rows (activations that all point one way) keep their
+    relative precision instead of drowning in ``1 - cos`` cancellation.
+    """
+    X = jnp.asarray(X)
+    zero = ~jnp.any(X != 0, axis=1)
+    U = unit_rows(X)
+    V = U - jnp.mean(U, axis=0, keepdims=True)
+    sq = jnp.sum(V * V, axis=1)
+    C2 = jnp.clip((sq[:, None] + sq[None, :]) - 2 * gram(V), 0, 4)
+    return C2, zero[:, None] | zero[None, :]
+
+
+def cosine_distances(X: ArrayLike) -> jax.Array:
+    """Cosine distances ``1 - cos(x_i, x_j)`` in ``[0, 2]`` of one cloud.
+
+    Computed as half the squared chord ``|u_i - u_j|^2 / 2`` between unit rows
+    (the same number, without the ``1 - cos`` cancellation).
+
+    Args:
+        X: ``(sample, unit)`` points.
+
+    Returns:
+        ``(sample, sample)`` distances, zero diagonal, symmetric.
+
+    Example:
+        >>> X = jnp.array([[1.0, 0.0], [0.0, 3.0], [-2.0, 0.0]])
+        >>> cosine_distances(X).tolist()
+        [[0.0, 1.0, 2.0], [1.0, 0.0, 1.0], [2.0, 1.0, 0.0]]
+    """
+    C2, against_zero = _chord_sq(X)
+    D = jnp.where(against_zero, jnp.ones((), C2.dtype), C2 / 2)
+    return _zero_diagonal(D)
+
+
+def angular_distances(X: ArrayLike) -> jax.Array:
+    """Angular distances ``arccos(cos(x_i, x_j))`` in ``[0, pi]`` (radians) of one cloud.
+
+    Computed as ``2 arcsin(|u_i - u_j| / 2)`` from the chord between unit rows,
+    which stays accurate for small angles where ``arccos`` is ill-conditioned.
+
+    Args:
+        X: ``(sample, unit)`` points.
+
+    Returns:
+        ``(sample, sample)`` distances, zero diagonal, symmetric; a metric on directions.
+
+    Example:
+        >>> X = jnp.array([[1.0, 0.0], [0.0, 3.0]])
+        >>> [round(v, 4) for v in angular_distances(X)[0].tolist()]
+        [0.0, 1.5708]
+    """
+    C2, against_zero = _chord_sq(X)
+    A = 2 * jnp.arcsin(jnp.minimum(jnp.sqrt(C2) / 2, 1))
+    D = jnp.where(against_zero, jnp.asarray(jnp.pi / 2, C2.dtype), A)
+    return _zero_diagonal(D)

@@ -1,0 +1,113 @@
+"""``pairwise_distances``: one cloud in, its distance matrix out.
+
+The input is validated on the host (rank, size, NaN/Inf naming the sample,
+metric name, parameters) before anything is traced; the distances come from
+one jit-compiled kernel per (metric, static parameters, shape, dtype).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+from holejax._checks import as_cloud, where
+from holejax.metrics.registry import MetricSpec, get_metric, resolve_params, split_params
+
+__all__ = ["pairwise_distances"]
+
+
+def device_dtype(arr: np.ndarray) -> np.dtype:
+    """float64 when the input is float64 and x64 is enabled, else float32."""
+    if arr.dtype == np.float64 and jax.dtypes.canonicalize_dtype(np.float64) == np.float64:
+        return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def prepare_cloud(
+    X: Any, metric: str, params: dict, *, argument: str = "X", layer=None, perturbation=None
+) -> tuple[np.ndarray, MetricSpec, dict]:
+    """Host-side checks shared by the single and batched entry points."""
+    spec = get_metric(metric)
+    arr = as_cloud(X, argument, min_points=2, layer=layer, perturbation=perturbation)
+    arr = arr.astype(device_dtype(arr), copy=False)
+    full = resolve_params(spec, params, arr.shape[0], arr.shape[1])
+    return arr, spec, full
+
+
+def warn_flagged(spec: MetricSpec, flagged: np.ndarray, *, layer=None, perturbation=None, cloud=None) -> None:
+    """Emit the spec's warning when any sample was flagged by the kernel."""
+    if spec.flag_message is None:
+        return
+    flagged = np.asarray(flagged)
+    if not flagged.any():
+        return
+    count = int(flagged.sum())
+    first = int(np.argmax(flagged.reshape(-1)))
+    suffix = where(layer, perturbation)
+    if cloud is not None:
+        suffix = f" (cloud {cloud})" + suffix
+    warnings.warn(
+        spec.flag_message.format(count=count, first=first, where=suffix, metric=spec.name),
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("metric", "static"))
+def _single(X: jax.Array, metric: str, static: tuple, arrays: dict) -> tuple[jax.Array, jax.Array]:
+    kernel = get_metric(metric).kernel
+    return kernel(X, **dict(static), **arrays)
+
+
+def pairwise_distances(
+    X: ArrayLike,
+    metric: str = "euclidean",
+    *,
+    layer: str | None = None,
+    perturbation: str | None = None,
+    **params: Any,
+) -> jax.Array:
+    """Distances between all samples of one point cloud.
+
+    Args:
+        X: ``(sample, unit)`` activations (numpy, jax or anything array-like).
+            float64 stays float64 only when x64 is enabled (``jax.enable_x64``);
+            otherwise computations run in float32.
+        metric: one of :data:`holejax.metrics.METRICS`.
+        layer, perturbation: where the cloud came from; only used in messages.
+        **params: metric parameters, e.g. ``k`` for geodesic and density metrics,
+            ``shrinkage`` for mahalanobis. Unknown names are rejected.
+
+    Returns:
+        ``(sample, sample)`` jax.Array: symmetric, zero diagonal, float32
+        (float64 under x64 with float64 input). Geodesic distances between
+        samples in different kNN-graph components are ``inf``.
+
+    Raises:
+        ValueError: NaN/Inf (names the sample), fewer than 2 samples, wrong
+            rank, unknown metric (with a close match), bad parameter values.
+        TypeError: unknown parameter names, non-numeric input.
+
+    Example:
+        >>> import numpy as np
+        >>> X = np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]], dtype=np.float32)
+        >>> np.asarray(pairwise_distances(X)).tolist()
+        [[0.0, 5.0, 10.0], [5.0, 0.0, 5.0], [10.0, 5.0, 0.0]]
+        >>> np.asarray(pairwise_distances(X, "manhattan"))[0].tolist()
+        [0.0, 7.0, 14.0]
+    """
+    arr, spec, full = prepare_cloud(X, metric, params, layer=layer, perturbation=perturbation)
+    if spec.host_kernel is not None:
+        D, flagged = spec.host_kernel(arr, **full)
+    else:
+        static, arrays = split_params(spec, full)
+        arrays = {k: jnp.asarray(v, dtype=arr.dtype) for k, v in arrays.items()}
+        D, flagged = _single(jnp.asarray(arr), metric, static, arrays)
+    warn_flagged(spec, flagged, layer=layer, perturbation=perturbation)
+    return jnp.asarray(D)

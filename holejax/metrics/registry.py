@@ -1,0 +1,172 @@
+"""The table of metrics: names, kernels, parameters and their host-side checks.
+
+Every metric is described by a :class:`MetricSpec`. Its ``kernel`` takes one
+cloud and returns ``(D, flagged)``: the ``(sample, sample)`` distances and a
+``(sample,)`` bool mask of samples the caller should warn about (zero vectors
+under cosine, zero local scale under density normalisation). Kernels are
+jit-able and vmap-able; the one exception, geodesic, has a ``host_kernel``
+because its shortest paths run in scipy on the host.
+
+Parameters are validated on the host by ``check(params, n, d)`` before any
+tracing. Hashable parameters become static arguments of the compiled call;
+array parameters (a user-supplied inverse covariance) are traced.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from holejax._checks import check_choice
+from holejax.metrics import cosine as _cos
+from holejax.metrics import euclidean as _euc
+
+__all__ = ["MetricSpec", "METRICS", "get_metric", "register", "check_k"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """How to compute one metric.
+
+    Attributes:
+        name: the public name, e.g. ``"cosine"``.
+        kernel: ``(X, **params) -> (D, flagged)`` for one cloud, jit-able; None for host metrics.
+        defaults: every accepted parameter with its default value.
+        check: ``(params, n, d) -> params`` host-side validation; raises on bad values.
+        flag_message: warning text for flagged samples, formatted with ``count``,
+            ``first`` and ``where``; None when the kernel never flags.
+        host_kernel: ``(X: np.ndarray, **params) -> (D, flagged)`` for metrics that
+            leave the device (geodesic).
+        array_params: names of parameters that are arrays (traced, not static).
+    """
+
+    name: str
+    kernel: Callable[..., tuple[jax.Array, jax.Array]] | None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    check: Callable[[dict, int, int], dict] | None = None
+    flag_message: str | None = None
+    host_kernel: Callable[..., tuple[Any, Any]] | None = None
+    array_params: tuple[str, ...] = ()
+
+
+_REGISTRY: dict[str, MetricSpec] = {}
+
+
+def register(spec: MetricSpec) -> MetricSpec:
+    """Add a metric to the table (module import time only)."""
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_metric(metric: str) -> MetricSpec:
+    """The spec of ``metric``; ValueError with a close-match hint for unknown names.
+
+    Example:
+        >>> get_metric("cosine").name
+        'cosine'
+    """
+    if not isinstance(metric, str):
+        raise TypeError(f"metric must be a metric name (str); got {type(metric).__name__}.")
+    check_choice(metric, "metric", _REGISTRY)
+    return _REGISTRY[metric]
+
+
+def check_k(k: Any, n: int, argument: str = "k") -> int:
+    """Validate a neighbour count: an integer with ``1 <= k <= n - 1``.
+
+    Example:
+        >>> check_k(5, 10)
+        5
+    """
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"{argument} must be an integer number of neighbours; got {k!r}.")
+    k = int(k)
+    if k < 1 or k > n - 1:
+        raise ValueError(
+            f"{argument} must satisfy 1 <= {argument} <= n - 1 = {n - 1} for a cloud of {n} "
+            f"samples; got {argument}={k}. Choose a smaller {argument} or pass more samples."
+        )
+    return k
+
+
+def resolve_params(spec: MetricSpec, params: Mapping[str, Any], n: int, d: int) -> dict:
+    """Defaults filled in, unknown names rejected, values checked by the spec."""
+    unknown = sorted(set(params) - set(spec.defaults))
+    if unknown:
+        accepted = ", ".join(sorted(spec.defaults)) or "none"
+        raise TypeError(
+            f"metric={spec.name!r} got unexpected parameter(s) {unknown}; "
+            f"it accepts: {accepted}."
+        )
+    full = {**spec.defaults, **params}
+    if spec.check is not None:
+        full = spec.check(full, n, d)
+    return full
+
+
+def split_params(spec: MetricSpec, params: Mapping[str, Any]) -> tuple[tuple, dict]:
+    """(static items as a sorted tuple, array params as a dict) for a compiled call."""
+    static = tuple(sorted((k, v) for k, v in params.items() if k not in spec.array_params))
+    arrays = {k: v for k, v in params.items() if k in spec.array_params and v is not None}
+    static = static + tuple(
+        sorted((k, None) for k, v in params.items() if k in spec.array_params and v is None)
+    )
+    return static, arrays
+
+
+def _no_flags(D: jax.Array) -> jax.Array:
+    return jnp.zeros(D.shape[:1], dtype=bool)
+
+
+def _plain(fn: Callable[[jax.Array], jax.Array]) -> Callable[..., tuple[jax.Array, jax.Array]]:
+    def kernel(X):
+        D = fn(X)
+        return D, _no_flags(D)
+
+    kernel.__name__ = fn.__name__
+    return kernel
+
+
+def _zero_rows(X: jax.Array) -> jax.Array:
+    return ~jnp.any(X != 0, axis=1)
+
+
+def _direction(fn: Callable[[jax.Array], jax.Array]) -> Callable[..., tuple[jax.Array, jax.Array]]:
+    def kernel(X):
+        return fn(X), _zero_rows(X)
+
+    kernel.__name__ = fn.__name__
+    return kernel
+
+
+_ZERO_VECTOR_MESSAGE = (
+    "{count} sample(s) are zero vectors (first: sample {first}){where}; they have no "
+    "direction, so {metric} places them at cosine similarity 0 from every other point. "
+    "Drop or jitter them, or use a metric that sees magnitude (euclidean)."
+)
+
+for _name, _fn in [
+    ("euclidean", _euc.euclidean_distances),
+    ("sqeuclidean", _euc.sqeuclidean_distances),
+    ("manhattan", _euc.manhattan_distances),
+    ("chebyshev", _euc.chebyshev_distances),
+]:
+    register(MetricSpec(_name, _plain(_fn)))
+
+register(MetricSpec("cosine", _direction(_cos.cosine_distances), flag_message=_ZERO_VECTOR_MESSAGE))
+register(MetricSpec("angular", _direction(_cos.angular_distances), flag_message=_ZERO_VECTOR_MESSAGE))
+
+
+def metric_names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+METRICS: tuple[str, ...] = metric_names()
+
+_ = np  # numpy is used by metric checks registered from sibling modules

@@ -1,0 +1,105 @@
+"""Euclidean family and cosine/angular kernels against scipy's cdist."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+import holejax as hj
+from holejax.metrics import cosine as cos_mod
+from holejax.metrics import euclidean as euc_mod
+
+SCIPY_NAME = {
+    "euclidean": "euclidean",
+    "sqeuclidean": "sqeuclidean",
+    "manhattan": "cityblock",
+    "chebyshev": "chebyshev",
+    "cosine": "cosine",
+}
+KERNELS = {
+    "euclidean": euc_mod.euclidean_distances,
+    "sqeuclidean": euc_mod.sqeuclidean_distances,
+    "manhattan": euc_mod.manhattan_distances,
+    "chebyshev": euc_mod.chebyshev_distances,
+    "cosine": cos_mod.cosine_distances,
+    "angular": cos_mod.angular_distances,
+}
+
+
+def reference(X: np.ndarray, metric: str) -> np.ndarray:
+    X64 = X.astype(np.float64)
+    if metric == "angular":
+        return np.arccos(np.clip(1.0 - cdist(X64, X64, "cosine"), -1, 1))
+    return cdist(X64, X64, SCIPY_NAME[metric])
+
+
+@pytest.mark.parametrize("metric", list(KERNELS))
+@pytest.mark.parametrize("shape", [(60, 12), (40, 200)])  # d > n included
+def test_float32_matches_scipy(metric, shape, cloud, assert_rel):
+    X = cloud(*shape)
+    D = hj.pairwise_distances(X, metric)
+    assert D.dtype == np.float32 and D.shape == (shape[0], shape[0])
+    assert_rel(D, reference(X, metric), 1e-5, metric)
+    np.testing.assert_array_equal(np.diag(np.asarray(D)), 0.0)
+
+
+@pytest.mark.parametrize("metric", list(KERNELS))
+def test_float64_matches_scipy_under_x64(metric, cloud, assert_rel):
+    X = cloud(50, 30, dtype=np.float64)
+    with jax.enable_x64(True):
+        D = hj.pairwise_distances(X, metric)
+        assert D.dtype == np.float64
+        assert_rel(D, reference(X, metric), 1e-10, metric)
+
+
+def test_float64_input_without_x64_runs_in_float32(cloud, assert_rel):
+    D = hj.pairwise_distances(cloud(10, 3, dtype=np.float64))
+    assert D.dtype == np.float32
+
+
+@pytest.mark.parametrize("metric", list(KERNELS))
+def test_kernels_under_jit_and_vmap(metric, cloud, assert_rel):
+    Xs = np.stack([cloud(30, 8, seed=s) for s in range(3)])
+    kernel = KERNELS[metric]
+    single = jax.jit(kernel)(Xs[1])
+    many = jax.jit(jax.vmap(kernel))(Xs)
+    assert_rel(single, reference(Xs[1], metric), 1e-5, metric)
+    for b in range(3):
+        assert_rel(many[b], reference(Xs[b], metric), 1e-5, metric)
+
+
+def test_integer_and_jax_inputs_are_accepted(cloud, assert_rel):
+    X = np.arange(12).reshape(4, 3)
+    D = hj.pairwise_distances(X)
+    assert_rel(D, cdist(X, X), 1e-6)
+    D2 = hj.pairwise_distances(jax.numpy.asarray(X, dtype=np.float32))
+    np.testing.assert_array_equal(np.asarray(D), np.asarray(D2))
+
+
+def test_centring_keeps_euclidean_accurate_far_from_origin(cloud, assert_rel):
+    X = cloud(40, 16) + np.float32(1e3)
+    assert_rel(hj.pairwise_distances(X), reference(X, "euclidean"), 1e-4)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "angular"])
+def test_zero_vectors_are_defined_and_warned(metric, cloud, assert_rel):
+    X = cloud(20, 5)
+    X[[4, 9]] = 0.0
+    with pytest.warns(RuntimeWarning, match=r"2 sample\(s\) are zero vectors \(first: sample 4\)"):
+        D = np.asarray(hj.pairwise_distances(X, metric))
+    assert np.isfinite(D).all()
+    far = 1.0 if metric == "cosine" else np.pi / 2
+    np.testing.assert_allclose(D[4, [0, 1, 9]], far, rtol=1e-6)
+    assert D[4, 4] == 0.0 and D[9, 9] == 0.0
+
+
+def test_parallel_and_opposite_directions(cloud, assert_rel):
+    X = np.array([[1.0, 2.0], [2.0, 4.0], [-1.0, -2.0]], dtype=np.float32)
+    D = np.asarray(hj.pairwise_distances(X, "cosine"))
+    np.testing.assert_allclose(D, [[0, 0, 2], [0, 0, 2], [2, 2, 0]], atol=1e-6)
+    A = np.asarray(hj.pairwise_distances(X, "angular"))
+    # next to pi the angle is ill-conditioned in the cosine: float32 resolves ~sqrt(eps)
+    np.testing.assert_allclose(A[0, 2], np.pi, atol=1e-3)
+    assert A[0, 1] < 1e-3
