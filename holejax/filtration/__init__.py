@@ -1,0 +1,51 @@
+"""H0 filtration: minimum spanning tree, Kruskal merge tree, clusters and diagrams.
+
+H0 of a Vietoris-Rips filtration is the minimum spanning tree (MST): every
+sample is born at 0 and the MST edge lengths are the deaths. This package
+computes it
+
+- from a dense distance matrix: :func:`h0` (one cloud), :func:`h0_batched`
+  (a batch, one vmapped program), by dense Prim in ``lax.fori_loop`` on CPU
+  or Borůvka on accelerators;
+- from points for large clouds: :func:`h0_from_points` (memory ``O(n d)``;
+  the geodesic metric through the MST of the kNN graph);
+
+and reads off the merge tree: :func:`clusters_at`, :func:`betti0_curve`,
+:func:`h0_diagram`, and :func:`dendrogram_linkage` for drawing disconnected
+clouds.
+
+Example:
+    >>> import numpy as np
+    >>> from holejax.filtration import h0, clusters_at, h0_diagram
+    >>> D = np.array([[0, 1, 5], [1, 0, 4], [5, 4, 0]], dtype=np.float32)
+    >>> h = h0(D)
+    >>> clusters_at(h, 1.5).tolist(), h0_diagram(h)[:, 1].tolist()
+    ([0, 0, 1], [1.0, 4.0, inf])
+"""
+
+from holejax.filtration.dense import METHODS, h0, h0_batched, h0_kernel
+from holejax.filtration.result import (
+    H0Result,
+    betti0_curve,
+    clusters_at,
+    dendrogram_linkage,
+    h0_diagram,
+    linkage_from_prim,
+)
+from holejax.filtration.tiled import POINT_METRICS, h0_from_points, h0_points_kernel
+
+__all__ = [
+    "METHODS",
+    "POINT_METRICS",
+    "H0Result",
+    "betti0_curve",
+    "clusters_at",
+    "dendrogram_linkage",
+    "h0",
+    "h0_batched",
+    "h0_diagram",
+    "h0_from_points",
+    "h0_kernel",
+    "h0_points_kernel",
+    "linkage_from_prim",
+]

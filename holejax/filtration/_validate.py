@@ -1,0 +1,116 @@
+"""Checks for distance matrices handed to the H0 engine (run before tracing)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["as_distance_matrices"]
+
+# relative tolerance for symmetry and the diagonal, against the largest finite entry
+SYMMETRY_RTOL = 1e-4
+
+
+@jax.jit
+def _summary(D: jax.Array) -> tuple[jax.Array, ...]:
+    """One pass: any NaN, smallest entry, largest finite entry, asymmetry, diagonal."""
+    finite = jnp.isfinite(D)
+    any_nan = jnp.isnan(D).any()
+    smallest = jnp.min(jnp.where(jnp.isnan(D), jnp.inf, D))
+    largest = jnp.max(jnp.where(finite, D, 0))
+    Dt = jnp.swapaxes(D, -1, -2)
+    both = finite & jnp.isfinite(Dt)
+    asym = jnp.max(jnp.where(both, jnp.abs(D - Dt), 0))
+    one_sided_inf = jnp.any(jnp.isinf(D) != jnp.isinf(Dt))
+    diag = jnp.max(jnp.abs(jnp.diagonal(D, axis1=-2, axis2=-1)))
+    return any_nan, smallest, largest, jnp.maximum(asym, jnp.where(one_sided_inf, jnp.inf, 0)), diag
+
+
+def _where(index: tuple[int, ...], batched: bool) -> str:
+    if batched:
+        return f"matrix {index[0]}, entry ({index[1]}, {index[2]})"
+    return f"entry ({index[0]}, {index[1]})"
+
+
+def as_distance_matrices(D: Any, argument: str = "D", *, batched: bool = False) -> jax.Array:
+    """Validate one ``(sample, sample)`` (or a batch of) distance matrices.
+
+    Checks: rank and squareness, a real dtype, no NaN (the first offending
+    index is named), no negative entries, symmetry up to a relative
+    ``1e-4`` of the largest finite entry, a zero diagonal. ``+inf`` is
+    allowed (samples that never connect) as long as it is symmetric.
+
+    Args:
+        D: array-like ``(sample, sample)``, or ``(batch, sample, sample)``
+            when ``batched``.
+        argument: the caller's argument name, used in messages.
+        batched: whether a leading batch axis is expected.
+
+    Returns:
+        A jax array, float32 unless the input was float64 (and x64 is on).
+
+    Example:
+        >>> as_distance_matrices([[0, 1], [1, 0]]).dtype
+        dtype('float32')
+    """
+    if isinstance(D, jax.core.Tracer):
+        raise TypeError(f"{argument} is a traced value; validation needs a concrete array.")
+    arr = D if isinstance(D, jax.Array) else np.asarray(D)
+    rank = 3 if batched else 2
+    dims = "(batch, sample, sample)" if batched else "(sample, sample)"
+    if arr.ndim != rank:
+        hint = " For a single matrix use hj.h0." if batched and arr.ndim == 2 else ""
+        hint = " For a batch use hj.h0_batched." if not batched and arr.ndim == 3 else hint
+        raise ValueError(
+            f"{argument} must have rank {rank} {dims}; got shape {tuple(arr.shape)}.{hint}"
+        )
+    if arr.shape[-1] != arr.shape[-2]:
+        raise ValueError(
+            f"{argument} must be square {dims}; got shape {tuple(arr.shape)}. "
+            "Pass a distance matrix (hj.pairwise_distances(X)), or use "
+            "hj.h0_from_points(X) for a point cloud."
+        )
+    if arr.shape[-1] < 1:
+        raise ValueError(f"{argument} must hold at least 1 sample; got shape {tuple(arr.shape)}.")
+    dtype = np.dtype(arr.dtype)
+    if dtype.kind not in "fiub":
+        raise TypeError(f"{argument} must hold real numbers; got dtype {dtype}.")
+    if dtype != np.float64 and dtype != np.float32:
+        arr = np.asarray(arr, np.float32)
+    out = jnp.asarray(arr)
+    if out.size == 0:
+        return out
+    any_nan, smallest, largest, asym, diag = (np.asarray(v) for v in _summary(out))
+    if any_nan:
+        idx = tuple(int(i) for i in np.argwhere(np.isnan(np.asarray(out)))[0])
+        raise ValueError(
+            f"{argument} holds NaN at {_where(idx, batched)}. Distances must be numbers; "
+            "check the points that produced them (hj.pairwise_distances rejects NaN points)."
+        )
+    if smallest < 0:
+        idx = tuple(int(i) for i in np.argwhere(np.asarray(out) < 0)[0])
+        raise ValueError(
+            f"{argument} must be non-negative; got {float(np.asarray(out)[idx])} at "
+            f"{_where(idx, batched)}. Pass distances, not similarities or log-values."
+        )
+    tol = SYMMETRY_RTOL * max(float(largest), np.finfo(np.float32).tiny)
+    if asym > tol:
+        host = np.asarray(out)
+        gap = np.abs(host - np.swapaxes(host, -1, -2))
+        gap = np.where(np.isnan(gap), np.inf, gap)
+        idx = tuple(int(i) for i in np.unravel_index(np.argmax(gap), gap.shape))
+        raise ValueError(
+            f"{argument} must be symmetric; it differs from its transpose by {float(asym):.3g} "
+            f"at {_where(idx, batched)} (tolerance {tol:.3g}). Symmetrise it, "
+            "e.g. (D + D.T) / 2, or fix the metric."
+        )
+    if diag > tol:
+        raise ValueError(
+            f"{argument} must have a zero diagonal (distance of a sample to itself); "
+            f"the largest diagonal entry is {float(diag):.3g}. Set it to 0, "
+            "e.g. D[np.diag_indices(len(D))] = 0."
+        )
+    return out

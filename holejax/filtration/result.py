@@ -1,0 +1,363 @@
+"""The H0 result and what is read off it: merge tree, clusters, Betti-0 curve, diagram.
+
+H0 of a Vietoris-Rips filtration is carried by the minimum spanning tree
+(MST): every point is born at 0 and the ``n - 1`` MST edge weights are the
+deaths. Kruskal's merge order over the MST edges is the single-linkage merge
+tree, stored as a scipy-compatible linkage matrix.
+
+The merge tree is built without a union-find loop. Prim's algorithm visits
+every single-linkage cluster (at any threshold ``t``) as one contiguous run of
+its visiting order, because it never leaves a cluster through an edge longer
+than ``t`` while an edge of length ``<= t`` is still available inside it. So
+the cophenetic (minimax) distance between the ``a``-th and ``b``-th visited
+points is the largest Prim weight between positions ``a`` and ``b``, and the
+merge tree is the Cartesian tree of the Prim weights. That tree is found with
+vectorised "nearest larger element" searches over a sparse table
+(``O(n log n)`` work, no data-dependent loop), so it runs under ``jax.jit``
+and ``jax.vmap``.
+
+Ties are broken by the position in the Prim order, which is itself
+deterministic (first index among equal keys), so the same input always gives
+bit-identical output.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
+
+__all__ = [
+    "H0Result",
+    "betti0_curve",
+    "clusters_at",
+    "dendrogram_linkage",
+    "h0_diagram",
+    "kruskal_host",
+    "linkage_from_prim",
+]
+
+
+class H0Result(NamedTuple):
+    """H0 of one cloud (or a batch of clouds, with a leading batch axis).
+
+    Attributes:
+        deaths: ``(edge,)`` = ``(n - 1,)`` death scales of the finite and
+            disconnection bars in ascending order; ``+inf`` for parts of the
+            cloud that never connect (infinite distances). Births are all 0.
+        edges: ``(edge, 2)`` int MST edges ``[i, j]`` with ``i < j`` (sample
+            indices), in the same Kruskal merge order as ``deaths``.
+        linkage: ``(edge, 4)`` scipy-compatible single-linkage matrix: row
+            ``k`` merges clusters ``linkage[k, 0] < linkage[k, 1]`` (ids below
+            ``n`` are samples, id ``n + k`` is the cluster formed in row
+            ``k``) at height ``linkage[k, 2] == deaths[k]`` into a cluster of
+            ``linkage[k, 3]`` samples. Heights may be ``+inf`` when the cloud
+            is disconnected; :func:`dendrogram_linkage` caps them for drawing.
+
+    :func:`holejax.h0` returns numpy arrays (``linkage`` in float64, as scipy
+    requires); inside ``jax.jit`` / ``jax.vmap`` the fields are jax arrays and
+    ``linkage`` has the dtype of the distances.
+    """
+
+    deaths: ArrayLike
+    edges: ArrayLike
+    linkage: ArrayLike
+
+
+def _sparse_max_table(rank: jax.Array) -> list[jax.Array]:
+    """``table[l][s] = max(rank[s : s + 2**l])`` (clipped at the end)."""
+    m = rank.shape[0]
+    table = [rank]
+    step = 1
+    while step * 2 <= m:
+        prev = table[-1]
+        shifted = jnp.concatenate([prev[step:], jnp.full((step,), -1, prev.dtype)])
+        table.append(jnp.maximum(prev, shifted))
+        step *= 2
+    return table
+
+
+def _nearest_larger(rank: jax.Array, table: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """For each position, the nearest position to the left and right of larger rank.
+
+    Returns ``(left, right)``: ``left[i]`` is the largest ``j < i`` with
+    ``rank[j] > rank[i]`` or ``-1``; ``right[i]`` the smallest ``j > i`` with
+    ``rank[j] > rank[i]`` or ``m``.
+    """
+    m = rank.shape[0]
+    idx = jnp.arange(m, dtype=rank.dtype)
+    # left: shrink the start p of the window [p, i) while all of it is smaller
+    p = idx
+    for level in range(len(table) - 1, -1, -1):
+        span = 1 << level
+        start = p - span
+        ok = start >= 0
+        window_max = table[level][jnp.where(ok, start, 0)]
+        p = jnp.where(ok & (window_max < rank), start, p)
+    left = p - 1
+    # right: grow the end q of the window (i, q] while all of it is smaller
+    q = idx
+    for level in range(len(table) - 1, -1, -1):
+        span = 1 << level
+        ok = q + span <= m - 1
+        window_max = table[level][jnp.where(ok, q + 1, 0)]
+        q = jnp.where(ok & (window_max < rank), q + span, q)
+    right = q + 1
+    return left, right
+
+
+def linkage_from_prim(order: ArrayLike, pred: ArrayLike, weights: ArrayLike) -> H0Result:
+    """Kruskal merge order and linkage from a Prim visiting order (jit / vmap safe).
+
+    Args:
+        order: ``(sample,)`` int, the samples in the order Prim visited them.
+        pred: ``(sample,)`` int, ``pred[k]`` is the tree neighbour through
+            which ``order[k]`` was reached (``pred[0]`` is ignored).
+        weights: ``(sample,)`` float, ``weights[k]`` is the length of that
+            edge (``weights[0]`` is ignored); ``+inf`` where no edge exists.
+
+    Returns:
+        :class:`H0Result` of jax arrays; ``linkage`` has the dtype of ``weights``.
+
+    Example:
+        >>> r = linkage_from_prim(jnp.array([0, 1, 2]), jnp.array([0, 0, 1]),
+        ...                       jnp.array([0.0, 2.0, 1.0]))
+        >>> r.linkage.tolist()
+        [[1.0, 2.0, 1.0, 2.0], [0.0, 3.0, 2.0, 3.0]]
+    """
+    order = jnp.asarray(order, jnp.int32)
+    pred = jnp.asarray(pred, jnp.int32)
+    weights = jnp.asarray(weights)
+    n = order.shape[0]
+    m = n - 1
+    w = weights[1:]
+    if m == 0:
+        return H0Result(
+            jnp.zeros((0,), w.dtype), jnp.zeros((0, 2), jnp.int32), jnp.zeros((0, 4), w.dtype)
+        )
+    perm = jnp.argsort(w, stable=True).astype(jnp.int32)  # Kruskal order of positions
+    rank = jnp.zeros((m,), jnp.int32).at[perm].set(jnp.arange(m, dtype=jnp.int32))
+    left, right = _nearest_larger(rank, _sparse_max_table(rank))
+    # Cartesian-tree parent: the smaller-ranked of the two nearest larger elements
+    rank_left = jnp.where(left >= 0, rank[jnp.maximum(left, 0)], m)
+    rank_right = jnp.where(right < m, rank[jnp.minimum(right, m - 1)], m)
+    parent = jnp.where(rank_left < rank_right, left, right)
+    pos = jnp.arange(m, dtype=jnp.int32)
+    # each node has at most one left and one right child: plain scatters
+    left_child = jnp.full((m,), -1, jnp.int32).at[jnp.where(parent > pos, parent, m)].set(
+        pos, mode="drop"
+    )
+    right_child = jnp.full((m,), -1, jnp.int32).at[
+        jnp.where((parent < pos) & (parent >= 0), parent, m)
+    ].set(pos, mode="drop")
+    a = jnp.where(left_child >= 0, n + rank[jnp.maximum(left_child, 0)], order[:-1])
+    b = jnp.where(right_child >= 0, n + rank[jnp.maximum(right_child, 0)], order[1:])
+    size = right - left
+    lo, hi = jnp.minimum(a, b)[perm], jnp.maximum(a, b)[perm]
+    deaths = w[perm]
+    dt = w.dtype
+    linkage = jnp.stack([lo.astype(dt), hi.astype(dt), deaths, size[perm].astype(dt)], axis=1)
+    u, v = pred[1:][perm], order[1:][perm]
+    edges = jnp.stack([jnp.minimum(u, v), jnp.maximum(u, v)], axis=1)
+    return H0Result(deaths, edges, linkage)
+
+
+def _n_samples(h: H0Result) -> int:
+    return int(np.shape(h.deaths)[-1]) + 1
+
+
+def clusters_at(h: H0Result, threshold: float) -> np.ndarray:
+    """Component ids of the samples when edges of length ``<= threshold`` are joined.
+
+    Args:
+        h: an :class:`H0Result` of one cloud (``(edge,)`` deaths) or a batch
+            (``(batch, edge)`` deaths).
+        threshold: the scale ``t``; two samples share an id when the MST path
+            between them has no edge longer than ``t``.
+
+    Returns:
+        ``(sample,)`` int64 ids ``0..k-1`` numbered in the order of each
+        component's smallest sample index (``(batch, sample)`` for a batch).
+
+    Example:
+        >>> import holejax as hj
+        >>> D = np.array([[0, 1, 5], [1, 0, 4], [5, 4, 0]], dtype=np.float32)
+        >>> clusters_at(hj.h0(D), 2.0).tolist()
+        [0, 0, 1]
+    """
+    deaths = np.asarray(h.deaths)
+    edges = np.asarray(h.edges)
+    if deaths.ndim == 2:
+        return np.stack([clusters_at(H0Result(d, e, None), threshold) for d, e in zip(deaths, edges)])
+    if deaths.ndim != 1:
+        raise ValueError(
+            f"h.deaths must have rank 1 (edge,) or 2 (batch, edge); got shape {deaths.shape}."
+        )
+    n = deaths.shape[0] + 1
+    if n == 1:
+        return np.zeros(1, np.int64)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    keep = deaths <= threshold
+    e = edges[keep]
+    graph = coo_matrix((np.ones(len(e), np.int8), (e[:, 0], e[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    # renumber by each component's smallest sample index
+    _, first = np.unique(labels, return_index=True)
+    rename = np.empty(len(first), np.int64)
+    rename[np.argsort(first, kind="stable")] = np.arange(len(first))
+    # np.unique sorts label values, so rename is indexed by label value
+    return rename[labels]
+
+
+def betti0_curve(h: H0Result, thresholds: ArrayLike) -> np.ndarray | jax.Array:
+    """Number of connected components at each threshold.
+
+    Args:
+        h: an :class:`H0Result` (one cloud, or a batch with a leading axis).
+        thresholds: ``(threshold,)`` scales.
+
+    Returns:
+        ``(threshold,)`` int counts (``(batch, threshold)`` for a batch): ``n``
+        minus the number of deaths ``<= t``. numpy for numpy results, jax
+        inside ``jax.jit``.
+
+    Example:
+        >>> import holejax as hj
+        >>> D = np.array([[0, 1, 5], [1, 0, 4], [5, 4, 0]], dtype=np.float32)
+        >>> betti0_curve(hj.h0(D), [0.0, 1.0, 4.0]).tolist()
+        [3, 2, 1]
+    """
+    xp = jnp if isinstance(h.deaths, jax.Array) else np
+    deaths = xp.asarray(h.deaths)
+    t = xp.asarray(thresholds)
+    n = deaths.shape[-1] + 1
+    below = (deaths[..., None, :] <= t[..., :, None]).sum(axis=-1)
+    return n - below
+
+
+def h0_diagram(h: H0Result) -> np.ndarray | jax.Array:
+    """The H0 persistence diagram, ripser/gudhi style.
+
+    Args:
+        h: an :class:`H0Result` (one cloud, or a batch with a leading axis).
+
+    Returns:
+        ``(sample, 2)`` rows ``[birth, death]``: one ``[0, death]`` per MST edge
+        in ascending order, then the essential bar ``[0, inf]``
+        (``(batch, sample, 2)`` for a batch).
+
+    Example:
+        >>> import holejax as hj
+        >>> D = np.array([[0, 1, 5], [1, 0, 4], [5, 4, 0]], dtype=np.float32)
+        >>> h0_diagram(hj.h0(D)).tolist()
+        [[0.0, 1.0], [0.0, 4.0], [0.0, inf]]
+    """
+    xp = jnp if isinstance(h.deaths, jax.Array) else np
+    deaths = xp.asarray(h.deaths)
+    inf = xp.full(deaths.shape[:-1] + (1,), np.inf, deaths.dtype)
+    death = xp.concatenate([deaths, inf], axis=-1)
+    return xp.stack([xp.zeros_like(death), death], axis=-1)
+
+
+def dendrogram_linkage(h: H0Result, cap: float | None = None) -> np.ndarray:
+    """The linkage matrix with infinite heights replaced by a finite cap, for drawing.
+
+    A disconnected cloud (infinite distances) merges its parts at height
+    ``+inf``; scipy's ``dendrogram`` cannot place that. This returns a float64
+    copy whose infinite heights are ``cap`` (default: 1.1 x the largest
+    finite height, or 1 when there is none). The merge structure is unchanged.
+
+    Args:
+        h: an :class:`H0Result` of one cloud.
+        cap: the height to draw infinite merges at; must be >= every finite height.
+
+    Returns:
+        ``(edge, 4)`` float64 linkage, accepted by ``scipy.cluster.hierarchy``.
+
+    Example:
+        >>> import holejax as hj
+        >>> D = np.array([[0, 1, np.inf], [1, 0, np.inf], [np.inf, np.inf, 0]], np.float32)
+        >>> dendrogram_linkage(hj.h0(D))[:, 2].tolist()
+        [1.0, 1.1]
+    """
+    Z = np.array(h.linkage, dtype=np.float64)
+    if Z.ndim != 2 or Z.shape[-1] != 4:
+        raise ValueError(f"h.linkage must have shape (edge, 4); got {Z.shape}.")
+    heights = Z[:, 2]
+    finite = heights[np.isfinite(heights)]
+    top = float(finite.max()) if finite.size else 0.0
+    if cap is None:
+        cap = 1.1 * top if top > 0 else 1.0
+    elif not cap >= top:
+        raise ValueError(
+            f"cap={cap!r} is below the largest finite merge height {top}; "
+            "pass cap >= that height (or None for 1.1 x it)."
+        )
+    Z[~np.isfinite(heights), 2] = cap
+    return Z
+
+
+def kruskal_host(u: ArrayLike, v: ArrayLike, w: ArrayLike, n: int) -> H0Result:
+    """Kruskal merge tree of a spanning forest given as edge lists, on the host.
+
+    Forests with fewer than ``n - 1`` edges (disconnected graphs) are completed
+    with ``+inf`` edges joining the parts, each part through its smallest sample.
+
+    Args:
+        u, v: ``(edge,)`` int endpoints.
+        w: ``(edge,)`` lengths.
+        n: number of samples.
+
+    Returns:
+        :class:`H0Result` of numpy arrays (edges sorted by ``(w, lo, hi)``).
+
+    Example:
+        >>> kruskal_host([0], [1], [2.0], 3).linkage.tolist()
+        [[0.0, 1.0, 2.0, 2.0], [2.0, 3.0, inf, 3.0]]
+    """
+    u = np.asarray(u, np.int64).ravel()
+    v = np.asarray(v, np.int64).ravel()
+    w = np.asarray(w).ravel()
+    dtype = w.dtype if np.issubdtype(w.dtype, np.floating) else np.float64
+    lo, hi = np.minimum(u, v), np.maximum(u, v)
+    # union-find over the given edges to find the parts, then join them with inf edges
+    parent = list(range(n))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a, b in zip(lo.tolist(), hi.tolist()):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    roots = sorted({find(a) for a in range(n)})
+    if len(roots) > 1:
+        lo = np.concatenate([lo, np.full(len(roots) - 1, roots[0])])
+        hi = np.concatenate([hi, np.asarray(roots[1:], np.int64)])
+        w = np.concatenate([w.astype(dtype), np.full(len(roots) - 1, np.inf, dtype)])
+    if len(lo) != n - 1:
+        raise ValueError(f"expected a spanning forest of {n} samples; got {len(lo)} edges with cycles.")
+    order = np.lexsort((hi, lo, w))
+    lo, hi, w = lo[order], hi[order], w[order].astype(dtype)
+    label = list(range(n))  # union-find over cluster ids: label[root] = current cluster id
+    parent = list(range(n))
+    size = [1] * n + [0] * (n - 1)
+    Z = np.empty((n - 1, 4), np.float64)
+    for i, (a, b) in enumerate(zip(lo.tolist(), hi.tolist())):
+        ra, rb = find(a), find(b)
+        ca, cb = label[ra], label[rb]
+        size[n + i] = size[ca] + size[cb]
+        Z[i, 0], Z[i, 1] = min(ca, cb), max(ca, cb)
+        Z[i, 3] = size[n + i]
+        parent[rb] = ra
+        label[ra] = n + i
+    Z[:, 2] = w
+    return H0Result(w, np.stack([lo, hi], axis=1), Z)

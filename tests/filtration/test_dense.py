@@ -1,0 +1,57 @@
+"""h0 / h0_batched on dense matrices against scipy single linkage, under jit and vmap."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.cluster.hierarchy import linkage
+from scipy.spatial.distance import squareform
+
+from holejax.filtration import H0Result, h0, h0_batched, h0_kernel
+from h0_helpers import cloud, dist32
+
+METHODS = ["prim", "boruvka"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("n", [2, 3, 7, 60, 257])
+def test_matches_scipy_single_linkage(method, n):
+    D = dist32(cloud(n, n))
+    h = h0(D, method=method)
+    Z = linkage(squareform(D.astype(np.float64), checks=False), "single")
+    np.testing.assert_allclose(h.deaths, Z[:, 2], rtol=1e-5)
+    np.testing.assert_array_equal(h.linkage[:, [0, 1, 3]], Z[:, [0, 1, 3]])
+    np.testing.assert_allclose(h.linkage[:, 2], Z[:, 2], rtol=1e-5)
+    assert h.linkage.dtype == np.float64 and h.edges.dtype == np.int64
+    # edges are tree edges whose lengths are the deaths
+    np.testing.assert_array_equal(D[h.edges[:, 0], h.edges[:, 1]], h.deaths)
+    assert np.all(h.edges[:, 0] < h.edges[:, 1])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_sample(method):
+    h = h0(np.zeros((1, 1), np.float32), method=method)
+    assert h.deaths.shape == (0,) and h.edges.shape == (0, 2) and h.linkage.shape == (0, 4)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_jit_and_vmap_agree_with_host(method):
+    Ds = np.stack([dist32(cloud(s, 40)) for s in range(3)])
+    host = h0_batched(Ds, method=method)
+    jitted = jax.jit(lambda D: h0(D, method=method))(jnp.asarray(Ds[1]))
+    assert isinstance(jitted.deaths, jax.Array)
+    np.testing.assert_array_equal(np.asarray(jitted.deaths), host.deaths[1])
+    vm = jax.vmap(lambda D: h0_kernel(D, method))(jnp.asarray(Ds))
+    for a, b in zip(vm, host):
+        np.testing.assert_array_equal(np.asarray(a, np.float64), np.asarray(b, np.float64))
+    for i in range(3):
+        single = h0(Ds[i], method=method)
+        for a, b in zip(single, H0Result(*(f[i] for f in host))):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_methods_agree_on_deaths():
+    D = dist32(cloud(5, 300))
+    np.testing.assert_array_equal(h0(D, method="prim").deaths, h0(D, method="boruvka").deaths)
