@@ -135,7 +135,7 @@ def batched_pairwise_distances(
         flagged = np.concatenate(flag_pieces)
     for b in range(batch):
         pert = None if perturbations is None else perturbations[b]
-        warn_flagged(spec, flagged[b], layer=layer, perturbation=pert, cloud=b)
+        warn_flagged(spec, flagged[b], full, layer=layer, perturbation=pert, cloud=b)
     return Ds
 
 

@@ -37,26 +37,30 @@ def prepare_cloud(
     arr = as_cloud(X, argument, min_points=2, layer=layer, perturbation=perturbation)
     arr = arr.astype(device_dtype(arr), copy=False)
     full = resolve_params(spec, params, arr.shape[0], arr.shape[1])
+    if spec.check_cloud is not None:
+        spec.check_cloud(arr, full)
     return arr, spec, full
 
 
-def warn_flagged(spec: MetricSpec, flagged: np.ndarray, *, layer=None, perturbation=None, cloud=None) -> None:
-    """Emit the spec's warning when any sample was flagged by the kernel."""
-    if spec.flag_message is None:
+def warn_flagged(spec: MetricSpec, flags: Any, params: dict, *, layer=None, perturbation=None, cloud=None) -> None:
+    """Emit the spec's warnings for the flag columns the kernel raised."""
+    if not spec.flag_messages:
         return
-    flagged = np.asarray(flagged)
-    if not flagged.any():
-        return
-    count = int(flagged.sum())
-    first = int(np.argmax(flagged.reshape(-1)))
+    flags = np.asarray(flags)
     suffix = where(layer, perturbation)
     if cloud is not None:
         suffix = f" (cloud {cloud})" + suffix
-    warnings.warn(
-        spec.flag_message.format(count=count, first=first, where=suffix, metric=spec.name),
-        RuntimeWarning,
-        stacklevel=3,
-    )
+    for column, message in zip(flags.T, spec.flag_messages):
+        if callable(message):
+            text = message(column, suffix, params)
+        elif column.any():
+            text = message.format(
+                count=int(column.sum()), first=int(np.argmax(column)), where=suffix, metric=spec.name
+            )
+        else:
+            text = None
+        if text:
+            warnings.warn(text, RuntimeWarning, stacklevel=3)
 
 
 @functools.partial(jax.jit, static_argnames=("metric", "static"))
@@ -109,5 +113,5 @@ def pairwise_distances(
         static, arrays = split_params(spec, full)
         arrays = {k: jnp.asarray(v, dtype=arr.dtype) for k, v in arrays.items()}
         D, flagged = _single(jnp.asarray(arr), metric, static, arrays)
-    warn_flagged(spec, flagged, layer=layer, perturbation=perturbation)
+    warn_flagged(spec, flagged, full, layer=layer, perturbation=perturbation)
     return jnp.asarray(D)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 import jax
 import jax.numpy as jnp
@@ -25,9 +25,15 @@ import numpy as np
 
 from holejax._checks import check_choice
 from holejax.metrics import cosine as _cos
+from holejax.metrics import density as _den
 from holejax.metrics import euclidean as _euc
+from holejax.metrics import geodesic as _geo
+from holejax.metrics import mahalanobis as _mah
 
 __all__ = ["MetricSpec", "METRICS", "get_metric", "register", "check_k"]
+
+
+FlagMessage = Union[str, Callable[[np.ndarray, str, dict], Union[str, None]]]
 
 
 @dataclass(frozen=True)
@@ -36,12 +42,15 @@ class MetricSpec:
 
     Attributes:
         name: the public name, e.g. ``"cosine"``.
-        kernel: ``(X, **params) -> (D, flagged)`` for one cloud, jit-able; None for host metrics.
+        kernel: ``(X, **params) -> (D, flags)`` for one cloud, jit-able; ``flags``
+            is ``(sample, len(flag_messages))``. None for host metrics.
         defaults: every accepted parameter with its default value.
         check: ``(params, n, d) -> params`` host-side validation; raises on bad values.
-        flag_message: warning text for flagged samples, formatted with ``count``,
-            ``first`` and ``where``; None when the kernel never flags.
-        host_kernel: ``(X: np.ndarray, **params) -> (D, flagged)`` for metrics that
+        check_cloud: ``(X, params) -> None`` host-side validation that needs the data.
+        flag_messages: one warning per flag column: a format string (fields
+            ``count``, ``first``, ``where``, ``metric``) used when any sample is
+            flagged, or a callable ``(column, where, params) -> str | None``.
+        host_kernel: ``(X: np.ndarray, **params) -> (D, flags)`` for metrics that
             leave the device (geodesic).
         array_params: names of parameters that are arrays (traced, not static).
     """
@@ -50,7 +59,8 @@ class MetricSpec:
     kernel: Callable[..., tuple[jax.Array, jax.Array]] | None
     defaults: Mapping[str, Any] = field(default_factory=dict)
     check: Callable[[dict, int, int], dict] | None = None
-    flag_message: str | None = None
+    check_cloud: Callable[[np.ndarray, dict], None] | None = None
+    flag_messages: tuple[FlagMessage, ...] = ()
     host_kernel: Callable[..., tuple[Any, Any]] | None = None
     array_params: tuple[str, ...] = ()
 
@@ -121,12 +131,12 @@ def split_params(spec: MetricSpec, params: Mapping[str, Any]) -> tuple[tuple, di
 
 
 def _no_flags(D: jax.Array) -> jax.Array:
-    return jnp.zeros(D.shape[:1], dtype=bool)
+    return jnp.zeros((D.shape[0], 0), dtype=bool)
 
 
-def _plain(fn: Callable[[jax.Array], jax.Array]) -> Callable[..., tuple[jax.Array, jax.Array]]:
-    def kernel(X):
-        D = fn(X)
+def _plain(fn: Callable[..., jax.Array]) -> Callable[..., tuple[jax.Array, jax.Array]]:
+    def kernel(X, **params):
+        D = fn(X, **params)
         return D, _no_flags(D)
 
     kernel.__name__ = fn.__name__
@@ -139,17 +149,77 @@ def _zero_rows(X: jax.Array) -> jax.Array:
 
 def _direction(fn: Callable[[jax.Array], jax.Array]) -> Callable[..., tuple[jax.Array, jax.Array]]:
     def kernel(X):
-        return fn(X), _zero_rows(X)
+        return fn(X), _zero_rows(X)[:, None]
 
     kernel.__name__ = fn.__name__
     return kernel
 
+
+def _density(base: str) -> Callable[..., tuple[jax.Array, jax.Array]]:
+    def kernel(X, k, scale, covariance="ledoit_wolf", VI=None):
+        D = _den._BASES[base](X, covariance=covariance, VI=VI)
+        Dn, zero_scale = _den.density_normalise(D, _den.local_scales(D, k, scale))
+        if base == "cosine":
+            return Dn, jnp.stack([_zero_rows(X), zero_scale], axis=1)
+        return Dn, zero_scale[:, None]
+
+    kernel.__name__ = f"density_{base}"
+    return kernel
+
+
+def _geodesic_host(X: np.ndarray, k: int, mutual: bool) -> tuple[np.ndarray, np.ndarray]:
+    D, components = _geo.geodesic_distances(X, k=k, mutual=mutual)
+    return D, components[:, None]
+
+
+# ---- parameter checks ---------------------------------------------------------
+
+
+def _check_bool(value: Any, argument: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{argument} must be True or False; got {value!r}.")
+    return bool(value)
+
+
+def _check_geodesic(params: dict, n: int, d: int) -> dict:
+    return {"k": check_k(params["k"], n), "mutual": _check_bool(params["mutual"], "mutual")}
+
+
+def _check_mahalanobis(params: dict, n: int, d: int) -> dict:
+    out = dict(params)
+    out["covariance"] = check_choice(params["covariance"], "covariance", _mah.COVARIANCE_ESTIMATORS)
+    if params["VI"] is not None:
+        out["VI"] = _mah.check_inverse_covariance(params["VI"], d)
+    return out
+
+
+def _check_mahalanobis_cloud(X: np.ndarray, params: dict) -> None:
+    if params.get("VI") is None and params.get("covariance") == "empirical":
+        _mah.check_empirical_conditioning(X)
+
+
+def _check_density(params: dict, n: int, d: int) -> dict:
+    out = dict(params)
+    out["k"] = check_k(params["k"], n)
+    out["scale"] = check_choice(params["scale"], "scale", _den.SCALES)
+    if "covariance" in params:
+        out = {**out, **_check_mahalanobis(out, n, d)}
+    return out
+
+
+# ---- the table -------------------------------------------------------------------
 
 _ZERO_VECTOR_MESSAGE = (
     "{count} sample(s) are zero vectors (first: sample {first}){where}; they have no "
     "direction, so {metric} places them at cosine similarity 0 from every other point. "
     "Drop or jitter them, or use a metric that sees magnitude (euclidean)."
 )
+_ZERO_SCALE_MESSAGE = (
+    "{count} sample(s) have local scale 0 (first: sample {first}){where}: their k nearest "
+    "neighbours under {metric} are all at distance 0 (duplicate points). They were given the "
+    "smallest positive scale of the cloud; deduplicate the samples or pass a larger k."
+)
+_MAHALANOBIS_DEFAULTS = {"covariance": "ledoit_wolf", "VI": None}
 
 for _name, _fn in [
     ("euclidean", _euc.euclidean_distances),
@@ -159,14 +229,57 @@ for _name, _fn in [
 ]:
     register(MetricSpec(_name, _plain(_fn)))
 
-register(MetricSpec("cosine", _direction(_cos.cosine_distances), flag_message=_ZERO_VECTOR_MESSAGE))
-register(MetricSpec("angular", _direction(_cos.angular_distances), flag_message=_ZERO_VECTOR_MESSAGE))
+register(MetricSpec("cosine", _direction(_cos.cosine_distances), flag_messages=(_ZERO_VECTOR_MESSAGE,)))
+register(MetricSpec("angular", _direction(_cos.angular_distances), flag_messages=(_ZERO_VECTOR_MESSAGE,)))
+register(
+    MetricSpec(
+        "mahalanobis",
+        _plain(_mah.mahalanobis_distances),
+        defaults=_MAHALANOBIS_DEFAULTS,
+        check=_check_mahalanobis,
+        check_cloud=_check_mahalanobis_cloud,
+        array_params=("VI",),
+    )
+)
+register(
+    MetricSpec(
+        "geodesic",
+        None,
+        defaults={"k": 10, "mutual": False},
+        check=_check_geodesic,
+        flag_messages=(_geo.components_message,),
+        host_kernel=_geodesic_host,
+    )
+)
+register(
+    MetricSpec(
+        "density_euclidean",
+        _density("euclidean"),
+        defaults={"k": 5, "scale": "mean"},
+        check=_check_density,
+        flag_messages=(_ZERO_SCALE_MESSAGE,),
+    )
+)
+register(
+    MetricSpec(
+        "density_cosine",
+        _density("cosine"),
+        defaults={"k": 5, "scale": "mean"},
+        check=_check_density,
+        flag_messages=(_ZERO_VECTOR_MESSAGE, _ZERO_SCALE_MESSAGE),
+    )
+)
+register(
+    MetricSpec(
+        "density_mahalanobis",
+        _density("mahalanobis"),
+        defaults={"k": 5, "scale": "mean", **_MAHALANOBIS_DEFAULTS},
+        check=_check_density,
+        check_cloud=_check_mahalanobis_cloud,
+        flag_messages=(_ZERO_SCALE_MESSAGE,),
+        array_params=("VI",),
+    )
+)
 
-
-def metric_names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
-
-
-METRICS: tuple[str, ...] = metric_names()
-
-_ = np  # numpy is used by metric checks registered from sibling modules
+METRICS: tuple[str, ...] = tuple(_REGISTRY)
+"""Names accepted by ``metric=``, in the order reports list them."""
