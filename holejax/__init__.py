@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     # capture
     "export_activations": "holejax.capture",
     "list_layers": "holejax.capture",
+    "predict": "holejax.capture",
     # perturbations
     "Perturbation": "holejax.perturb",
     "clean": "holejax.perturb",

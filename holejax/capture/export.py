@@ -51,21 +51,10 @@ def _positive_int(value: Any, argument: str) -> int:
     return int(value)
 
 
-class _Clean:
-    name, kind, params = "clean", "clean", {}
-
-
-_CLEAN = _Clean()
-
-
 def _perturbations(perturbations: Any) -> list[Any]:
     """Perturbation objects, ``clean`` first (see ``holejax.perturb``)."""
-    try:
-        from holejax.perturb import as_perturbations
-    except ImportError:  # holejax.perturb not installed yet: clean only
-        if perturbations is None:
-            return [_CLEAN]
-        raise
+    from holejax.perturb import as_perturbations
+
     return as_perturbations(perturbations)
 
 
