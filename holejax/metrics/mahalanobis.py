@@ -23,6 +23,7 @@ overrides the estimator.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -76,6 +77,7 @@ def _shrink(emp: jax.Array, shrinkage: jax.Array) -> jax.Array:
     return (1 - shrinkage) * emp + shrinkage * mu * jnp.eye(d, dtype=emp.dtype)
 
 
+@jax.jit
 def empirical_covariance(X: ArrayLike) -> ShrunkCovariance:
     """Maximum-likelihood covariance ``Xc^T Xc / n`` (sklearn's ``empirical_covariance``).
 
@@ -94,6 +96,7 @@ def empirical_covariance(X: ArrayLike) -> ShrunkCovariance:
     return ShrunkCovariance(emp, jnp.zeros((), emp.dtype), loc)
 
 
+@jax.jit
 def ledoit_wolf(X: ArrayLike) -> ShrunkCovariance:
     """Ledoit-Wolf shrunk covariance (the formula of ``sklearn.covariance.ledoit_wolf``).
 
@@ -126,6 +129,7 @@ def ledoit_wolf(X: ArrayLike) -> ShrunkCovariance:
     return ShrunkCovariance(_shrink(emp, s), s, loc)
 
 
+@jax.jit
 def oas(X: ArrayLike) -> ShrunkCovariance:
     """Oracle approximating shrinkage covariance (the formula of ``sklearn.covariance.oas``).
 
@@ -157,6 +161,7 @@ def oas(X: ArrayLike) -> ShrunkCovariance:
 _ESTIMATORS = {"ledoit_wolf": ledoit_wolf, "oas": oas, "empirical": empirical_covariance}
 
 
+@functools.partial(jax.jit, static_argnames="covariance")
 def estimate_covariance(X: ArrayLike, covariance: str = "ledoit_wolf") -> ShrunkCovariance:
     """Covariance of one cloud by the named estimator (one of :data:`COVARIANCE_ESTIMATORS`).
 
