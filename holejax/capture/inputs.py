@@ -227,6 +227,7 @@ def as_source(
             "in a different order. Build it with shuffle=False."
         )
     one_shot = iter(inputs) is inputs
+    kind = type(inputs).__name__
     if one_shot:  # keep the first batch for the example and put it back in front
         try:
             head = next(inputs)
@@ -240,14 +241,12 @@ def as_source(
     example = _numeric(_split_batch(head, 0)[0], "batch 0 of inputs")[:2]
     n = int(n_samples) if n_samples is not None else _known_length(inputs)
     found = None
-    if labels is None or n is None:
-        if one_shot:
-            what = "n_samples" if n is None else "labels"
-            raise ValueError(
-                f"inputs is a one-shot iterator ({type(inputs).__name__}); pass {what}= (and labels= when "
-                "you have them), or an iterable that can be read twice such as a DataLoader or a list "
-                "wrapped in a class with __iter__."
-            )
+    if one_shot and n is None:
+        raise ValueError(
+            f"inputs is a one-shot iterator ({kind}) of unknown length; pass n_samples= (and labels=), "
+            "or an iterable that can be read more than once, such as a DataLoader."
+        )
+    if not one_shot and (labels is None or n is None):  # count the samples and look for labels
         counted, found = _scan(inputs)
         if n is not None and counted != n:
             raise ValueError(f"n_samples={n} but inputs yielded {counted} samples.")
