@@ -138,24 +138,42 @@ def speckle(sigma: float = 0.1, clip: tuple[float, float] | None = None) -> Pert
 
 
 # -- kernels -----------------------------------------------------------------
+def _split_args(args: tuple[tuple[str, Any], ...]) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """Parameter names (static under jit) and their float values (traced, so sweeps compile once)."""
+    names, values = [], []
+    for k, v in args:
+        if k == "clip":
+            names += ["clip_low", "clip_high"]
+            values += [float(v[0]), float(v[1])]
+        else:
+            names.append(k)
+            values.append(float(v))
+    return tuple(names), tuple(values)
+
+
 def _noisy_sample(x: jax.Array, key: jax.Array, method: str, args: tuple[tuple[str, Any], ...]) -> jax.Array:
-    """One sample ``(...)`` float32 -> its noisy version."""
-    a = dict(args)
+    """One sample ``(...)`` float -> its noisy version (``args`` as in :attr:`Perturbation.args`)."""
+    names, values = _split_args(args)
+    return _noisy_kernel(x, key, method, names, values)
+
+
+def _noisy_kernel(
+    x: jax.Array, key: jax.Array, method: str, names: tuple[str, ...], values: Any
+) -> jax.Array:
+    a = dict(zip(names, values))
     if method == "gaussian":
         y = x + a["sigma"] * jax.random.normal(key, x.shape, x.dtype)
     elif method == "uniform":
-        y = x + jax.random.uniform(key, x.shape, x.dtype, -a["a"], a["a"])
+        y = x + (2.0 * jax.random.uniform(key, x.shape, x.dtype) - 1.0) * a["a"]
     elif method == "speckle":
         y = x + x * a["sigma"] * jax.random.normal(key, x.shape, x.dtype)
     elif method == "salt_and_pepper":
-        clip = a.get("clip")
-        low = a.get("low", clip[0] if clip else None)
-        high = a.get("high", clip[1] if clip else None)
+        low = a.get("low", a.get("clip_low"))
+        high = a.get("high", a.get("clip_high"))
         low = jnp.min(x) if low is None else jnp.asarray(low, x.dtype)
         high = jnp.max(x) if high is None else jnp.asarray(high, x.dtype)
         u = jax.random.uniform(key, x.shape, x.dtype)
-        half = a["p"] / 2.0
-        y = jnp.where(u < half, high, jnp.where(u < a["p"], low, x))
+        y = jnp.where(u < a["p"] / 2.0, high, jnp.where(u < a["p"], low, x))
     elif method == "poisson":
         lam = a["lam"]
         m = jnp.minimum(jnp.min(x), 0.0)
@@ -163,15 +181,16 @@ def _noisy_sample(x: jax.Array, key: jax.Array, method: str, args: tuple[tuple[s
         y = counts.astype(x.dtype) / lam + m
     else:  # pragma: no cover - guarded by apply_noise
         raise AssertionError(method)
-    clip = a.get("clip")
-    if clip is not None:
-        y = jnp.clip(y, clip[0], clip[1])
+    if "clip_low" in a:
+        y = jnp.clip(y, a["clip_low"], a["clip_high"])
     return y.astype(x.dtype)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
-def _noisy_batch(x: jax.Array, keys: jax.Array, method: str, args: tuple[tuple[str, Any], ...]) -> jax.Array:
-    return jax.vmap(_noisy_sample, in_axes=(0, 0, None, None))(x, keys, method, args)
+def _noisy_batch(
+    x: jax.Array, keys: jax.Array, method: str, names: tuple[str, ...], values: Any
+) -> jax.Array:
+    return jax.vmap(_noisy_kernel, in_axes=(0, 0, None, None, None))(x, keys, method, names, values)
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
@@ -229,7 +248,8 @@ def apply_noise(
     else:
         keys = _fold_keys(_as_key(key), arr.shape[0], jnp.uint32(0))
     work = jnp.asarray(arr, dtype=jnp.float32 if not np.issubdtype(dtype, np.floating) or dtype == np.float64 else dtype)
-    y = _noisy_batch(work, keys, perturbation.method, perturbation.args)
+    names, values = _split_args(perturbation.args)
+    y = _noisy_batch(work, keys, perturbation.method, names, jnp.asarray(values, work.dtype))
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         y = jnp.clip(jnp.round(y), info.min, info.max)
