@@ -53,7 +53,10 @@ def _split_batch(batch: Any, index: int) -> tuple[Any, Any]:
 
 
 def _numeric(x: Any, what: str) -> np.ndarray:
-    arr = np.asarray(x)
+    try:
+        arr = np.asarray(x)
+    except ValueError as err:  # ragged nested lists
+        raise TypeError(f"{what} must be a numeric array (sample, ...); {err}") from None
     if arr.ndim < 1 or arr.dtype.kind not in "biuf":
         raise TypeError(
             f"{what} must be a numeric array (sample, ...); got dtype {arr.dtype}, shape {arr.shape}."
@@ -151,7 +154,7 @@ def iter_batches(inputs: Any, batch_size: int) -> Iterator[tuple[int, np.ndarray
         [(0, 2), (2, 2), (4, 1)]
     """
     if _is_array(inputs):
-        data = np.asarray(inputs) if isinstance(inputs, (list, tuple)) else inputs
+        data = _numeric(inputs, "inputs") if isinstance(inputs, (list, tuple)) else inputs
         for s in range(0, int(data.shape[0]), batch_size):
             yield s, _numeric(data[s : s + batch_size], "inputs")
         return
@@ -209,7 +212,7 @@ def as_source(
         [(0, 2), (2, 2), (4, 1)]
     """
     if _is_array(inputs):
-        data = np.asarray(inputs) if isinstance(inputs, (list, tuple)) else inputs
+        data = _numeric(inputs, "inputs") if isinstance(inputs, (list, tuple)) else inputs
         n = int(data.shape[0])
         if n_samples is not None and int(n_samples) != n:
             raise ValueError(f"n_samples={n_samples} but inputs holds {n} samples; leave n_samples out for arrays.")
