@@ -63,8 +63,9 @@ def _chord_sq(X: ArrayLike) -> tuple[jax.Array, jax.Array]:
     zero = ~jnp.any(X != 0, axis=1)
     U = unit_rows(X)
     V = U - jnp.mean(U, axis=0, keepdims=True)
-    sq = jnp.sum(V * V, axis=1)
-    C2 = jnp.clip((sq[:, None] + sq[None, :]) - 2 * gram(V), 0, 4)
+    G = gram(V)
+    sq = jnp.diagonal(G)
+    C2 = jnp.clip((sq[:, None] + sq[None, :]) - 2 * G, 0, 4)
     return C2, zero[:, None] | zero[None, :]
 
 

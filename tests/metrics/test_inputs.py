@@ -1,0 +1,127 @@
+"""Bad and awkward input: every rejection names the argument, what arrived and the fix."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import holejax as hj
+from holejax.metrics import batch
+
+
+def test_metrics_tuple_is_complete():
+    assert hj.METRICS == (
+        "euclidean", "sqeuclidean", "manhattan", "chebyshev", "cosine", "angular",
+        "mahalanobis", "geodesic", "density_euclidean", "density_cosine", "density_mahalanobis",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_values_name_the_sample_and_layer(bad, cloud):
+    X = cloud(10, 3)
+    X[6, 1] = bad
+    with pytest.raises(ValueError, match=r"X holds NaN or Inf at sample 6 \(layer 'fc2'\)"):
+        hj.pairwise_distances(X, layer="fc2")
+
+
+def test_nonfinite_in_a_batch_names_the_cloud_and_perturbation(cloud):
+    Xs = np.stack([cloud(8, 3), cloud(8, 3, seed=1)])
+    Xs[1, 2, 0] = np.nan
+    with pytest.raises(ValueError, match=r"Xs\[1\] holds NaN or Inf at sample 2 \(layer 'fc', perturbation 'gaussian'\)"):
+        hj.batched_pairwise_distances(Xs, "cosine", layer="fc", perturbations=["clean", "gaussian"])
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_fewer_than_two_samples(n):
+    with pytest.raises(ValueError, match=f"X must hold at least 2 samples; got {n}"):
+        hj.pairwise_distances(np.ones((n, 3), np.float32))
+
+
+def test_wrong_rank_and_empty_features():
+    with pytest.raises(ValueError, match=r"X must have rank 2 \(sample, unit\); got shape \(4, 2, 2\)"):
+        hj.pairwise_distances(np.ones((4, 2, 2)))
+    with pytest.raises(ValueError, match="X has no features"):
+        hj.pairwise_distances(np.ones((4, 0)))
+    with pytest.raises(TypeError, match="X must be numeric"):
+        hj.pairwise_distances(np.array([["a", "b"], ["c", "d"]]))
+
+
+def test_unknown_metric_suggests_a_close_match(cloud):
+    with pytest.raises(ValueError, match=r"metric='cosin' is not supported.*Did you mean 'cosine'\?"):
+        hj.pairwise_distances(cloud(5, 2), "cosin")
+    with pytest.raises(ValueError, match=r"metric='mahalanobas'.*Did you mean 'mahalanobis'\?"):
+        hj.batched_pairwise_distances(cloud(5, 2)[None], "mahalanobas")
+    with pytest.raises(TypeError, match="metric must be a metric name"):
+        hj.pairwise_distances(cloud(5, 2), metric=2)
+
+
+def test_unknown_parameter_lists_the_accepted_ones(cloud):
+    with pytest.raises(TypeError, match=r"metric='euclidean' got unexpected parameter\(s\) \['k'\]; it accepts: none"):
+        hj.pairwise_distances(cloud(5, 2), k=3)
+    with pytest.raises(TypeError, match=r"it accepts: k, mutual"):
+        hj.pairwise_distances(cloud(5, 2), "geodesic", kk=3)
+
+
+@pytest.mark.parametrize("metric", ["density_euclidean", "geodesic"])
+def test_bad_k(metric, cloud):
+    with pytest.raises(ValueError, match=r"1 <= k <= n - 1 = 4.*got k=-1"):
+        hj.pairwise_distances(cloud(5, 2), metric, k=-1)
+    with pytest.raises(TypeError, match=r"k must be an integer"):
+        hj.pairwise_distances(cloud(5, 2), metric, k="3")
+
+
+def test_batched_shapes_must_match(cloud):
+    with pytest.raises(ValueError, match=r"Xs\[1\] has shape \(6, 3\) but Xs\[0\] has shape \(5, 3\)"):
+        hj.batched_pairwise_distances([cloud(5, 3), cloud(6, 3)], "euclidean")
+    with pytest.raises(ValueError, match=r"Xs must have rank 3 \(batch, sample, unit\).*got shape \(5, 3\)"):
+        hj.batched_pairwise_distances(cloud(5, 3), "euclidean")
+    with pytest.raises(ValueError, match="Xs holds no clouds"):
+        hj.batched_pairwise_distances([], "euclidean")
+    with pytest.raises(ValueError, match="perturbations names 1 clouds but Xs holds 2"):
+        hj.batched_pairwise_distances([cloud(5, 3)] * 2, "euclidean", perturbations=["clean"])
+
+
+def test_memory_budget_checks(cloud):
+    with pytest.raises(ValueError, match="memory_budget must be a positive number of bytes; got 0"):
+        hj.batched_pairwise_distances([cloud(5, 3)], "euclidean", memory_budget=0)
+    with pytest.raises(ValueError, match=r"cannot hold even one 50 x 50 distance matrix.*raise memory_budget"):
+        hj.batched_pairwise_distances([cloud(50, 3)], "euclidean", memory_budget=1000)
+
+
+def test_chunked_batches_equal_single_calls(cloud, assert_rel):
+    Xs = np.stack([cloud(20, 4, seed=s) for s in range(5)])
+    budget = 2 * batch._WORK_FACTOR * 20 * 20 * 4  # two clouds per chunk: 3 chunks, last padded
+    assert batch.clouds_per_chunk(20, 4, budget, 5) == 2
+    for metric in ["euclidean", "cosine", "mahalanobis", "density_euclidean"]:
+        Ds = hj.batched_pairwise_distances(Xs, metric, memory_budget=budget)
+        assert Ds.shape == (5, 20, 20)
+        for b in range(5):
+            assert_rel(Ds[b], hj.pairwise_distances(Xs[b], metric), 1e-5, f"{metric}[{b}]")
+
+
+def test_batched_zero_vector_warning_names_the_cloud(cloud):
+    Xs = np.stack([cloud(6, 3), cloud(6, 3, seed=1)])
+    Xs[1, 4] = 0.0
+    with pytest.warns(RuntimeWarning, match=r"1 sample\(s\) are zero vectors \(first: sample 4\) \(cloud 1\)"):
+        hj.batched_pairwise_distances(Xs, "cosine")
+
+
+def test_duplicates_and_constant_units_are_fine(cloud):
+    X = cloud(12, 4)
+    X[3] = X[2]
+    X[:, 1] = 5.0
+    for metric in hj.METRICS:
+        if metric in ("density_euclidean", "density_cosine", "density_mahalanobis", "geodesic"):
+            D = np.asarray(hj.pairwise_distances(X, metric, k=3))
+        else:
+            D = np.asarray(hj.pairwise_distances(X, metric))
+        assert np.isfinite(D).all(), metric
+        assert D[2, 3] == 0.0, metric  # duplicates are exactly 0 apart
+
+
+def test_jax_input_and_lists(cloud):
+    X = cloud(6, 3)
+    a = np.asarray(hj.pairwise_distances(jnp.asarray(X), "cosine"))
+    b = np.asarray(hj.pairwise_distances(X.tolist(), "cosine"))
+    np.testing.assert_allclose(a, b, rtol=1e-6)
