@@ -1,0 +1,197 @@
+"""The Flax adapter: Linen capture_intermediates, NNX capture, sow, eval copies, padding, bad input."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import holejax as hj
+from holejax.capture import select_layers
+from holejax_flax import ADAPTER
+
+N = 37
+X = np.random.default_rng(0).normal(size=(N, 6)).astype(np.float32)
+
+
+class LinenBlock(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(nn.Dense(5, name="fc")(x))
+        self.sow("intermediates", "act", h)
+        return h, {"sum": h.sum(axis=1)}
+
+
+class LinenNet(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = nn.Dense(5, name="stem")(x)
+        x = nn.BatchNorm(use_running_average=not train, name="bn")(x)
+        x = nn.Dropout(0.5, deterministic=not train)(x)
+        block = LinenBlock(name="block")
+        h, _ = block(x)
+        h, _ = block(h)  # shared: block#1, block.fc#1, block.act#1
+        return nn.Dense(3, name="head")(h)
+
+
+@pytest.fixture(scope="module")
+def linen():
+    module = LinenNet()
+    variables = module.init(jax.random.key(0), X[:2])
+    stats = jax.tree_util.tree_map(lambda v: v + 0.3, variables["batch_stats"])
+    return module, {"params": variables["params"], "batch_stats": stats}
+
+
+def test_linen_layers_in_execution_order(linen):
+    table = hj.list_layers(linen, X)
+    assert table.names == [
+        "stem", "bn", "Dropout_0", "block.fc", "block.act", "block[0]", "block[1][sum]",
+        "block.fc#1", "block.act#1", "block#1[0]", "block#1[1][sum]", "head",
+    ]
+    rows = {r.name: r for r in table}
+    assert rows["block.act"].type == "sow" and rows["block.fc"].type == "Dense"
+    assert rows["block[1][sum]"].shape == () and rows["stem"].layout == "channels_last"
+    assert [r.name for r in select_layers(table, nn.Dense)] == ["stem", "block.fc", "block.fc#1", "head"]
+    assert [r.name for r in select_layers(table, None)] == [
+        "stem", "bn", "block.act", "block[0]", "block.act#1", "block#1[0]", "head",
+    ]
+
+
+def test_linen_capture_equals_apply(linen, tmp_path):
+    module, variables = linen
+    names = ["bn", "block.fc", "block.act#1", "block#1[1][sum]", "head"]
+    ds = hj.export_activations(linen, X, layers=names, store=tmp_path / "a.zarr", batch_size=8, progress=False)
+    out, state = module.apply(variables, X, capture_intermediates=True, mutable=["intermediates"])
+    inter = state["intermediates"]
+    ref = {
+        "bn": inter["bn"]["__call__"][0],
+        "block.fc": inter["block"]["fc"]["__call__"][0],
+        "block.act#1": inter["block"]["act"][1],
+        "block#1[1][sum]": inter["block"]["__call__"][1][1]["sum"][:, None],
+        "head": out,
+    }
+    for name in names:
+        np.testing.assert_allclose(ds[name].values[0], np.asarray(ref[name]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hj.predict(linen, X, batch_size=10), np.asarray(out), rtol=1e-5, atol=1e-6)
+
+
+def test_linen_apply_kwargs(linen, tmp_path):
+    module, variables = linen
+    ds = hj.export_activations((module, variables, {"train": False}), X, layers=["head"], store=tmp_path / "a.zarr", progress=False)
+    np.testing.assert_allclose(ds["head"].values[0], np.asarray(module.apply(variables, X, train=False)), rtol=1e-5, atol=1e-6)
+
+
+def test_linen_bad_models():
+    module = LinenNet()
+    with pytest.raises(TypeError, match=r"bare Flax Linen module \(LinenNet\).*pass model=\(module, variables\)"):
+        hj.list_layers(module, X)
+    with pytest.raises(TypeError, match="needs the variables mapping from module.init; got list"):
+        hj.list_layers((module, [1, 2]), X)
+
+
+def test_linen_module_that_never_ran(tmp_path):
+    class Skips(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            extra = nn.Dense(6, name="extra")
+            if x.shape[0] > 100:
+                x = extra(x)
+            return nn.Dense(2, name="out")(x)
+
+    module = Skips()
+    big = np.zeros((101, 6), np.float32)
+    variables = module.init(jax.random.key(0), big)
+    table = hj.list_layers((module, variables), X)
+    assert {r.name: r.shape for r in table}["extra"] is None
+    with pytest.raises(ValueError, match="'extra'.*never fired"):
+        hj.export_activations((module, variables), X, layers=["extra"], store=tmp_path / "a.zarr")
+
+
+class NNXBlock(nnx.Module):
+    def __init__(self, rngs):
+        self.fc = nnx.Linear(5, 5, rngs=rngs)
+
+    def __call__(self, x):
+        h = nnx.relu(self.fc(x))
+        self.sow(nnx.Intermediate, "act", h)
+        return h
+
+
+class NNXNet(nnx.Module):
+    def __init__(self, rngs):
+        self.stem = nnx.Linear(6, 5, rngs=rngs)
+        self.bn = nnx.BatchNorm(5, rngs=rngs)
+        self.drop = nnx.Dropout(0.5, rngs=rngs)
+        self.blocks = nnx.List([NNXBlock(rngs), NNXBlock(rngs)])
+        self.seq = nnx.Sequential(nnx.Linear(5, 4, rngs=rngs), nnx.relu, nnx.Linear(4, 3, rngs=rngs))
+        self.unused = nnx.Linear(2, 2, rngs=rngs)
+
+    def __call__(self, x):
+        x = self.drop(self.bn(self.stem(x)))
+        for block in self.blocks:
+            x = block(x)
+        return self.seq(x)
+
+
+def test_nnx_layers_and_capture(tmp_path):
+    model = NNXNet(nnx.Rngs(0))
+    model.bn.mean.set_value(model.bn.mean.get_value() + 0.2)
+    table = hj.list_layers(model, X)
+    assert table.names == [
+        "stem", "bn", "drop", "blocks.0.fc", "blocks.0.act", "blocks.0", "blocks.1.fc", "blocks.1.act",
+        "blocks.1", "seq.layers.0", "seq.layers.2", "seq",
+    ]
+    rows = {r.name: r for r in table}
+    assert rows["unused"].shape is None and rows["blocks.0.act"].type == "sow"
+    names = ["bn", "drop", "blocks.1.act", "seq"]
+    ds = hj.export_activations(model, X, layers=names, store=tmp_path / "a.zarr", batch_size=10, progress=False)
+    # the reference: an eval copy; the user's model stays in training mode and unchanged
+    ref_model = nnx.merge(*nnx.split(model))
+    ref_model.eval()
+    h = ref_model.bn(ref_model.stem(X))
+    ref = {"bn": h, "drop": h}
+    for block in ref_model.blocks:
+        h = block.fc(h).clip(0)
+    ref["blocks.1.act"] = h
+    ref["seq"] = ref_model.seq(h)
+    for name in names:
+        np.testing.assert_allclose(ds[name].values[0], np.asarray(ref[name]), rtol=1e-5, atol=1e-6)
+    assert model.bn.use_running_average is False and model.drop.deterministic is False
+    np.testing.assert_allclose(hj.predict(model, X, batch_size=8), np.asarray(ref["seq"]), rtol=1e-5, atol=1e-6)
+
+
+def test_padding_keeps_one_compiled_shape(tmp_path):
+    model = NNXNet(nnx.Rngs(1))
+    capture = ADAPTER.capture(model, ["seq"])
+    with capture as run:
+        full = run(X[:16])
+        short = run(X[16:19])
+    assert capture.size == 16 and short["seq"].shape == (3, 3)
+    np.testing.assert_allclose(short["seq"], run(X[16:32])["seq"][:3], rtol=1e-6)
+    assert full["seq"].shape == (16, 3)
+
+
+def test_flax_compression_goes_through_the_compress_module(monkeypatch, tmp_path, linen):
+    module, variables = linen
+
+    def apply_compression(model, perturbation):
+        m, v = model[:2]
+        head = dict(v["params"]["head"], kernel=jnp.zeros_like(v["params"]["head"]["kernel"]))
+        return m, {**v, "params": {**v["params"], "head": head}}
+
+    monkeypatch.setitem(sys.modules, "holejax_flax.compress", types.SimpleNamespace(apply_compression=apply_compression))
+    p = hj.perturb.quantize(bits=4)
+    ds = hj.export_activations(linen, X, layers=["head"], perturbations=[p], store=tmp_path / "a.zarr", progress=False)
+    bias = np.asarray(variables["params"]["head"]["bias"])
+    np.testing.assert_allclose(ds["head"].sel(perturbation=p.name).values, np.broadcast_to(bias, (N, 3)), rtol=1e-6)
+
+
+def test_accepts_only_flax_models():
+    assert not ADAPTER.accepts(object()) and not ADAPTER.accepts((1, 2))
+    assert ADAPTER.accepts(NNXNet(nnx.Rngs(0)))
