@@ -10,16 +10,24 @@ __all__ = ["make_flax_mlp", "train_flax", "accuracy_flax"]
 def make_flax_mlp(hidden: tuple[int, int] = (64, 32), classes: int = 10):
     """The Linen twin of :func:`holejax.demo.torch_models.make_mlp`.
 
-    Submodules ``fc1``, ``fc2``, ``out`` (Dense), ReLU after ``fc1`` and ``fc2``.
+    Submodules ``fc1``, ``act1``, ``fc2``, ``act2``, ``out``: the same layer
+    paths as the PyTorch MLP, so both capture the same layers by name.
     """
     import flax.linen as nn
+
+    class ReLU(nn.Module):
+        """ReLU as a submodule, so its output is captured like torch's nn.ReLU."""
+
+        @nn.compact
+        def __call__(self, x):
+            return nn.relu(x)
 
     class MLP(nn.Module):
         @nn.compact
         def __call__(self, x):
             x = x.reshape((x.shape[0], -1))
-            x = nn.relu(nn.Dense(hidden[0], name="fc1")(x))
-            x = nn.relu(nn.Dense(hidden[1], name="fc2")(x))
+            x = ReLU(name="act1")(nn.Dense(hidden[0], name="fc1")(x))
+            x = ReLU(name="act2")(nn.Dense(hidden[1], name="fc2")(x))
             return nn.Dense(classes, name="out")(x)
 
     return MLP()
