@@ -30,8 +30,9 @@ LAYOUT = "channels_last"
 
 
 def _is_array(x: Any) -> bool:
+    """A jax array, a tracer, or the abstract value ``jax.eval_shape`` returns."""
     jax = sys.modules.get("jax")
-    return jax is not None and isinstance(x, jax.Array)
+    return jax is not None and isinstance(x, (jax.Array, jax.ShapeDtypeStruct))
 
 
 def _type_names(cls: type) -> tuple[str, ...]:
@@ -216,9 +217,13 @@ def _linen_param_paths(variables: Mapping) -> dict[tuple, None]:
 
 def _linen_list(module: Any, variables: Any, kwargs: dict, example: np.ndarray) -> list[LayerInfo]:
     import flax.linen as nn
+    import jax
 
-    def forward() -> Any:
-        return module.apply(variables, example, capture_intermediates=True, mutable=["intermediates"], **kwargs)
+    def forward() -> Any:  # traced for shapes only: nothing is computed
+        return jax.eval_shape(
+            lambda v, x: module.apply(v, x, capture_intermediates=True, mutable=["intermediates"], **kwargs),
+            variables, example,
+        )
 
     (_, state), events, classes = _execution_order(forward, nn.Module, lambda m: tuple(m.scope.path))
     modules = {**_linen_param_paths(variables), **classes}
@@ -242,14 +247,6 @@ def _linen_runner(module: Any, variables: Any, kwargs: dict, names: Sequence[str
 
 
 # -- NNX ---------------------------------------------------------------------
-def _nnx_eval_copy(model: Any) -> Any:
-    from flax import nnx
-
-    copy = nnx.merge(*nnx.split(model))
-    copy.eval()
-    return copy
-
-
 def _nnx_modules(model: Any) -> dict[tuple, type]:
     from flax import nnx
 
@@ -257,15 +254,25 @@ def _nnx_modules(model: Any) -> dict[tuple, type]:
 
 
 def _nnx_list(model: Any, example: np.ndarray) -> list[LayerInfo]:
+    import jax
     from flax import nnx
 
-    copy = _nnx_eval_copy(model)
-    paths = {id(m): tuple(path) for path, m in nnx.iter_modules(copy)}
-    forward = nnx.capture(copy, nnx.Intermediate, method_outputs=nnx.Intermediate)
-    (_, inter), events, classes = _execution_order(
-        lambda: forward(example), nnx.Module, lambda m: paths.get(id(m), ("?",))
+    graphdef, state = nnx.split(model)
+    paths: dict[int, tuple] = {}
+
+    def forward(state: Any, x: Any) -> Any:
+        copy = nnx.merge(graphdef, state)
+        copy.eval()
+        paths.update({id(m): tuple(path) for path, m in nnx.iter_modules(copy)})
+        _, inter = nnx.capture(copy, nnx.Intermediate, method_outputs=nnx.Intermediate)(x)
+        return nnx.to_pure_dict(inter)
+
+    inter, events, classes = _execution_order(
+        lambda: jax.eval_shape(forward, state, example),  # traced for shapes only: nothing is computed
+        nnx.Module,
+        lambda m: paths.get(id(m), ("?",)),
     )
-    return _infos(nnx.to_pure_dict(inter), events, classes, len(example), _nnx_modules(copy))
+    return _infos(inter, events, classes, len(example), _nnx_modules(model))
 
 
 def _nnx_runner(model: Any, names: Sequence[str]) -> Callable:
@@ -282,6 +289,22 @@ def _nnx_runner(model: Any, names: Sequence[str]) -> Callable:
         return _pick(nnx.to_pure_dict(inter), names)
 
     return functools.partial(run, state)
+
+
+@functools.lru_cache(maxsize=16)
+def _linen_predict_fn(module: Any, kwargs: tuple) -> Callable:
+    import jax
+
+    return jax.jit(lambda variables, x: module.apply(variables, x, **dict(kwargs)))
+
+
+def _linen_predict(module: Any, variables: Any, kwargs: dict, x: np.ndarray) -> Any:
+    items = tuple(sorted(kwargs.items()))
+    try:
+        fn = _linen_predict_fn(module, items)
+    except TypeError:  # unhashable call arguments: compile without caching
+        fn = _linen_predict_fn.__wrapped__(module, items)
+    return fn(variables, x)
 
 
 @functools.lru_cache(maxsize=16)
@@ -365,8 +388,7 @@ class FlaxAdapter:
         x = _as_input(batch)
         parts = _linen_parts(model)
         if parts:
-            module, variables, kwargs = parts
-            out = module.apply(variables, x, **kwargs)
+            out = _linen_predict(*parts, x)
         else:
             from flax import nnx
 
