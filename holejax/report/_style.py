@@ -9,7 +9,7 @@ turns into colours, so the browser can switch data without any colour strings.
 from __future__ import annotations
 
 from bokeh.models import LinearColorMapper
-from bokeh.palettes import Category10_10, Category20_20, Paired12, Turbo256, Viridis256, linear_palette
+from bokeh.palettes import Category10_10, Category20_20, Dark2_8, Turbo256, Viridis256, linear_palette
 
 __all__ = [
     "GREY",
@@ -40,9 +40,9 @@ def class_palette(n_classes: int) -> list[str]:
 
 
 def cluster_palette(n_clusters: int) -> list[str]:
-    """One colour per cluster id ``0..n_clusters-1`` (a 12-colour palette, cycled)."""
+    """One colour per cluster id ``0..n_clusters-1`` (an 8-colour palette, cycled)."""
     n = max(1, int(n_clusters))
-    base = list(Paired12)
+    base = list(Dark2_8)
     return [base[i % len(base)] for i in range(n)]
 
 

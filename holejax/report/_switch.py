@@ -106,7 +106,7 @@ class Table:
 # args: state widgets, tables {source name: [packed tables]}, sources {name: CDS},
 # sizes, extra {name: packed table} (scalars), geom (Sankey geometry per variant),
 # names, targets (models the post step updates).
-SWITCH_JS = """
+SWITCH_JS = r"""
 const TYPED = [Float32Array, Float64Array, Int8Array, Uint8Array, Int16Array, Uint16Array, Int32Array, Uint32Array];
 function view(a, s, e) {
   for (const T of TYPED) {
@@ -153,7 +153,7 @@ for (const s of targets.cap_spans) s.location = cap;
 targets.diagram_x.start = -0.05 * cap;
 targets.diagram_x.end = 0.5 * cap;
 const where = names.layers[st.l] + ' | ' + names.metrics[st.m] + ' | ' + names.perturbations[st.p];
-targets.dendrogram.title.text = 'Heatmap-dendrogram (' + ['RCM', 'dendrogram'][st.order] + ' order): ' + where;
+targets.dendrogram.title.text = 'Heatmap-dendrogram (' + ['RCM', 'dendrogram'][st.order] + ' order)\n' + where;
 targets.blob.title.text = 'Blob graph at the ' + names.blob_stage + ' threshold: ' + where;
 targets.sankey.title.text = (st.sankey ? 'Compact Sankey: ' : 'Sankey: ') + where;
 targets.diagram.title.text = 'Persistence diagram (H0): ' + names.layers[st.l];

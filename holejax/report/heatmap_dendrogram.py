@@ -454,7 +454,7 @@ def heatmap_dendrogram_figure(
 
     Returns:
         a Bokeh ``column``; its sources are named ``hd.image``, ``hd.dendro`` and
-        ``hd.strip``, its figures ``hd.dendrogram``, ``hd.strip`` and ``hd.heatmap``,
+        ``hd.strip``, its figures ``hd.dendrogram``, ``hd.strips`` and ``hd.heatmap``,
         the colour bar's mapper ``hd.colorbar``.
     """
     cols = heatmap_dendrogram_columns(hd)
@@ -484,7 +484,7 @@ def heatmap_dendrogram_figure(
 
     strip_src = ColumnDataSource(cols["hd.strip"], name="hd.strip")
     strip = figure(
-        width=width, height=56, x_range=x_range, y_range=Range1d(-0.5, 1.5), name="hd.strip",
+        width=width, height=56, x_range=x_range, y_range=Range1d(-0.5, 1.5), name="hd.strips",
         tools="", toolbar_location=None, min_border_left=border, min_border_top=2, min_border_bottom=2,
     )
     strip.axis.visible = False
@@ -508,7 +508,7 @@ def heatmap_dendrogram_figure(
     codes = LinearColorMapper(palette=heatmap_palette(), low=0, high=254, high_color=INF_COLOR)
     heat.image("image", x="x", y="y", dw="dw", dh="dh", source=image_src, color_mapper=codes)
     heat.grid.visible = False
-    heat.xaxis.axis_label = f"position ({hd.method} order)"
+    heat.xaxis.axis_label = "samples in the selected order"
     bar_mapper = LinearColorMapper(palette=heatmap_palette(), low=hd.lo, high=hd.hi, name="hd.colorbar")
     heat.add_layout(ColorBar(color_mapper=bar_mapper, orientation="horizontal", height=10,
                              title="mean distance (black: infinite)"), "below")

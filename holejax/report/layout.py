@@ -50,7 +50,10 @@ from holejax.report.heatmap_dendrogram import ORDERS, heatmap_dendrogram, heatma
 from holejax.report.sankey import RIBBON_JS, RIBBON_POINTS, sankey_columns, sankey_figure, sankey_layout
 from holejax.report.summary import summary_columns, summary_tabs
 
-__all__ = ["Report", "build_report"]
+__all__ = ["Report", "build_report", "SUMMARY_TABS"]
+
+# summary quantities drawn as figures (the others are listed in the stats panel)
+SUMMARY_TABS = ("purity", "n_components", "bottleneck", "wasserstein")
 
 # columns that are the same in every view: kept in the browser, never stored per view
 _STATIC = {
@@ -123,7 +126,7 @@ def build_report(
     perturbations: Sequence[str] | None = None,
     metrics: Sequence[str] | None = None,
     heatmap_size: int | None = None,
-    heatmap_budget: int = 6 * 2**20,
+    heatmap_budget: int = 8 * 2**20,
     max_points: int = 2000,
     max_heatmap_samples: int = 3000,
     rcm_neighbors: int | None = 10,
@@ -184,6 +187,7 @@ def build_report(
     stage_labels = _select(study, "stage_labels", axes, "stage", "sample")
     thresholds = _select(study, "stage_threshold", axes, "stage")
     values = summary_values(study, axes)
+    shown = {q: v for q, v in values.items() if q in SUMMARY_TABS} or values
     accuracy = None
     if "accuracy" in study.data_vars and study["accuracy"].dims == ("perturbation",):
         accuracy = np.asarray(study["accuracy"].sel(perturbation=list(axes.perturbations)).values, np.float64)
@@ -260,7 +264,7 @@ def build_report(
                 for name, cols in diagram_columns(dd).items():
                     put(name, tables[name][0], ix, cols)
                 if values:
-                    cols = summary_columns(values, pi, li, mi)
+                    cols = summary_columns(shown, pi, li, mi)
                     put("sum.hl", tables["sum.hl"][0], {"p": pi, "m": mi}, cols["sum.hl"])
                     put("sum.cur", tables["sum.cur"][0], ix, cols["sum.cur"])
                 scal = {q: values[q][pi, li, mi] if q in values else np.nan
@@ -281,7 +285,7 @@ def build_report(
     dg_view = diagram_figures(first["dg"])
     views: list[LayoutDOM] = [row(hd_view, column(blob_fig, sankey_fig)), dg_view]
     if values:
-        views.append(summary_tabs(values, axes.perturbations, axes.layers, axes.metrics))
+        views.append(summary_tabs(shown, axes.perturbations, axes.layers, axes.metrics))
 
     def options(names_: tuple[str, ...]) -> list[tuple[str, str]]:
         return [(str(i), v) for i, v in enumerate(names_)]
@@ -306,9 +310,13 @@ def build_report(
     )
 
     models = layout.references()   # one traversal; Model.select walks the graph on every call
+    by_name: dict[str, list] = {}
+    for model in models:
+        if model.name:
+            by_name.setdefault(model.name, []).append(model)
 
     def one(name: str, kind: type = object) -> Any:
-        found = [m for m in models if m.name == name and isinstance(m, kind)]
+        found = [m for m in by_name.get(name, []) if isinstance(m, kind)]
         if len(found) != 1:
             raise RuntimeError(f"expected one {kind.__name__} named {name!r} in the report; found {len(found)}.")
         return found[0]

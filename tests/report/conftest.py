@@ -1,8 +1,8 @@
 """Small activation stores and results Datasets for the report tests.
 
-The results follow the schema of CONTRACTS.md and are computed here with
-scipy (single linkage = H0 merge tree) and scikit-learn, so the report tests
-do not depend on the analysis code.
+The results follow the schema of CONTRACTS.md and are computed here from
+holejax distances with scipy (single linkage = H0 merge tree) and
+scikit-learn, so the report tests do not depend on the analysis code.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import xarray as xr
 from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.spatial.distance import cdist, squareform
+from scipy.spatial.distance import squareform
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from holejax.metrics import pairwise_distances
 
 STAGES = ["labels", "first_merge", "best", "intermediate", "one"]
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -63,9 +65,11 @@ def _renumber(raw: np.ndarray, min_size: int) -> np.ndarray:
     return out
 
 
-def _stages(Z: np.ndarray, y: np.ndarray, min_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _stages(Z: np.ndarray, y: np.ndarray, min_size: int, max_candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     d = Z[:, 2]
     cand = np.unique(d)
+    if max_candidates is not None and len(cand) > max_candidates:
+        cand = cand[np.linspace(0, len(cand) - 1, max_candidates).round().astype(int)]
     scores = [adjusted_rand_score(y, fcluster(Z, t, "distance")) for t in cand]
     best = float(cand[int(np.argmax(scores))])
     one = float(d.max())
@@ -78,7 +82,12 @@ def _stages(Z: np.ndarray, y: np.ndarray, min_size: int) -> tuple[np.ndarray, np
     return th, np.stack(labs)
 
 
-def make_study(acts: xr.Dataset, metrics: tuple[str, ...] = ("euclidean", "cosine"), min_size: int = 3) -> xr.Dataset:
+def make_study(
+    acts: xr.Dataset,
+    metrics: tuple[str, ...] = ("euclidean", "cosine"),
+    min_size: int = 3,
+    max_candidates: int | None = None,
+) -> xr.Dataset:
     """A results Dataset with the analysis schema, from scipy single linkage."""
     perts = [str(p) for p in acts["perturbation"].values]
     layers = [str(v) for v in acts.data_vars]
@@ -96,13 +105,14 @@ def make_study(acts: xr.Dataset, metrics: tuple[str, ...] = ("euclidean", "cosin
         for li, layer in enumerate(layers):
             X = np.asarray(acts[layer].sel(perturbation=p).values, dtype=np.float64)
             for mi, metric in enumerate(metrics):
-                D = cdist(X, X, metric)
+                D = np.asarray(pairwise_distances(X.astype(np.float32), metric), dtype=np.float64)
+                D = 0.5 * (D + D.T)
                 np.fill_diagonal(D, 0.0)
                 Z = linkage(squareform(D, checks=False), "single")
                 deaths[pi, li, mi] = Z[:, 2]
                 link[pi, li, mi] = Z
                 mst[pi, li, mi] = np.sort(Z[:, :2], axis=1).astype(np.int64) % n
-                th[pi, li, mi], stage_labels[pi, li, mi] = _stages(Z, y, min_size)
+                th[pi, li, mi], stage_labels[pi, li, mi] = _stages(Z, y, min_size, max_candidates)
                 best = stage_labels[pi, li, mi, 2]
                 kept = best >= 0
                 purity = sum(np.bincount(y[best == c]).max() for c in np.unique(best[kept])) / n

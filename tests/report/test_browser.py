@@ -1,0 +1,230 @@
+"""The report in headless Chromium: loads cleanly, draws every view, switches views, stays inert.
+
+Driven with Playwright's sync API and Debian's chromium. Set
+HOLEJAX_UPDATE_SCREENSHOT=1 to refresh docs/report.png from this run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from holejax.report import write_report
+from holejax.report.sankey import ribbon_paths
+
+from .conftest import HOSTILE, HOSTILE_SCRIPT
+from .test_layout import unpack
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+FIGURES = ["hd.dendrogram", "hd.strips", "hd.heatmap", "blob.figure", "sk.figure", "dg.diagram", "dg.barcode",
+           "dg.betti", "sum.purity"]
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "report.png"
+
+# pixels of a figure's exported canvas: size, distinct colours, share of non-white pixels, a hash
+PIXELS_JS = """(name) => {
+  const model = Bokeh.documents[0].get_model_by_name(name);
+  const canvas = Bokeh.index.find_one(model).export('png').canvas;
+  const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  const colors = new Set();
+  let ink = 0, hash = 2166136261, count = 0;
+  for (let i = 0; i < d.length; i += 4 * 3) {
+    colors.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+    if (d[i] < 240 || d[i + 1] < 240 || d[i + 2] < 240) ink++;
+    hash = Math.imul(hash ^ (d[i] + 7 * d[i + 1] + 13 * d[i + 2]), 16777619) >>> 0;
+    count++;
+  }
+  return {width: canvas.width, height: canvas.height, colors: colors.size, ink: ink / count, hash: hash};
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def report_file(case, tmp_path_factory):
+    study, acts = case
+    return write_report(study, acts, tmp_path_factory.mktemp("report") / "report.html", title="Blobs study",
+                        heatmap_size=24)
+
+
+@pytest.fixture(scope="module")
+def hostile_file(hostile_case, tmp_path_factory):
+    study, acts = hostile_case
+    return write_report(study, acts, tmp_path_factory.mktemp("hostile") / "report.html", title=HOSTILE)
+
+
+class Page:
+    """A loaded report with everything the page said."""
+
+    def __init__(self, browser, path: Path):
+        self.page = browser.new_page(viewport={"width": 1250, "height": 900})
+        self.console: list[tuple[str, str]] = []
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", lambda m: self.console.append((m.type, m.text)))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.goto(path.as_uri())
+        self.page.wait_for_function(
+            "window.Bokeh && Bokeh.documents.length > 0 && Bokeh.documents[0].get_model_by_name('stats').text.length > 0",
+            timeout=60_000,
+        )
+        self.settle()
+
+    def settle(self):
+        self.page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        self.page.wait_for_timeout(150)
+
+    def pixels(self, name):
+        return self.page.evaluate(PIXELS_JS, name)
+
+    def data(self, source, column):
+        return self.page.evaluate(
+            "([s, c]) => { const v = Bokeh.documents[0].get_model_by_name(s).data[c];"
+            " return Array.from(v, (x) => (x && x.length !== undefined) ? Array.from(x) : x) }",
+            [source, column],
+        )
+
+    def problems(self):
+        bad = [f"{t}: {m}" for t, m in self.console if t in ("error", "warning")]
+        return bad + self.errors + [f"dialog: {d}" for d in self.dialogs]
+
+
+@pytest.fixture(scope="module")
+def page(browser, report_file):
+    p = Page(browser, report_file)
+    yield p
+    p.page.close()
+
+
+def test_page_loads_offline_without_errors_and_draws_every_view(page):
+    assert page.problems() == []
+    assert all(url.startswith("file://") for url in page.requests), page.requests
+    for name in FIGURES:
+        px = page.pixels(name)
+        assert px["width"] > 50 and px["height"] > 30, name
+        assert px["colors"] > 3 and px["ink"] > 0.01, (name, px)
+    assert "purity" in page.page.evaluate("Bokeh.documents[0].get_model_by_name('stats').text")
+
+
+def test_switching_selectors_changes_the_views_to_the_stored_data(page, case, report_file):
+    from holejax.report import build_report
+
+    study, acts = case
+    before = {name: page.pixels(name)["hash"] for name in ("hd.heatmap", "blob.figure", "sk.figure", "dg.betti")}
+    selects = page.page.locator("select")
+    assert selects.count() == 3
+    selects.nth(0).select_option(index=1)   # layer
+    selects.nth(2).select_option(index=1)   # metric
+    page.page.get_by_role("button", name="dendrogram order").click()
+    page.page.get_by_role("button", name="compact Sankey").click()
+    page.settle()
+    assert page.problems() == []
+    after = {name: page.pixels(name)["hash"] for name in before}
+    assert all(after[k] != before[k] for k in before), (before, after)
+    title = page.page.evaluate("Bokeh.documents[0].get_model_by_name('hd.dendrogram').title.text")
+    assert "fc2.relu" in title and "cosine" in title and "dendrogram order" in title
+
+    # the browser drew exactly what Python stored for that view, ribbons included
+    rep = build_report(study, acts, heatmap_size=24)
+    args = rep.update.args
+    state = {"p": 0, "l": 1, "m": 1, "order": 1, "boundary": 0, "sankey": 1}
+    img = np.asarray(unpack(args["tables"]["hd.image"][0], state, args["sizes"])["image"][0])
+    shown = page.page.evaluate("Array.from(Bokeh.documents[0].get_model_by_name('hd.image').data.image[0])")
+    np.testing.assert_array_equal(np.asarray(shown).reshape(img.shape), img)
+    rib = unpack(args["tables"]["sk.ribbons"][0], state, args["sizes"])
+    g = args["geom"][1]
+    xs, ys = ribbon_paths(rib["r_stage"], rib["r_count"], rib["r_y0"], rib["r_y1"], np.asarray(g["stage_x"]),
+                          g["node_width"], g["points"])
+    got_x, got_y = page.data("sk.ribbons", "xs"), page.data("sk.ribbons", "ys")
+    assert len(got_x) == len(xs) > 0
+    for a, b in zip(got_x, xs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    for a, b in zip(got_y, ys):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    hulls = page.data("blob.hulls", "xs")
+    stored = unpack(args["tables"]["blob.hulls"][0], state, args["sizes"])["xs"]
+    assert len(hulls) == len(stored)
+
+    # switching perturbation moves the summary marker and the diagram; alpha shapes change the hulls
+    cur_before = page.data("sum.hl", "purity")
+    selects.nth(1).select_option(index=1)
+    page.page.get_by_role("button", name="alpha shapes").click()
+    page.settle()
+    assert page.data("sum.hl", "purity") != cur_before
+    assert page.problems() == []
+    shot = report_file.with_suffix(".png")
+    selects.nth(0).select_option(index=1)
+    page.page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("HOLEJAX_UPDATE_SCREENSHOT"):
+        shutil.copyfile(shot, DOCS)
+
+
+def test_hover_shows_sample_label_and_cluster(page):
+    point = page.page.evaluate("""() => {
+      const m = Bokeh.documents[0].get_model_by_name('blob.figure');
+      const v = Bokeh.index.find_one(m);
+      const src = Bokeh.documents[0].get_model_by_name('blob.points');
+      const r = v.canvas_view.el.getBoundingClientRect();
+      const i = 0;
+      return {x: r.x + v.frame.x_scale.compute(src.data.x[i]), y: r.y + v.frame.y_scale.compute(src.data.y[i]),
+              sample: src.data.sample[i]};
+    }""")
+    page.page.mouse.move(point["x"], point["y"])
+    page.settle()
+    tooltip = page.page.locator(".bk-tooltip-content").first.inner_text()
+    assert f"sample: {point['sample']}" in tooltip.replace("\n", " ").replace(":  ", ": ") or str(point["sample"]) in tooltip
+    assert "label" in tooltip and "class" in tooltip and "cluster" in tooltip
+
+
+def test_hostile_names_stay_inert_text(browser, hostile_file):
+    p = Page(browser, hostile_file)
+    try:
+        assert p.page.title() == HOSTILE
+        options = p.page.locator("select option").all_text_contents()
+        assert HOSTILE in options and HOSTILE_SCRIPT in options
+        assert p.page.locator("h2").inner_text() == HOSTILE
+        classes = p.page.locator("p", has_text="classes:").inner_text()
+        assert HOSTILE in classes and HOSTILE_SCRIPT in classes
+        # switch through every layer and perturbation: titles and tooltips carry the names
+        selects = p.page.locator("select")
+        for i in range(2):
+            selects.nth(0).select_option(index=i)
+            selects.nth(1).select_option(index=1 - i)
+        point = p.page.evaluate("""() => {
+          const v = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('blob.figure'));
+          const src = Bokeh.documents[0].get_model_by_name('blob.points');
+          const r = v.canvas_view.el.getBoundingClientRect();
+          return {x: r.x + v.frame.x_scale.compute(src.data.x[0]), y: r.y + v.frame.y_scale.compute(src.data.y[0])};
+        }""")
+        p.page.mouse.move(point["x"], point["y"])
+        p.settle()
+        tip = p.page.locator(".bk-tooltip-content").first
+        assert HOSTILE in tip.inner_text()
+        assert tip.locator("img").count() == 0
+        p.page.wait_for_timeout(300)
+        assert p.page.locator("img").count() == 0
+        # no script element came out of a name: the only ones holding "alert(" are the JSON data
+        injected = p.page.evaluate(
+            "Array.from(document.scripts).filter(s => s.type !== 'application/json' && s.textContent.includes('alert(')).length"
+        )
+        assert injected == 0
+        assert p.problems() == [], p.problems()
+    finally:
+        p.page.close()
