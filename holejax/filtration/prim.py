@@ -10,10 +10,14 @@ Ties are deterministic: among equal keys the smallest sample index is taken
 (``argmin``), and a key is only replaced by a strictly smaller distance, so
 the earliest visited neighbour wins.
 
-Infinite distances (parts that never connect) are handled by clamping to the
-largest finite float while searching; visited samples sit at ``+inf`` so an
-unreachable sample is still preferred over a visited one, and its weight is
-reported as ``+inf``.
+Keys are compared as the bit patterns of the float32 distances read as
+unsigned integers: for non-negative floats (``+inf`` included) this order is
+the numeric order, integer minimum reductions vectorise well on CPU, and a
+visited sample is simply marked by the largest pattern ``0xFFFFFFFF`` (above
+``+inf``), so no separate visited mask is read or written per step. A sample
+that can only be reached through an infinite distance (another part of a
+disconnected cloud) is still taken before any visited one, and its weight is
+``+inf``.
 """
 
 from __future__ import annotations
@@ -28,15 +32,30 @@ from jax.typing import ArrayLike
 __all__ = ["prim_order", "prim_order_from_rows"]
 
 
+
+def _key_types(dtype) -> tuple:
+    """(float type, unsigned type of the same width) used for the keys of ``dtype``."""
+    if jnp.dtype(dtype) == jnp.float64:
+        return jnp.float64, jnp.uint64
+    return jnp.float32, jnp.uint32
+
+
+def _key_bits(row: jax.Array, ftype, utype) -> jax.Array:
+    """Non-negative distances -> order-preserving unsigned keys (the sign of -0.0 dropped)."""
+    bits = lax.bitcast_convert_type(row.astype(ftype), utype)
+    return bits & jnp.array(jnp.iinfo(utype).max >> 1, utype)
+
+
 def prim_order_from_rows(
     row: Callable[[jax.Array], jax.Array], n: int, dtype
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Prim's visiting order for a cloud whose distance rows come from ``row(j)``.
 
     Args:
-        row: maps a sample index (int32 scalar) to its ``(sample,)`` row of distances.
+        row: maps a sample index (int32 scalar) to its ``(sample,)`` row of
+            non-negative distances.
         n: number of samples.
-        dtype: float dtype of the rows.
+        dtype: float dtype of the rows and the returned weights.
 
     Returns:
         ``(order, pred, weights)``, each ``(sample,)``: ``order[k]`` is the
@@ -44,31 +63,32 @@ def prim_order_from_rows(
         neighbour it was reached from, ``weights[k]`` the edge length
         (``+inf`` for a sample in another part; ``weights[0] == 0``).
     """
-    big = jnp.asarray(jnp.finfo(dtype).max, dtype)
-    inf = jnp.asarray(jnp.inf, dtype)
-    iota = jnp.arange(n, dtype=jnp.int32)
-    visited = iota == 0
-    key = jnp.where(visited, inf, jnp.minimum(row(jnp.int32(0)), big))
-    parent = jnp.zeros((n,), jnp.int32)
-    order = jnp.zeros((n,), jnp.int32)
-    pred = jnp.zeros((n,), jnp.int32)
-    weights = jnp.zeros((n,), dtype)
+    ftype, utype = _key_types(dtype)
+    visited = jnp.array(jnp.iinfo(utype).max, utype)  # all bits set: above every distance, +inf included
+    iota = jnp.arange(n, dtype=jnp.uint32)
+    key = jnp.where(iota == 0, visited, _key_bits(row(jnp.int32(0)), ftype, utype))
+    parent = jnp.zeros((n,), jnp.uint32)
 
-    def step(k, state):
-        key, parent, visited, order, pred, weights = state
-        j = jnp.argmin(key).astype(jnp.int32)
-        order = order.at[k].set(j)
-        pred = pred.at[k].set(parent[j])
-        weights = weights.at[k].set(key[j])
-        visited = visited | (iota == j)
-        r = jnp.minimum(row(j), big)
-        parent = jnp.where((r < key) & ~visited, j, parent)
-        key = jnp.where(visited, inf, jnp.minimum(key, r))
-        return key, parent, visited, order, pred, weights
+    def step(carry, _):
+        key, parent = carry
+        m = jnp.min(key)
+        j = jnp.min(jnp.where(key == m, iota, jnp.uint32(n)))  # first index among ties
+        p = parent[j]
+        r = _key_bits(row(j.astype(jnp.int32)), ftype, utype)
+        parent = jnp.where(r < key, j, parent)
+        key = jnp.where((key == visited) | (iota == j), visited, jnp.minimum(key, r))
+        return (key, parent), (j, p, m)
 
-    state = (key, parent, visited, order, pred, weights)
-    _, _, _, order, pred, weights = lax.fori_loop(1, n, step, state)
-    weights = jnp.where(weights >= big, inf, weights)
+    if n > 1:
+        _, (js, ps, ms) = lax.scan(step, (key, parent), None, length=n - 1)
+    else:
+        js = ps = jnp.zeros((0,), jnp.uint32)
+        ms = jnp.zeros((0,), utype)
+    zero = jnp.zeros((1,), jnp.uint32)
+    order = jnp.concatenate([zero, js]).astype(jnp.int32)
+    pred = jnp.concatenate([zero, ps]).astype(jnp.int32)
+    weights = lax.bitcast_convert_type(jnp.concatenate([zero.astype(utype), ms]), ftype)
+    weights = weights.astype(dtype)
     return order, pred, weights
 
 

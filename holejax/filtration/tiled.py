@@ -28,7 +28,7 @@ import numpy as np
 
 from holejax._checks import as_cloud, check_choice
 from holejax.filtration.prim import prim_order_from_rows
-from holejax.filtration.result import H0Result, linkage_from_prim
+from holejax.filtration.result import H0Result, kruskal_host, linkage_from_prim
 
 __all__ = ["POINT_METRICS", "h0_from_points", "h0_points_kernel"]
 
@@ -82,16 +82,24 @@ def _points_jit(X: jax.Array, metric: str) -> H0Result:
 
 
 def _geodesic(X: np.ndarray, k: int, mutual: bool) -> H0Result:
-    from scipy.sparse import csr_matrix
+    from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import minimum_spanning_tree
 
-    from holejax.filtration.result import kruskal_host
     from holejax.metrics import knn_graph
 
-    G = knn_graph(X, k=k, mutual=mutual)
-    G = csr_matrix(G)
-    T = minimum_spanning_tree(G).tocoo()
-    return kruskal_host(T.row, T.col, T.data, X.shape[0])
+    n = X.shape[0]
+    if n == 1:
+        return kruskal_host([], [], np.zeros(0, X.dtype), 1)
+    if k > n - 1:
+        raise ValueError(f"k={k} must be at most n - 1 = {n - 1} (samples in X); pass a smaller k.")
+    g = knn_graph(X, k=k, mutual=mutual)
+    # scipy's spanning tree drops stored zeros: lift zero lengths (duplicate points)
+    # to the smallest float64, below every positive float32/float64 length.
+    tiny = np.nextafter(0.0, 1.0)
+    w = np.where(g.weights > 0, g.weights.astype(np.float64), tiny)
+    T = minimum_spanning_tree(coo_matrix((w, (g.rows, g.cols)), shape=(n, n))).tocoo()
+    lengths = np.where(T.data == tiny, 0.0, T.data).astype(g.weights.dtype)
+    return kruskal_host(T.row, T.col, lengths, n)
 
 
 def h0_from_points(

@@ -16,7 +16,7 @@ METHODS = ["prim", "boruvka"]
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("n", [2, 3, 7, 60, 257])
+@pytest.mark.parametrize("n", [2, 3, 40])
 def test_matches_scipy_single_linkage(method, n):
     D = dist32(cloud(n, n))
     h = h0(D, method=method)
@@ -43,7 +43,7 @@ def test_jit_and_vmap_agree_with_host(method):
     jitted = jax.jit(lambda D: h0(D, method=method))(jnp.asarray(Ds[1]))
     assert isinstance(jitted.deaths, jax.Array)
     np.testing.assert_array_equal(np.asarray(jitted.deaths), host.deaths[1])
-    vm = jax.vmap(lambda D: h0_kernel(D, method))(jnp.asarray(Ds))
+    vm = jax.jit(jax.vmap(lambda D: h0_kernel(D, method)))(jnp.asarray(Ds))
     for a, b in zip(vm, host):
         np.testing.assert_array_equal(np.asarray(a, np.float64), np.asarray(b, np.float64))
     for i in range(3):
@@ -53,5 +53,5 @@ def test_jit_and_vmap_agree_with_host(method):
 
 
 def test_methods_agree_on_deaths():
-    D = dist32(cloud(5, 300))
+    D = dist32(cloud(5, 40))
     np.testing.assert_array_equal(h0(D, method="prim").deaths, h0(D, method="boruvka").deaths)

@@ -1,0 +1,76 @@
+"""Bad distance matrices are rejected before tracing, with messages that say what to do."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from h0_helpers import cloud, dist32
+
+from holejax.filtration import h0, h0_batched
+
+
+@pytest.fixture(name="D")
+def fixture_D():
+    return dist32(cloud(0, 6))
+
+
+def test_shape_errors(D):
+    with pytest.raises(ValueError, match=r"D must have rank 2 \(sample, sample\); got shape \(6,\)"):
+        h0(D[0])
+    with pytest.raises(ValueError, match="D must have rank 2.*For a batch use hj.h0_batched"):
+        h0(D[None])
+    with pytest.raises(ValueError, match=r"D must be square.*got shape \(6, 5\).*h0_from_points"):
+        h0(D[:, :5])
+    with pytest.raises(ValueError, match=r"Ds must have rank 3.*For a single matrix use hj.h0"):
+        h0_batched(D)
+    with pytest.raises(ValueError, match="at least 1 sample"):
+        h0(np.zeros((0, 0), np.float32))
+    with pytest.raises(TypeError, match="D must hold real numbers; got dtype complex64"):
+        h0(D.astype(np.complex64))
+
+
+def test_value_errors(D):
+    bad = D.copy()
+    bad[2, 4] = bad[4, 2] = np.nan
+    with pytest.raises(ValueError, match=r"D holds NaN at entry \(2, 4\)"):
+        h0(bad)
+    bad = D.copy()
+    bad[1, 3] = bad[3, 1] = -0.5
+    with pytest.raises(ValueError, match=r"D must be non-negative; got -0.5 at entry \(1, 3\)"):
+        h0(bad)
+    bad = D.copy()
+    bad[0, 5] += 1.0
+    with pytest.raises(ValueError, match=r"D must be symmetric.*at entry \(0, 5\).*\(D \+ D.T\) / 2"):
+        h0(bad)
+    bad = D.copy()
+    bad[0, 5] = np.inf
+    with pytest.raises(ValueError, match="D must be symmetric"):
+        h0(bad)
+    bad = D + np.eye(6, dtype=np.float32)
+    with pytest.raises(ValueError, match="D must have a zero diagonal"):
+        h0(bad)
+    batch = np.stack([D, D])
+    batch[1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match=r"Ds holds NaN at matrix 1, entry \(2, 3\)"):
+        h0_batched(batch)
+
+
+def test_method_errors(D):
+    with pytest.raises(ValueError, match="method='prims' is not supported.*Did you mean 'prim'"):
+        h0(D, method="prims")
+
+
+def test_accepted_inputs(D):
+    """Lists, ints, float64 and jax arrays; tiny asymmetry from float noise is tolerated."""
+    ref = h0(D).deaths
+    np.testing.assert_array_equal(h0(D.tolist()).deaths, ref)
+    np.testing.assert_array_equal(h0(jnp.asarray(D)).deaths, ref)
+    np.testing.assert_allclose(h0(D.astype(np.float64)).deaths, ref)
+    noisy = D.copy()
+    noisy[0, 1] *= 1 + 1e-7
+    np.testing.assert_allclose(h0(noisy).deaths, ref, rtol=1e-6)
+    ints = np.array([[0, 2, 1], [2, 0, 3], [1, 3, 0]])
+    assert h0(ints).deaths.tolist() == [1.0, 2.0]
+    # check=False skips validation (for matrices known to be valid)
+    np.testing.assert_array_equal(h0(D, check=False).deaths, ref)
