@@ -66,6 +66,8 @@ _EXPORTS: dict[str, str] = {
     "clusters_at": "holejax.filtration",
     "betti0_curve": "holejax.filtration",
     "h0_diagram": "holejax.filtration",
+    "h0_batched_from_points": "holejax.filtration",
+    "dendrogram_linkage": "holejax.filtration",
     # analysis
     "purity": "holejax.analysis",
     "inverse_purity": "holejax.analysis",

@@ -5,8 +5,9 @@ sample is born at 0 and the MST edge lengths are the deaths. This package
 computes it
 
 - from a dense distance matrix: :func:`h0` (one cloud), :func:`h0_batched`
-  (a batch, one vmapped program), by dense Prim in ``lax.fori_loop`` on CPU
-  or Borůvka on accelerators;
+  (a batch, one vmapped program), by dense Prim in a ``lax.scan`` on CPU
+  or Borůvka on accelerators; :func:`h0_batched_from_points` computes the
+  distances inside the same compiled program;
 - from points for large clouds: :func:`h0_from_points` (memory ``O(n d)``;
   the geodesic metric through the MST of the kNN graph);
 
@@ -23,7 +24,7 @@ Example:
     ([0, 0, 1], [1.0, 4.0, inf])
 """
 
-from holejax.filtration.dense import METHODS, h0, h0_batched, h0_kernel
+from holejax.filtration.dense import METHODS, h0, h0_batched, h0_batched_from_points, h0_kernel
 from holejax.filtration.result import (
     H0Result,
     betti0_curve,
@@ -43,6 +44,7 @@ __all__ = [
     "dendrogram_linkage",
     "h0",
     "h0_batched",
+    "h0_batched_from_points",
     "h0_diagram",
     "h0_from_points",
     "h0_kernel",

@@ -21,7 +21,7 @@ from holejax.filtration.boruvka import boruvka_h0
 from holejax.filtration.prim import prim_order
 from holejax.filtration.result import H0Result, linkage_from_prim
 
-__all__ = ["METHODS", "h0", "h0_batched", "h0_kernel"]
+__all__ = ["METHODS", "h0", "h0_batched", "h0_batched_from_points", "h0_kernel"]
 
 METHODS = ("auto", "prim", "boruvka")
 
@@ -129,3 +129,93 @@ def h0_batched(Ds: ArrayLike, method: str = "auto", *, check: bool = True) -> H0
         return jax.vmap(partial(h0_kernel, method=method))(Ds)
     Ds = as_distance_matrices(Ds, "Ds", batched=True) if check else jnp.asarray(Ds)
     return _to_host(_h0_batched_jit(Ds, method))
+
+
+@partial(jax.jit, static_argnames=("metric", "static", "method"))
+def _fused_jit(Xs: jax.Array, metric: str, static: tuple, arrays: dict, method: str):
+    from holejax.metrics.registry import get_metric
+
+    kernel = get_metric(metric).kernel
+
+    def one(X):
+        D, flags = kernel(X, **dict(static), **arrays)
+        return h0_kernel(D, method), flags
+
+    return jax.vmap(one)(Xs)
+
+
+def h0_batched_from_points(
+    Xs: ArrayLike, metric: str = "euclidean", method: str = "auto", *,
+    memory_budget: int = 2**31, **params
+) -> H0Result:
+    """H0 of many point clouds, distances and MSTs in one compiled program.
+
+    Equal to ``h0_batched(hj.batched_pairwise_distances(Xs, metric, **params))``
+    but the distance matrices never leave the compiled program (no host round
+    trip, no re-validation), so the whole batch runs as one XLA call per chunk
+    of clouds that fits ``memory_budget``.
+
+    Args:
+        Xs: ``(batch, sample, unit)`` clouds of one shape, e.g. one layer under
+            several perturbations.
+        metric: any of :data:`holejax.METRICS`; ``"geodesic"`` (a host
+            shortest-path metric) falls back to the two-step form.
+        method: as in :func:`h0`.
+        memory_budget: bytes one compiled call may hold for its ``n x n``
+            matrices and temporaries.
+        **params: metric parameters, as in :func:`holejax.pairwise_distances`.
+
+    Returns:
+        :class:`H0Result` with a leading ``batch`` axis (numpy arrays).
+
+    Example:
+        >>> import numpy as np
+        >>> Xs = np.array([[[0.0], [1.0], [3.0]], [[0.0], [2.0], [7.0]]], np.float32)
+        >>> h0_batched_from_points(Xs).deaths.tolist()
+        [[1.0, 2.0], [2.0, 5.0]]
+    """
+    from holejax.metrics import batched_pairwise_distances
+    from holejax.metrics.batch import clouds_per_chunk
+    from holejax.metrics.pairwise import prepare_cloud, warn_flagged
+    from holejax.metrics.registry import split_params
+
+    method = _resolve(method)
+    arr = np.asarray(Xs) if not isinstance(Xs, (list, tuple)) else None
+    if arr is not None and arr.ndim != 3:
+        raise ValueError(
+            f"Xs must have rank 3 (batch, sample, unit); got shape {arr.shape}. "
+            "For one cloud use hj.h0_from_points or hj.h0(hj.pairwise_distances(X))."
+        )
+    clouds = list(Xs) if arr is None else list(arr)
+    if not clouds:
+        raise ValueError("Xs holds no clouds; pass at least one (sample, unit) cloud.")
+    prepared = []
+    for b, X in enumerate(clouds):
+        a, spec, full = prepare_cloud(X, metric, params, argument=f"Xs[{b}]")
+        if prepared and a.shape != prepared[0].shape:
+            raise ValueError(
+                f"Xs[{b}] has shape {a.shape} but Xs[0] has shape {prepared[0].shape}; "
+                "batched clouds must share (sample, unit)."
+            )
+        prepared.append(a)
+    if spec.host_kernel is not None:
+        Ds = batched_pairwise_distances(prepared, metric, memory_budget, **params)
+        return h0_batched(Ds, method, check=False)
+    stacked = np.stack(prepared)
+    batch, n, _ = stacked.shape
+    static, arrays = split_params(spec, full)
+    arrays = {k: jnp.asarray(v, dtype=stacked.dtype) for k, v in arrays.items()}
+    chunk = clouds_per_chunk(n, stacked.dtype.itemsize, memory_budget, batch)
+    parts, flags = [], []
+    for start in range(0, batch, chunk):
+        part = stacked[start : start + chunk]
+        short = chunk - len(part)
+        if short:  # pad so every chunk has one shape (one compilation)
+            part = np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
+        r, f = _fused_jit(jnp.asarray(part), metric, static, arrays, method)
+        r = _to_host(r)
+        parts.append(H0Result(*(x[: len(x) - short] for x in r)))
+        flags.append(np.asarray(f)[: chunk - short])
+    for b, fl in enumerate(np.concatenate(flags)):
+        warn_flagged(spec, fl, full, cloud=b)
+    return H0Result(*(np.concatenate(x) for x in zip(*parts)))

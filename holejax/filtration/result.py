@@ -28,6 +28,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.typing import ArrayLike
 
 __all__ = [
@@ -67,46 +68,50 @@ class H0Result(NamedTuple):
     linkage: ArrayLike
 
 
-def _sparse_max_table(rank: jax.Array) -> list[jax.Array]:
-    """``table[l][s] = max(rank[s : s + 2**l])`` (clipped at the end)."""
+def _sparse_max_table(rank: jax.Array) -> jax.Array:
+    """``(level, m)`` table with ``table[l, s] = max(rank[s : s + 2**l])`` (clipped at the end)."""
     m = rank.shape[0]
-    table = [rank]
-    step = 1
-    while step * 2 <= m:
-        prev = table[-1]
-        shifted = jnp.concatenate([prev[step:], jnp.full((step,), -1, prev.dtype)])
-        table.append(jnp.maximum(prev, shifted))
-        step *= 2
-    return table
+    levels = max(1, m.bit_length())  # 2**(levels - 1) <= m
+    padded_width = 2 * m
+
+    def level(prev, l):
+        span = jnp.left_shift(1, l - 1)
+        padded = jnp.concatenate([prev, jnp.full((padded_width - m,), -1, prev.dtype)])
+        shifted = lax.dynamic_slice_in_dim(padded, jnp.minimum(span, m), m)
+        nxt = jnp.maximum(prev, shifted)
+        return nxt, nxt
+
+    _, rest = lax.scan(level, rank, jnp.arange(1, levels))
+    return jnp.concatenate([rank[None], rest], axis=0)
 
 
-def _nearest_larger(rank: jax.Array, table: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
+def _nearest_larger(rank: jax.Array, table: jax.Array) -> tuple[jax.Array, jax.Array]:
     """For each position, the nearest position to the left and right of larger rank.
 
     Returns ``(left, right)``: ``left[i]`` is the largest ``j < i`` with
     ``rank[j] > rank[i]`` or ``-1``; ``right[i]`` the smallest ``j > i`` with
-    ``rank[j] > rank[i]`` or ``m``.
+    ``rank[j] > rank[i]`` or ``m``. Binary lifting over the sparse table:
+    the windows ``[p, i)`` and ``(i, q]`` grow by halving spans while all of
+    them stays smaller than ``rank[i]``.
     """
     m = rank.shape[0]
+    levels = table.shape[0]
     idx = jnp.arange(m, dtype=rank.dtype)
-    # left: shrink the start p of the window [p, i) while all of it is smaller
-    p = idx
-    for level in range(len(table) - 1, -1, -1):
-        span = 1 << level
+
+    def grow(l, pq):
+        p, q = pq
+        level = levels - 1 - l
+        row = table[level]
+        span = jnp.left_shift(1, level)
         start = p - span
         ok = start >= 0
-        window_max = table[level][jnp.where(ok, start, 0)]
-        p = jnp.where(ok & (window_max < rank), start, p)
-    left = p - 1
-    # right: grow the end q of the window (i, q] while all of it is smaller
-    q = idx
-    for level in range(len(table) - 1, -1, -1):
-        span = 1 << level
+        p = jnp.where(ok & (row[jnp.where(ok, start, 0)] < rank), start, p)
         ok = q + span <= m - 1
-        window_max = table[level][jnp.where(ok, q + 1, 0)]
-        q = jnp.where(ok & (window_max < rank), q + span, q)
-    right = q + 1
-    return left, right
+        q = jnp.where(ok & (row[jnp.where(ok, q + 1, 0)] < rank), q + span, q)
+        return p, q
+
+    p, q = lax.fori_loop(0, levels, grow, (idx, idx))
+    return p - 1, q + 1
 
 
 def linkage_from_prim(order: ArrayLike, pred: ArrayLike, weights: ArrayLike) -> H0Result:

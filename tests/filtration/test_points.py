@@ -99,3 +99,19 @@ def test_bad_arguments():
         h0_from_points(X, "geodesic", k=0)
     with pytest.raises(ValueError, match="k=10 must be at most n - 1 = 9"):
         h0_from_points(X, "geodesic", k=10)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_batched_from_points_equals_two_step(metric):
+    from holejax.filtration import h0_batched, h0_batched_from_points
+
+    Xs = np.stack([cloud(s, 40, 5) for s in range(3)]).astype(np.float32)
+    fused = h0_batched_from_points(Xs, metric)
+    two = h0_batched(np.asarray(hj.batched_pairwise_distances(Xs, metric)))
+    for a, b in zip(fused, two):
+        np.testing.assert_array_equal(a, b)
+    # chunks (a small memory budget) give the same answer
+    small = h0_batched_from_points(Xs, metric, memory_budget=3 * 40 * 40 * 4 * 2)
+    np.testing.assert_array_equal(small.linkage, fused.linkage)
+    with pytest.raises(ValueError, match="Xs must have rank 3"):
+        h0_batched_from_points(Xs[0], metric)
