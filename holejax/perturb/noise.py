@@ -255,6 +255,6 @@ def apply_noise(
         y = jnp.clip(jnp.round(y), info.min, info.max)
     elif dtype == bool:
         y = y > 0.5
-    if is_numpy:
-        return np.asarray(y).astype(dtype, copy=False)
+    if is_numpy:  # a fresh, writable array (np.asarray of a jax array is read-only)
+        return np.array(y, dtype=dtype)
     return y.astype(dtype)

@@ -127,6 +127,7 @@ def test_dtype_shape_and_array_kind_are_kept(dtype):
     x = (np.random.default_rng(0).uniform(0, 200, (3, 4, 5))).astype(dtype)
     y = hj.gaussian(5.0).apply(x, KEY)
     assert isinstance(y, np.ndarray) and y.dtype == dtype and y.shape == x.shape
+    assert y.flags.writeable  # torch.from_numpy warns on read-only arrays
     yj = hj.gaussian(5.0).apply(jnp.asarray(x), KEY)
     assert isinstance(yj, jax.Array) and yj.shape == x.shape
 

@@ -1,0 +1,333 @@
+"""Sankey stages, small-cluster outliers and persistent components of one H0 merge tree.
+
+HOLE draws a five-stage Sankey diagram (paper section 3.4.2):
+
+=================  ==========================================================
+``labels``         the true classes
+``first_merge``    the clusters at the first death (smallest merge height)
+``best``           the threshold whose clusters agree best with the labels
+``intermediate``   a threshold between ``best`` and ``one``
+``one``            the last finite merge: one component (if the cloud is connected)
+=================  ==========================================================
+
+Where the HOLE reference code differs, holejax follows the paper and fixes it:
+
+* The reference drops duplicate thresholds (``sorted(set(...))``) and returns
+  fewer than four when there are ties or few distinct deaths, so its Sankey
+  loses stages or fails on small clouds. Here the four thresholds are always
+  strictly increasing (:func:`stage_thresholds` spreads them between the
+  distinct deaths when there are fewer than four; such stages then show the
+  same partition, which is honest).
+* The reference scores thresholds with ``0.7 * purity + 0.3 * inverse
+  purity`` over clusters computed afresh from the full distance matrix per
+  threshold (``O(n^2)`` each). Purity alone is maximal for singletons, so
+  "best" must be a score that penalises fragmentation: by default the
+  adjusted Rand index (``criterion="ari"``); ``"f1"`` (harmonic mean of purity
+  and inverse purity) and ``"hole"`` (the reference's weighting) are offered.
+  All ``n - 1`` thresholds are scored at once from the merge tree
+  (:func:`holejax.analysis.merge_scores`).
+* The reference's default Rips complex is truncated at the 95th percentile
+  of the distances, so the last H0 deaths become infinite; holejax's H0 is
+  the exact minimum spanning tree.
+* Without labels the best stage is the most persistent partition: the
+  threshold followed by the widest gap to the next death (``"gap"``).
+
+Clusters with fewer than ``min_cluster_size`` samples are grouped as
+"small/outliers" with id ``-1`` in the stage labels; the remaining clusters
+are numbered ``0..k-1`` by their smallest sample index.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from holejax._checks import as_labels, check_choice
+from holejax.analysis.scores import merge_scores
+
+__all__ = [
+    "CRITERIA",
+    "STAGES",
+    "PersistentComponents",
+    "cluster_labels",
+    "criterion_values",
+    "default_min_cluster_size",
+    "distinct_deaths",
+    "group_small_clusters",
+    "persistent_components",
+    "sankey_stages",
+    "stage_thresholds",
+]
+
+STAGES = ("labels", "first_merge", "best", "intermediate", "one")
+CRITERIA = ("ari", "f1", "hole", "purity", "gap")
+
+
+def default_min_cluster_size(n: int) -> int:
+    """``max(2, ceil(n / 100))``: clusters under 1 % of the samples are outliers.
+
+    Example:
+        >>> default_min_cluster_size(1000), default_min_cluster_size(50)
+        (10, 2)
+    """
+    return max(2, math.ceil(n / 100))
+
+
+def check_min_cluster_size(value: Any, n: int) -> int:
+    """``value`` (or the default for ``n`` samples) as an int >= 1."""
+    if value is None:
+        return default_min_cluster_size(n)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(
+            f"min_cluster_size must be an int >= 1 (1 keeps every cluster) or None for "
+            f"max(2, ceil(n / 100)); got {value!r}."
+        )
+    return int(value)
+
+
+def distinct_deaths(deaths: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct finite deaths and, for each, the merge-tree state it reaches.
+
+    Args:
+        deaths: ``(edge,)`` ascending deaths (``+inf`` last).
+
+    Returns:
+        ``(values, states)``: ``values`` ``(k,)`` float64 ascending;
+        ``states[i]`` is the number of merges with death ``<= values[i]``
+        (the column of :class:`~holejax.analysis.MergeScores` that holds the
+        partition at that threshold).
+
+    Example:
+        >>> v, s = distinct_deaths([1.0, 1.0, 2.0, float("inf")])
+        >>> v.tolist(), s.tolist()
+        ([1.0, 2.0], [2, 3])
+    """
+    d = np.asarray(deaths, np.float64)
+    finite = d[np.isfinite(d)]
+    if finite.size == 0:
+        return np.zeros(0), np.zeros(0, np.int64)
+    last = np.flatnonzero(np.r_[finite[1:] != finite[:-1], True])
+    return finite[last], last + 1
+
+
+def criterion_values(
+    criterion: str, values: np.ndarray, purity: Any = None, inverse_purity: Any = None, ari: Any = None
+) -> np.ndarray:
+    """Score of each candidate threshold (higher is better) under ``criterion``.
+
+    ``purity``, ``inverse_purity`` and ``ari`` are the scores at the candidate
+    thresholds; ``"gap"`` needs only ``values`` (the distance to the next
+    candidate, the last one scoring 0).
+    """
+    if criterion == "gap":
+        return np.r_[np.diff(values), 0.0] if len(values) else np.zeros(0)
+    if criterion == "ari":
+        return np.asarray(ari)
+    if criterion == "purity":
+        return np.asarray(purity)
+    p, q = np.asarray(purity), np.asarray(inverse_purity)
+    if criterion == "f1":
+        return 2 * p * q / np.maximum(p + q, 1e-300)
+    return 0.7 * p + 0.3 * q  # "hole"
+
+
+def stage_thresholds(values: Any, scores: Any) -> np.ndarray:
+    """The four strictly increasing thresholds: first merge, best, intermediate, one.
+
+    Args:
+        values: ``(k,)`` ascending distinct finite deaths.
+        scores: ``(k,)`` score of each (higher is better); ties go to the
+            smaller threshold.
+
+    Returns:
+        ``(4,)`` float64. With ``k >= 3`` the first and last are
+        ``values[0]`` and ``values[-1]`` and the best is the top-scoring value
+        strictly between them; the intermediate is the middle death between
+        best and last, or their midpoint when no death lies between. With
+        fewer distinct deaths the thresholds are spread evenly above the first.
+
+    Example:
+        >>> stage_thresholds([1.0, 2.0, 3.0, 4.0, 5.0], [0, 0.2, 0.9, 0.1, 0]).tolist()
+        [1.0, 3.0, 4.0, 5.0]
+        >>> stage_thresholds([1.0, 2.0, 3.0], [0, 1, 0]).tolist()
+        [1.0, 2.0, 2.5, 3.0]
+        >>> stage_thresholds([2.0], [0]).tolist()
+        [2.0, 2.00002, 2.00004, 2.00006]
+    """
+    u = np.asarray(values, np.float64)
+    s = np.asarray(scores, np.float64)
+    k = len(u)
+    if k >= 3:
+        inner = s[1:-1]
+        best_i = 1 + int(np.argmax(np.where(np.isfinite(inner), inner, -np.inf)))
+        between = np.arange(best_i + 1, k - 1)
+        if between.size:
+            inter = u[between[(between.size - 1) // 2]]
+        else:
+            inter = 0.5 * (u[best_i] + u[-1])
+        return np.array([u[0], u[best_i], inter, u[-1]])
+    if k == 2:
+        return np.array([u[0], u[0] + (u[1] - u[0]) / 3, u[0] + 2 * (u[1] - u[0]) / 3, u[1]])
+    base = float(u[0]) if k == 1 else 0.0
+    step = max(abs(base), 1.0) * 1e-5
+    return base + step * np.arange(4)
+
+
+def cluster_labels(h: Any, thresholds: Any) -> np.ndarray:
+    """Component ids at each threshold, ``(threshold, sample)`` int64 (see ``hj.clusters_at``)."""
+    from holejax.filtration import clusters_at
+
+    return np.stack([np.asarray(clusters_at(h, float(t)), np.int64) for t in np.atleast_1d(thresholds)])
+
+
+def group_small_clusters(labels: Any, min_cluster_size: int) -> np.ndarray:
+    """Send clusters with fewer than ``min_cluster_size`` samples to id ``-1``.
+
+    The kept clusters are renumbered ``0..k-1`` in order of their smallest
+    sample index.
+
+    Example:
+        >>> group_small_clusters([0, 0, 1, 2, 2, 2], 2).tolist()
+        [0, 0, -1, 1, 1, 1]
+    """
+    lab = np.asarray(labels, np.int64)
+    ids, first, counts = np.unique(lab, return_index=True, return_counts=True)
+    kept = counts >= min_cluster_size
+    new_id = np.full(len(ids), -1, np.int64)
+    order = np.argsort(first[kept], kind="stable")
+    new_id[np.flatnonzero(kept)[order]] = np.arange(kept.sum())
+    return new_id[np.searchsorted(ids, lab)]
+
+
+def _check_h(h: Any) -> tuple[np.ndarray, np.ndarray]:
+    deaths = np.asarray(h.deaths)
+    linkage = np.asarray(h.linkage)
+    if deaths.ndim != 1 or linkage.shape != (deaths.shape[0], 4):
+        raise ValueError(
+            f"h must be the H0Result of one cloud (deaths (edge,), linkage (edge, 4)); got deaths "
+            f"{deaths.shape}, linkage {linkage.shape}. Index a batched result first, e.g. "
+            "H0Result(*(f[i] for f in hb))."
+        )
+    return deaths, linkage
+
+
+def sankey_stages(
+    h: Any,
+    labels: Any,
+    *,
+    criterion: str = "ari",
+    min_cluster_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The five Sankey stages of one cloud: thresholds and the cluster ids at each.
+
+    Args:
+        h: ``hj.h0(D)`` of one cloud of ``n`` samples.
+        labels: ``(sample,)`` int true classes (stage ``labels``).
+        criterion: how ``best`` is chosen: ``"ari"`` (default), ``"f1"``,
+            ``"hole"``, ``"purity"`` or ``"gap"`` (see the module docstring).
+        min_cluster_size: clusters smaller than this become id ``-1``
+            (default ``max(2, ceil(n / 100))``; 1 keeps all).
+
+    Returns:
+        ``(thresholds, stage_labels)``: ``thresholds`` ``(stage=5,)`` float64
+        with ``NaN`` for ``labels`` then four strictly increasing values;
+        ``stage_labels`` ``(stage=5, sample)`` int64, row 0 the true labels.
+
+    Example:
+        >>> import numpy as np, holejax as hj
+        >>> x = np.array([0.0, 0.1, 0.3, 5.0, 5.2, 9.0])
+        >>> h = hj.h0(np.abs(x[:, None] - x[None, :]))
+        >>> t, lab = hj.sankey_stages(h, [0, 0, 0, 1, 1, 1], min_cluster_size=1)
+        >>> np.round(t, 2).tolist()
+        [nan, 0.1, 3.8, 4.25, 4.7]
+        >>> lab[2].tolist()
+        [0, 0, 0, 1, 1, 1]
+    """
+    deaths, linkage = _check_h(h)
+    n = deaths.shape[0] + 1
+    if labels is None:
+        raise ValueError(
+            "sankey_stages needs labels, the true class of each sample (its first stage); got None."
+        )
+    y = as_labels(labels, n, "labels")
+    check_choice(criterion, "criterion", CRITERIA)
+    size = check_min_cluster_size(min_cluster_size, n)
+    values, states = distinct_deaths(deaths)
+    if criterion == "gap" or len(values) == 0:
+        scores = criterion_values("gap", values)
+    else:
+        s = merge_scores(linkage[None], y)
+        scores = criterion_values(
+            criterion, values, s.purity[0, states], s.inverse_purity[0, states], s.ari[0, states]
+        )
+    thresholds = stage_thresholds(values, scores)
+    stages = cluster_labels(h, thresholds)
+    stages = np.stack([group_small_clusters(row, size) for row in stages])
+    return np.r_[np.nan, thresholds], np.concatenate([y[None], stages])
+
+
+class PersistentComponents(NamedTuple):
+    """Components that persist past a relative threshold.
+
+    Attributes:
+        n_components: clusters of at least ``min_cluster_size`` samples at ``threshold``.
+        n_outliers: samples in smaller clusters at ``threshold``.
+        threshold: ``relative * scale``.
+        scale: height of the last merge joining two clusters that both have
+            at least ``min_cluster_size`` samples (the largest finite death when
+            there is none), so far-away outliers do not set the scale.
+    """
+
+    n_components: int
+    n_outliers: int
+    threshold: float
+    scale: float
+
+
+def persistent_components(
+    h: Any, relative: float = 0.5, min_cluster_size: int | None = None
+) -> PersistentComponents:
+    """Count the persistent components of one cloud and its small-cluster outliers.
+
+    A component is persistent when it is still separate at ``relative *
+    scale`` (its H0 bar outlives that fraction of the scale) and holds at
+    least ``min_cluster_size`` samples; samples in smaller components there
+    are outliers (HOLE section 3.5: small, long-lived clusters are outliers).
+
+    Args:
+        h: ``hj.h0(D)`` of one cloud.
+        relative: fraction of the scale, in ``(0, 1]``.
+        min_cluster_size: as in :func:`sankey_stages`.
+
+    Example:
+        >>> import numpy as np, holejax as hj
+        >>> x = np.r_[np.linspace(0, 0.5, 5), np.linspace(10, 10.5, 5), 40.0]
+        >>> persistent_components(hj.h0(np.abs(x[:, None] - x[None, :])), 0.5, 2)[:2]
+        (2, 1)
+    """
+    deaths, linkage = _check_h(h)
+    n = deaths.shape[0] + 1
+    size = check_min_cluster_size(min_cluster_size, n)
+    if not (isinstance(relative, (int, float)) and 0 < relative <= 1):
+        raise ValueError(f"relative must be a number in (0, 1]; got {relative!r}.")
+    scale = _scale(deaths, linkage, size)
+    t = relative * scale
+    lab = cluster_labels(h, [t])[0]
+    counts = np.bincount(lab)
+    return PersistentComponents(int((counts >= size).sum()), int(counts[counts < size].sum()), float(t), float(scale))
+
+
+def _scale(deaths: np.ndarray, linkage: np.ndarray, size: int) -> float:
+    n = deaths.shape[0] + 1
+    finite = np.isfinite(deaths)
+    if not finite.any():
+        return 0.0
+    if n < 2:
+        return 0.0
+    sizes = np.r_[np.ones(n), linkage[:, 3]]
+    a = sizes[linkage[:, 0].astype(np.int64)]
+    b = sizes[linkage[:, 1].astype(np.int64)]
+    big = finite & (a >= size) & (b >= size)
+    return float(deaths[big].max() if big.any() else deaths[finite].max())
