@@ -453,7 +453,11 @@ def write_results(results: xr.Dataset, store: str | os.PathLike, *, mode: str = 
     ds = results.copy()
     ds.attrs = json_safe({**results.attrs, "holejax_store": RESULTS_KIND, "holejax_version": __version__})
     for name in list(ds.variables):
-        ds[name].attrs = json_safe(dict(ds[name].attrs))
+        var = ds[name]
+        if var.dtype.kind == "U":
+            # fixed-width unicode has no Zarr v3 data type; variable-length strings do
+            ds[name] = var.astype(object)
+        ds[name].attrs = json_safe(dict(var.attrs))
     ds.to_zarr(partial, mode="w", zarr_format=3, consolidated=False)
     _consolidate(partial)
     partial.rename(path)

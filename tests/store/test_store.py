@@ -218,6 +218,7 @@ def results_dataset() -> xr.Dataset:
 
 def test_results_roundtrip_and_atomic_write(tmp_path, monkeypatch):
     path = tmp_path / "results.zarr"
+    assert results_dataset()["layer"].dtype.kind == "U"  # stored as variable-length strings
     write_results(results_dataset(), path)
     back = open_results(path)
     xr.testing.assert_equal(back.load().drop_attrs(), results_dataset().drop_attrs())
