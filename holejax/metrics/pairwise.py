@@ -45,7 +45,7 @@ def prepare_cloud(
 def warn_flagged(spec: MetricSpec, flags: Any, params: dict, *, layer=None, perturbation=None, cloud=None) -> None:
     """Emit the spec's warnings for the flag columns the kernel raised."""
     if not spec.flag_messages:
-        return
+        return  # no flag columns: nothing to fetch from the device
     flags = np.asarray(flags)
     suffix = where(layer, perturbation)
     if cloud is not None:
@@ -114,4 +114,4 @@ def pairwise_distances(
         arrays = {k: jnp.asarray(v, dtype=arr.dtype) for k, v in arrays.items()}
         D, flagged = _single(jnp.asarray(arr), metric, static, arrays)
     warn_flagged(spec, flagged, full, layer=layer, perturbation=perturbation)
-    return jnp.asarray(D)
+    return D if isinstance(D, jax.Array) else jnp.asarray(D)

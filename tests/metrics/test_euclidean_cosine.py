@@ -103,3 +103,34 @@ def test_parallel_and_opposite_directions(cloud, assert_rel):
     # next to pi the angle is ill-conditioned in the cosine: float32 resolves ~sqrt(eps)
     np.testing.assert_allclose(A[0, 2], np.pi, atol=1e-3)
     assert A[0, 1] < 1e-3
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine", "angular"])
+def test_symmetric_panel_path_matches_scipy(metric, monkeypatch, cloud, assert_rel):
+    # wide clouds multiply only the upper triangle in row panels; force that path on a small cloud
+    monkeypatch.setattr(euc_mod, "_PANEL_MIN_UNITS", 4)
+    monkeypatch.setattr(euc_mod, "_PANEL_MIN_SAMPLES", 16)
+    X = cloud(45, 9, seed=5)  # 45 rows: 8 panels of 6, the last one short
+    X[40] = X[2]  # duplicates in different panels
+    X[11] = 0.0
+    kernel = KERNELS[metric]
+    D = np.asarray(jax.jit(lambda X: kernel(X))(X))  # a fresh function, traced with the patch
+    np.testing.assert_array_equal(D, D.T)
+    np.testing.assert_array_equal(np.diag(D), 0.0)
+    assert D[2, 40] == 0.0
+    ref = reference(X, metric)
+    ref[2, 40] = ref[40, 2] = 0.0  # scipy leaves rounding noise (~1e-16) between duplicates
+    keep = np.ones(45, bool)
+    keep[11] = False  # scipy gives NaN for the zero row
+    assert_rel(D[np.ix_(keep, keep)], ref[np.ix_(keep, keep)], 1e-5, metric)
+    if metric in ("cosine", "angular"):
+        far = 1.0 if metric == "cosine" else np.pi / 2
+        np.testing.assert_allclose(np.delete(D[11], 11), far, rtol=1e-6)
+
+
+def test_fast_float32_arcsin_is_accurate():
+    x = np.linspace(0, 1, 200_001, dtype=np.float32)
+    got = np.asarray(jax.jit(cos_mod._arcsin_unit)(x), dtype=np.float64)
+    ref = np.arcsin(x.astype(np.float64))
+    np.testing.assert_allclose(got[1:], ref[1:], rtol=5e-7)
+    assert got[0] == 0.0
