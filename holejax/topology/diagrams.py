@@ -169,11 +169,17 @@ def _covers_line(x: np.ndarray, y: np.ndarray, eps: float) -> bool:
     if len(x) > len(y):
         return False
     lower = np.searchsorted(y, x - eps, side="left")
+    # settle rounding in x - eps: compare |x - y| <= eps exactly as the
+    # candidate values are computed, so the bisection lands on one of them
+    before = np.maximum(lower - 1, 0)
+    lower = np.where((lower > 0) & (np.abs(x - y[before]) <= eps), before, lower)
+    at = np.minimum(lower, len(y) - 1)
+    lower = np.where((lower < len(y)) & (y[at] < x) & (np.abs(x - y[at]) > eps), lower + 1, lower)
     k = np.arange(len(x))
     picks = k + np.maximum.accumulate(lower - k)
     if picks[-1] >= len(y):
         return False
-    return bool((y[picks] <= x + eps).all())
+    return bool((np.abs(y[picks] - x) <= eps).all())
 
 
 def _bottleneck_line(x: np.ndarray, y: np.ndarray, internal_p: float) -> float:
