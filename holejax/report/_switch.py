@@ -166,5 +166,5 @@ const rows = [
   ['thresholds (first, best, mid, one)', th.slice(1).map((v) => num(v, 4)).join(', ')],
   ['infinite deaths', num(one(sc.n_infinite), 0)],
 ];
-targets.stats.text = '<table class="hj-stats">' + rows.map((r) => '<tr><th>' + r[0] + '</th><td>' + r[1] + '</td></tr>').join('') + '</table>';
+targets.stats.text = '<table class="hj-stats">' + rows.filter((r) => r[1] !== 'n/a').map((r) => '<tr><th>' + r[0] + '</th><td>' + r[1] + '</td></tr>').join('') + '</table>';
 """

@@ -278,10 +278,14 @@ def build_report(
                     first["dg"] = dd
 
     names = list(axes.label_names)
-    hd_view = heatmap_dendrogram_figure(first["hd"], label_names=names, n_cluster_colors=n_cluster_colors)
+    # the same titles the browser sets (SWITCH_JS), so the page does not reflow on load
+    where = f"{axes.layers[0]} | {axes.metrics[0]} | {axes.perturbations[0]}"
+    hd_view = heatmap_dendrogram_figure(first["hd"], label_names=names, n_cluster_colors=n_cluster_colors,
+                                        title=f"Heatmap-dendrogram (RCM order)\n{where}")
     blob_fig = blob_figure(first["blob"], boundary=BOUNDARIES[0], label_names=names,
-                           n_cluster_colors=n_cluster_colors, sample_ids=axes.samples, display=display)
-    sankey_fig = sankey_figure(first["sankey"], label_names=names)
+                           n_cluster_colors=n_cluster_colors, sample_ids=axes.samples, display=display,
+                           title=f"Blob graph at the {blob_stage} threshold: {where}")
+    sankey_fig = sankey_figure(first["sankey"], label_names=names, title=f"Sankey: {where}")
     dg_view = diagram_figures(first["dg"])
     views: list[LayoutDOM] = [row(hd_view, column(blob_fig, sankey_fig)), dg_view]
     if values:

@@ -75,8 +75,8 @@ def summary_figure(
     Example:
         >>> v = {"purity": np.ones((2, 3, 1))}
         >>> fig = summary_figure(v, "purity", ["clean", "noise"], ["a", "b", "c"], ["cosine"])
-        >>> len(fig.renderers), fig.name
-        (4, 'sum.purity')
+        >>> len(fig.renderers), fig.name  # 2 lines, the selection, its marker, 3 legend proxies
+        (7, 'sum.purity')
     """
     check_choice(quantity, "quantity", list(values))
     shape = (len(perturbations), len(layers), len(metrics))
@@ -105,8 +105,14 @@ def summary_figure(
     sel = fig.line("x", quantity, source=hl, line_color="black", line_width=3, alpha=0.6)
     fig.scatter("x", quantity, source=cur, size=12, marker="diamond", fill_color="black", line_color="white")
     fig.add_tools(HoverTool(renderers=[sel], tooltips=[("layer", "$index"), ("value", f"@{{{quantity}}}{{0.000}}")]))
-    items = [LegendItem(label=f"perturbation: {perturbations[p]}", renderers=rs) for p, rs in by_pert.items()]
-    items += [LegendItem(label=f"metric: {metrics[m]}", renderers=rs) for m, rs in by_metric.items()]
+    # each legend entry is drawn from a proxy glyph (its colour, or grey with its dash) and toggles its lines
+    items = []
+    for p, rs in by_pert.items():
+        proxy = fig.line([np.nan], [np.nan], line_color=Category10_10[p % 10], line_width=2)
+        items.append(LegendItem(label=f"perturbation: {perturbations[p]}", renderers=[proxy, *rs]))
+    for m, rs in by_metric.items():
+        proxy = fig.line([np.nan], [np.nan], line_color="#555555", line_dash=_DASHES[m % len(_DASHES)], line_width=2)
+        items.append(LegendItem(label=f"metric: {metrics[m]}", renderers=[proxy, *rs]))
     legend = Legend(items=items, click_policy="hide", label_text_font_size="8pt", spacing=0, padding=4)
     fig.add_layout(legend, "right")
     return fig

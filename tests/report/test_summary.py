@@ -12,13 +12,15 @@ def test_one_line_per_perturbation_and_metric():
     values = {"purity": np.random.default_rng(0).random((3, 4, 2)), "n_components": np.ones((3, 4, 2))}
     fig = summary_figure(values, "purity", ["clean", "noise", "prune"], list("abcd"), ["euclidean", "cosine"],
                          current=(1, 2, 1))
-    lines = [r for r in fig.renderers if r.glyph.__class__.__name__ == "Line"]
-    assert len(lines) == 3 * 2 + 1
+    lines = [r for r in fig.renderers if r.glyph.__class__.__name__ == "Line" and len(r.data_source.data["x"]) == 4
+             and r.data_source.name is None]
+    assert len(lines) == 3 * 2  # one per (perturbation, metric); plus the selection line on its own source
     np.testing.assert_allclose(lines[1].data_source.data["y"], values["purity"][0, :, 1])
     labels = [i.label.value for i in fig.legend[0].items]
     assert labels == ["perturbation: clean", "perturbation: noise", "perturbation: prune",
                       "metric: euclidean", "metric: cosine"]
-    assert len(fig.legend[0].items[0].renderers) == 2  # a perturbation item toggles both metrics
+    assert fig.legend[0].items[0].renderers[1:] == lines[:2]  # a perturbation item toggles both metrics
+    assert fig.legend[0].items[3].renderers[1:] == lines[0::2]  # a metric item toggles every perturbation
     hl = next(m for m in fig.references() if m.name == "sum.hl")
     np.testing.assert_allclose(hl.data["purity"], values["purity"][1, :, 1].astype(np.float32))
     cur = summary_columns(values, 1, 2, 1)["sum.cur"]
