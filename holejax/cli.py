@@ -21,7 +21,6 @@ def _analyze(args: argparse.Namespace) -> int:
 
     acts = hj.open_activations(args.store)
     study = hj.analyze(acts, metrics=args.metric)
-    study.attrs["source_store"] = str(args.store)
     path = hj.write_results(study, args.output, mode="overwrite" if args.overwrite else "error")
     print(f"results written to {path}")
     return 0
@@ -31,7 +30,7 @@ def _report(args: argparse.Namespace) -> int:
     import holejax as hj
 
     study = hj.open_results(args.results)
-    source = args.activations or study.attrs.get("source_store")
+    source = args.activations or study.attrs.get("source")
     if not source:
         raise SystemExit(
             f"{args.results}: the results do not name their activation store; pass --activations STORE."

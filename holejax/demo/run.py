@@ -17,10 +17,10 @@ DEMO_METRICS = ("euclidean", "cosine")
 
 
 def demo_perturbations() -> list:
-    """Clean inputs and two levels of gaussian input noise."""
+    """Clean inputs, two levels of gaussian input noise and 50% global L1 pruning."""
     import holejax as hj
 
-    return [hj.clean(), hj.gaussian(sigma=0.1), hj.gaussian(sigma=0.3)]
+    return [hj.clean(), hj.gaussian(sigma=0.1), hj.gaussian(sigma=0.3), hj.global_l1_prune(amount=0.5)]
 
 
 def trained_models(quick: bool = False, seed: int = 0) -> tuple[dict, "object"]:
@@ -61,17 +61,17 @@ def run_demo(output: str | Path = "holejax-demo", quick: bool = False, seed: int
     for name, model in models.items():
         inputs = digits.images[test] if name == "torch-cnn" else digits.X[test]
         store = out / f"{name}.zarr"
-        print(f"\n[{name}] exporting activations to {store}", flush=True)
-        acts = hj.export_activations(
+        print(f"\n[{name}] exporting activations to {store} and analysing them", flush=True)
+        study = hj.study(
             model, inputs, labels=digits.y[test], label_names=digits.label_names,
-            perturbations=demo_perturbations(), store=store, batch_size=128, mode="overwrite",
-            seed=seed,
+            perturbations=demo_perturbations(), metrics=list(DEMO_METRICS), store=store,
+            results=out / f"{name}-results.zarr", batch_size=128, mode="overwrite", seed=seed,
         )
-        print(f"[{name}] analysing {len(acts['perturbation'])} perturbations x "
-              f"{len(layer_names(acts))} layers x {len(DEMO_METRICS)} metrics", flush=True)
-        study = hj.analyze(acts, metrics=list(DEMO_METRICS))
-        study.attrs["source_store"] = str(store)
-        hj.write_results(study, out / f"{name}-results.zarr", mode="overwrite")
+        acts = hj.open_activations(store)
+        print(f"[{name}] {len(acts['perturbation'])} perturbations x {len(layer_names(acts))} layers x "
+              f"{len(DEMO_METRICS)} metrics; accuracy: "
+              + ", ".join(f"{p} {a:.3f}" for p, a in zip(study["perturbation"].values, study["accuracy"].values)),
+              flush=True)
         reports[name] = hj.write_report(study, acts, out / f"{name}-report.html", title=f"holejax demo: {name}")
     print(f"\nholejax demo finished in {time.perf_counter() - t0:.0f} s. Reports:")
     for name, path in reports.items():
