@@ -9,6 +9,7 @@ before anything is computed, and names what is missing and how to fix it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -213,7 +214,11 @@ def distance_matrices(clouds: np.ndarray, metric: str, params: dict[str, Any] | 
     """
     from holejax.metrics import batched_pairwise_distances
 
-    D = batched_pairwise_distances(clouds, metric, **(params or {}))
+    # the metric's data warnings (zero vectors, disconnected kNN graphs) were raised when the
+    # study was analysed; the picture shows their effect (e.g. black = infinite distance)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        D = batched_pairwise_distances(clouds, metric, **(params or {}))
     return np.asarray(D, dtype=np.float32)
 
 

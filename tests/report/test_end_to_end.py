@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,17 @@ def test_report_views_follow_the_analysis(analysed):
                 deaths = unpack(args["tables"]["dg.deaths"][0], state, args["sizes"])["death"][1:]
                 np.testing.assert_allclose(deaths, np.sort(study["deaths"].sel(sel).values), rtol=1e-5)
     assert rep.axes.label_names == ("cat", HOSTILE, "dog")
+
+
+def test_disconnected_geodesic_clouds_draw_infinite_distances():
+    acts = make_acts(layers={"fc": 3}, perturbations=("clean",))
+    with warnings.catch_warnings():  # the analysis may warn that the kNN graph is disconnected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        study = hj.analyze(acts, metrics=["geodesic"], metric_params={"geodesic": {"k": 3}})
+    assert np.isinf(study["deaths"].values).any()
+    rep = build_report(study, acts)
+    src = rep.update.args["sources"]
+    assert src["hd.image"].data["image"][0].max() == 255  # infinite blocks
+    death = src["dg.deaths"].data["death"]
+    assert np.isfinite(death).all() and death.max() == pytest.approx(rep.update.args["extra"]["sc.combo"]["cols"]["cap"][0])
+    assert np.isfinite(src["hd.dendro"].data["h"]).all()
