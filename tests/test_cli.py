@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import holejax as hj
+from holejax.store import layer_names
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -48,8 +49,8 @@ def test_demo_writes_stores_and_reports(demo_output):
 @pytest.mark.slow
 def test_flax_and_torch_mlp_capture_the_same_layer_paths(demo_output):
     out, _ = demo_output
-    torch_layers = hj.store.layer_names(hj.open_activations(out / "torch-mlp.zarr"))
-    flax_layers = hj.store.layer_names(hj.open_activations(out / "flax-mlp.zarr"))
+    torch_layers = layer_names(hj.open_activations(out / "torch-mlp.zarr"))
+    flax_layers = layer_names(hj.open_activations(out / "flax-mlp.zarr"))
     assert set(torch_layers) >= {"act1", "act2"} and set(flax_layers) >= {"act1", "act2"}
 
 
