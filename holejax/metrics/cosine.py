@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 from jax.typing import ArrayLike
 
-from holejax.metrics.euclidean import diagonal_mask, identity_sq, map_gram
+from holejax.metrics.euclidean import identity_sq, symmetric_gram
 
 __all__ = ["cosine_distances", "angular_distances", "unit_rows"]
 
@@ -51,19 +52,23 @@ def unit_rows(X: ArrayLike) -> jax.Array:
     return X / jnp.where(norms > 0, norms, jnp.ones((), X.dtype))
 
 
-def _centred_unit_rows(X: ArrayLike) -> tuple[jax.Array, jax.Array]:
-    """Unit rows centred on their mean, and the zero-row mask.
+def _chord_sq(X: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """Squared chords ``|u_i - u_j|^2`` in ``[0, 4]`` between unit rows, and where a zero row is involved.
 
-    The matmul identity for chords ``|u_i - u_j|^2`` runs on unit rows centred
-    on their mean: the shift cancels exactly in ``u_i - u_j`` but shrinks the
-    terms of the identity, so nearly parallel rows (activations that all point
-    one way) keep their relative precision instead of drowning in ``1 - cos``
-    cancellation.
+    The matmul identity runs on unit rows centred on their mean: the shift
+    cancels exactly in ``u_i - u_j`` but shrinks the terms of the identity, so
+    nearly parallel rows (activations that all point one way) keep their
+    relative precision instead of drowning in ``1 - cos`` cancellation.
     """
     X = jnp.asarray(X)
     zero = ~jnp.any(X != 0, axis=1)
     U = unit_rows(X)
-    return U - jnp.mean(U, axis=0, keepdims=True), zero
+    G = symmetric_gram(U - jnp.mean(U, axis=0, keepdims=True))
+    sq = jnp.diagonal(G)
+    C2 = jnp.minimum(identity_sq(G, sq, sq), 4)
+    n = X.shape[0]
+    off_diagonal = lax.broadcasted_iota(jnp.int32, (n, n), 0) != lax.broadcasted_iota(jnp.int32, (n, n), 1)
+    return C2, (zero[:, None] | zero[None, :]) & off_diagonal
 
 
 def _arcsin_unit(x: jax.Array) -> jax.Array:
@@ -85,10 +90,6 @@ def _arcsin_unit(x: jax.Array) -> jax.Array:
     return jnp.where(big, jnp.float32(jnp.pi / 2) - 2 * r, r)
 
 
-def _chords(G, sq_r, sq_c):
-    return jnp.minimum(identity_sq(G, sq_r, sq_c), 4)
-
-
 def cosine_distances(X: ArrayLike) -> jax.Array:
     """Cosine distances ``1 - cos(x_i, x_j)`` in ``[0, 2]`` of one cloud.
 
@@ -106,14 +107,8 @@ def cosine_distances(X: ArrayLike) -> jax.Array:
         >>> cosine_distances(X).tolist()
         [[0.0, 1.0, 2.0], [1.0, 0.0, 1.0], [2.0, 1.0, 0.0]]
     """
-    V, zero = _centred_unit_rows(X)
-
-    def epilogue(G, sq_r, sq_c, row0, col0):
-        against_zero = zero[row0 : row0 + G.shape[0], None] | zero[None, col0 : col0 + G.shape[1]]
-        against_zero &= ~diagonal_mask(G.shape, row0, col0)
-        return jnp.where(against_zero, jnp.ones((), G.dtype), _chords(G, sq_r, sq_c) / 2)
-
-    return map_gram(V, epilogue)
+    C2, against_zero = _chord_sq(X)
+    return jnp.where(against_zero, jnp.ones((), C2.dtype), C2 / 2)
 
 
 def angular_distances(X: ArrayLike) -> jax.Array:
@@ -133,12 +128,6 @@ def angular_distances(X: ArrayLike) -> jax.Array:
         >>> [round(v, 4) for v in angular_distances(X)[0].tolist()]
         [0.0, 1.5708]
     """
-    V, zero = _centred_unit_rows(X)
-
-    def epilogue(G, sq_r, sq_c, row0, col0):
-        against_zero = zero[row0 : row0 + G.shape[0], None] | zero[None, col0 : col0 + G.shape[1]]
-        against_zero &= ~diagonal_mask(G.shape, row0, col0)
-        A = 2 * _arcsin_unit(jnp.minimum(jnp.sqrt(_chords(G, sq_r, sq_c)) / 2, 1))
-        return jnp.where(against_zero, jnp.asarray(jnp.pi / 2, G.dtype), A)
-
-    return map_gram(V, epilogue)
+    C2, against_zero = _chord_sq(X)
+    A = 2 * _arcsin_unit(jnp.sqrt(C2) / 2)
+    return jnp.where(against_zero, jnp.asarray(jnp.pi / 2, C2.dtype), A)

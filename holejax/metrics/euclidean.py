@@ -10,7 +10,8 @@ Euclidean distances use the matmul identity
 (centring removes the common offset that would otherwise cancel
 catastrophically), clamped at 0 against rounding. The ``(n, d) @ (d, n)``
 product does all the work (only its upper triangle for wide clouds, see
-:func:`map_gram`), so the kernel runs at matmul speed.
+:func:`symmetric_gram`), so the kernel runs at matmul speed; the rest fuses
+into one elementwise pass over its output.
 
 Accuracy: the identity has an absolute error of about ``eps * (|x_i|^2 +
 |x_j|^2)`` in ``d^2`` (norms after centring), so distances much smaller than
@@ -40,7 +41,8 @@ __all__ = [
     "manhattan_distances",
     "chebyshev_distances",
     "gram",
-    "map_gram",
+    "symmetric_gram",
+    "identity_sq",
 ]
 
 # bytes of (block, d, n) differences that one step of the blocked kernels may hold
@@ -74,60 +76,42 @@ def _zero_diagonal(D: jax.Array) -> jax.Array:
     return jnp.where(eye, jnp.zeros((), D.dtype), D)
 
 
-def diagonal_mask(shape: tuple[int, int], row0: int = 0, col0: int = 0) -> jax.Array:
-    """Bool mask of the global diagonal inside the block at ``(row0, col0)``."""
-    rows = lax.broadcasted_iota(jnp.int32, shape, 0) + row0
-    cols = lax.broadcasted_iota(jnp.int32, shape, 1) + col0
-    return rows == cols
-
-
 # symmetric panels pay off once the matmul, not the n x n memory traffic, dominates
 _PANEL_MIN_UNITS = 256
 _PANEL_MIN_SAMPLES = 1024
 _PANELS = 8
 
-GramEpilogue = Callable[[jax.Array, jax.Array, jax.Array, int, int], jax.Array]
+def symmetric_gram(X: jax.Array) -> jax.Array:
+    """The gram matrix ``X @ X.T``, exactly symmetric, from half the flops for wide clouds.
 
-
-def map_gram(X: jax.Array, epilogue: GramEpilogue) -> jax.Array:
-    """``epilogue`` applied to the gram matrix of ``X``, exploiting its symmetry.
-
-    ``epilogue(G, sq_rows, sq_cols, row0, col0)`` maps a block of the gram
-    matrix (rows from ``row0``, columns from ``col0``) and the squared norms
-    of those rows and columns (taken from the gram diagonal) to the same block
-    of the output. It must be symmetric: swapping rows and columns transposes
-    its result.
-
-    For wide clouds (``unit >= 256``, ``sample >= 1024``) only the upper
+    For wide clouds (``unit >= 256`` and ``sample >= 1024``) only the upper
     triangle is multiplied, as ``8`` row panels ``X[a:b] @ X[a:].T``, and the
     lower triangle is written as the transpose of those panels: about 56% of
     the flops of the full product. This is what ``numpy``'s ``A @ A.T`` gets
-    from BLAS ``syrk``; XLA's CPU dot has no symmetric variant. Narrow clouds
-    are memory-bound, so they take one full product, whose epilogue fuses
-    into a single pass. Either way the result is exactly symmetric.
+    from BLAS ``syrk``; XLA's CPU dot has no symmetric variant. The price is
+    compile time (one dot per panel, ~2 s more on 2 cores), paid once per
+    cloud shape. Narrow clouds are memory-bound and take one full product.
 
     Args:
         X: ``(sample, unit)``.
-        epilogue: the elementwise map described above.
 
     Returns:
-        ``(sample, sample)``.
+        ``(sample, sample)`` inner products.
+
+    Example:
+        >>> symmetric_gram(jnp.array([[1.0, 2.0], [3.0, 4.0]])).tolist()
+        [[5.0, 11.0], [11.0, 25.0]]
     """
     n, d = X.shape
     if d < _PANEL_MIN_UNITS or n < _PANEL_MIN_SAMPLES:
-        G = gram(X)
-        sq = jnp.diagonal(G)
-        return epilogue(G, sq, sq, 0, 0)
+        return gram(X)
     b = -(-n // _PANELS)
-    bounds = [(lo, min(n, lo + b)) for lo in range(0, n, b)]
-    panels = [gram(X[lo:hi], X[lo:]) for lo, hi in bounds]
-    sq = jnp.concatenate([jnp.diagonal(P[:, : hi - lo]) for P, (lo, hi) in zip(panels, bounds)])
-    out = jnp.zeros((n, n), X.dtype)
-    for P, (lo, hi) in zip(panels, bounds):
-        block = epilogue(P, sq[lo:hi], sq[lo:], lo, lo)
-        out = lax.dynamic_update_slice(out, block, (lo, lo))
-        out = lax.dynamic_update_slice(out, block.T, (lo, lo))
-    return out
+    G = jnp.zeros((n, n), X.dtype)
+    for lo in range(0, n, b):
+        panel = gram(X[lo : lo + b], X[lo:])
+        G = lax.dynamic_update_slice(G, panel, (lo, lo))
+        G = lax.dynamic_update_slice(G, panel.T, (lo, lo))
+    return G
 
 
 def identity_sq(G: jax.Array, sq_r: jax.Array, sq_c: jax.Array) -> jax.Array:
@@ -145,10 +129,6 @@ def identity_sq(G: jax.Array, sq_r: jax.Array, sq_c: jax.Array) -> jax.Array:
     return jnp.where(D2 > floor, D2, jnp.zeros((), G.dtype))
 
 
-def _sqeuclidean_epilogue(G, sq_r, sq_c, row0, col0):
-    return identity_sq(G, sq_r, sq_c)
-
-
 def sqeuclidean_distances(X: ArrayLike) -> jax.Array:
     """Squared euclidean distances of one cloud by the matmul identity.
 
@@ -164,12 +144,9 @@ def sqeuclidean_distances(X: ArrayLike) -> jax.Array:
         [[0.0, 25.0], [25.0, 0.0]]
     """
     X = jnp.asarray(X)
-    X = X - jnp.mean(X, axis=0, keepdims=True)
-    return map_gram(X, _sqeuclidean_epilogue)
-
-
-def _euclidean_epilogue(G, sq_r, sq_c, row0, col0):
-    return jnp.sqrt(_sqeuclidean_epilogue(G, sq_r, sq_c, row0, col0))
+    G = symmetric_gram(X - jnp.mean(X, axis=0, keepdims=True))
+    sq = jnp.diagonal(G)
+    return identity_sq(G, sq, sq)
 
 
 def euclidean_distances(X: ArrayLike) -> jax.Array:
@@ -186,9 +163,7 @@ def euclidean_distances(X: ArrayLike) -> jax.Array:
         >>> euclidean_distances(X).tolist()
         [[0.0, 5.0], [5.0, 0.0]]
     """
-    X = jnp.asarray(X)
-    X = X - jnp.mean(X, axis=0, keepdims=True)
-    return map_gram(X, _euclidean_epilogue)
+    return jnp.sqrt(sqeuclidean_distances(X))
 
 
 def _blocked_reduce(X: jax.Array, reduce) -> jax.Array:

@@ -107,7 +107,7 @@ def test_parallel_and_opposite_directions(cloud, assert_rel):
 
 @pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine", "angular"])
 def test_symmetric_panel_path_matches_scipy(metric, monkeypatch, cloud, assert_rel):
-    # wide clouds multiply only the upper triangle in row panels; force that path on a small cloud
+    # wide clouds multiply only the upper triangle in row panels: force that path on a small cloud
     monkeypatch.setattr(euc_mod, "_PANEL_MIN_UNITS", 4)
     monkeypatch.setattr(euc_mod, "_PANEL_MIN_SAMPLES", 16)
     X = cloud(45, 9, seed=5)  # 45 rows: 8 panels of 6, the last one short
