@@ -4,8 +4,12 @@ The export reads the inputs once. For each batch it runs every pending
 perturbation: input noise is drawn per sample from ``(seed, perturbation
 name, sample index)`` (so a resumed export sees the very same noisy inputs),
 compressed models are built once through the adapter. Each batch is pooled
-and written before the next one is read, so memory holds one batch of
-activations, never the data set.
+and handed to a writer thread that stores it while the next batch runs; at
+most one batch waits for it, so memory holds a few batches of activations,
+never the data set.
+
+Runnable examples with real models are in the adapter packages
+(``holejax_torch``, ``holejax_flax``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class LayerTable(tuple):
 
     def __str__(self) -> str:
         return format_layers(self)
+
+    __repr__ = __str__
 
 
 def _positive_int(value: Any, argument: str) -> int:

@@ -1,0 +1,272 @@
+"""Benchmark: activation export vs a bare forward loop over the same data.
+
+A 10-layer MLP (784 -> 9 x 512 -> 10) runs over N random samples. Four runs
+per framework, each in a fresh subprocess so its memory is its own:
+
+- ``bare``:    the forward pass alone, batch by batch (the peer);
+- ``capture``: forward with the adapter's capture of the 10 layers, no store;
+- ``export``:  ``hj.export_activations`` of the 10 layers into a Zarr store;
+- ``setup``:   the same export over one batch (layer listing, compilation,
+               store creation: the fixed cost inside ``export``).
+
+Time excludes model building, data generation and (for the peer) the first,
+compiling call; ``setup`` reports what the export spends before its loop.
+Peak memory is the rise of the resident set (VmHWM after resetting it) and
+the tracemalloc peak during the timed part. Repeats alternate the modes and
+report the median.
+
+    python benchmarks/bench_export.py [--quick] [--framework torch|flax|both] [--threads N] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+D_IN, WIDTH, DEPTH, N_OUT = 784, 512, 10, 10
+RESULTS = Path(__file__).parent / "results" / "export.json"
+
+
+# -- child process -----------------------------------------------------------
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _reset_peak_rss() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    except OSError:
+        pass
+
+
+def _torch_model():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    layers, d = [], D_IN
+    for i in range(DEPTH):
+        out = N_OUT if i == DEPTH - 1 else WIDTH
+        layers += [nn.Linear(d, out)] + ([nn.ReLU()] if i < DEPTH - 1 else [])
+        d = out
+    return nn.Sequential(*layers).eval(), "Linear"
+
+
+def _flax_model():
+    import flax.linen as nn
+    import jax
+    import numpy as np
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            for i in range(DEPTH - 1):
+                x = nn.relu(nn.Dense(WIDTH)(x))
+            return nn.Dense(N_OUT)(x)
+
+    module = MLP()
+    return (module, module.init(jax.random.key(0), np.zeros((1, D_IN), np.float32))), "Dense"
+
+
+def _bare_loop(framework: str, model, X, batch: int):
+    if framework == "torch":
+        import torch
+
+        def run() -> None:
+            with torch.inference_mode():
+                for s in range(0, len(X), batch):
+                    model(torch.from_numpy(X[s : s + batch]))
+
+        run_first = lambda: run_on(X[:batch])  # noqa: E731
+
+        def run_on(x) -> None:
+            with torch.inference_mode():
+                model(torch.from_numpy(x))
+
+        return run, run_first
+    import jax
+
+    module, variables = model
+    apply = jax.jit(module.apply)
+
+    def run() -> None:
+        for s in range(0, len(X), batch):
+            x = X[s : s + batch]
+            if len(x) < batch:  # the export pads the last batch too
+                import numpy as np
+
+                x = np.concatenate([x, np.repeat(x[-1:], batch - len(x), axis=0)])
+            jax.block_until_ready(apply(variables, x))
+
+    return run, lambda: jax.block_until_ready(apply(variables, X[:batch]))
+
+
+def child(mode: str, framework: str, n: int, batch: int, store: str, threads: int) -> dict:
+    import numpy as np
+
+    if threads and framework == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+
+    import holejax as hj
+    from holejax.capture import find_adapter, pool, select_layers
+
+    model, layer_type = _torch_model() if framework == "torch" else _flax_model()
+    X = np.random.default_rng(0).standard_normal((n, D_IN), dtype=np.float32)
+    run_bare, warm = _bare_loop(framework, model, X, batch)
+    warm()  # framework start-up and the peer's compilation are not timed
+    import holejax.perturb  # noqa: F401  (one-time imports are not timed either)
+    import holejax.store  # noqa: F401
+    if mode == "capture":
+        adapter = find_adapter(model)
+        names = [i.name for i in select_layers(adapter.list_layers(model, X[:2]), layer_type)]
+
+        def run() -> None:
+            with adapter.capture(model, names) as forward:
+                for s in range(0, n, batch):
+                    for a in forward(X[s : s + batch]).values():
+                        pool(a, "flatten")
+
+    elif mode in ("export", "setup"):
+        data = X[:batch] if mode == "setup" else X
+
+        def run() -> None:
+            hj.export_activations(model, data, layers=layer_type, store=store, batch_size=batch, progress=False)
+
+    else:
+        run = run_bare
+    base = _rss_kib("VmRSS")
+    _reset_peak_rss()
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - t0
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {
+        "seconds": seconds,
+        "peak_rss_rise_mib": (_rss_kib("VmHWM") - base) / 1024,
+        "tracemalloc_peak_mib": traced_peak / 2**20,
+    }
+
+
+# -- parent --------------------------------------------------------------------
+def _run_child(mode: str, framework: str, n: int, batch: int, workdir: Path, threads: int) -> dict:
+    store = workdir / f"{framework}-{mode}.zarr"
+    shutil.rmtree(store, ignore_errors=True)
+    cmd = [sys.executable, __file__, "--child", mode, "--framework", framework, "--n", str(n), "--batch", str(batch),
+           "--store", str(store), "--threads", str(threads)]
+    env = dict(os.environ)
+    if threads:  # XLA reads its thread settings at start-up
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}"
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise RuntimeError(f"{mode} ({framework}) failed:\n{out.stderr[-3000:]}")
+    shutil.rmtree(store, ignore_errors=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2,000 samples, one repeat")
+    parser.add_argument("--framework", default="both", choices=["torch", "flax", "both"])
+    parser.add_argument("--n", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="compute threads per framework (0 = its default)")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--store", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.framework, args.n, args.batch, args.store, args.threads)))
+        return
+    if args.quick:
+        args.n, args.repeats = 2_000, 1
+    frameworks = ["torch", "flax"] if args.framework == "both" else [args.framework]
+    modes = ["bare", "capture", "export", "setup"]
+    units = (DEPTH - 1) * WIDTH + N_OUT
+    batch_mib = args.batch * units * 4 / 2**20
+    load_before = os.getloadavg()
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench_export_") as tmp:
+        for framework in frameworks:
+            runs = {m: [] for m in modes}
+            for _ in range(args.repeats):
+                for mode in modes:
+                    runs[mode].append(_run_child(mode, framework, args.n, args.batch, Path(tmp), args.threads))
+            summary = {}
+            for mode, rs in runs.items():
+                summary[mode] = {
+                    key: statistics.median(r[key] for r in rs) for key in rs[0]
+                } | {"all_seconds": [r["seconds"] for r in rs]}
+            bare = summary["bare"]["seconds"]
+            for mode in ("capture", "export"):
+                summary[mode]["samples_per_s"] = args.n / summary[mode]["seconds"]
+                summary[mode]["time_vs_bare"] = summary[mode]["seconds"] / bare
+            summary["bare"]["samples_per_s"] = args.n / bare
+            summary["export"]["loop_vs_bare"] = (summary["export"]["seconds"] - summary["setup"]["seconds"]) / bare
+            results[framework] = summary
+    report = {
+        "benchmark": "export",
+        "config": {"n_samples": args.n, "batch_size": args.batch, "layers_captured": DEPTH,
+                   "model": f"MLP {D_IN} -> {DEPTH - 1} x {WIDTH} -> {N_OUT}", "repeats": args.repeats, "compute_threads": args.threads or "default",
+                   "one_batch_of_activations_mib": batch_mib,
+                   "all_activations_mib": args.n * units * 4 / 2**20},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_average_before": load_before, "load_average_after": os.getloadavg()},
+        "results": results,
+    }
+    if not args.quick:  # one entry per thread setting, so both runs live in one file
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        saved = json.loads(out.read_text()) if out.is_file() else {}
+        runs = saved.get("runs", {})
+        runs[f"threads={args.threads or 'default'}"] = report
+        out.write_text(json.dumps({"benchmark": "export", "runs": runs}, indent=2) + "\n")
+    print(markdown(report))
+
+
+def markdown(report: dict) -> str:
+    cfg = report["config"]
+    lines = [
+        f"{cfg['n_samples']:,} samples, batch {cfg['batch_size']}, {cfg['layers_captured']} layers of a {cfg['model']}; "
+        f"one batch of activations = {cfg['one_batch_of_activations_mib']:.1f} MiB, all = "
+        f"{cfg['all_activations_mib']:.0f} MiB. Compute threads: {cfg.get('compute_threads', 'default')}. "
+        f"Median of {cfg['repeats']}.",
+        "",
+        "| framework | run | time (s) | samples/s | time / bare | peak RSS rise (MiB) | tracemalloc peak (MiB) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for fw, summary in report["results"].items():
+        for mode in ("bare", "capture", "export", "setup"):
+            r = summary[mode]
+            ratio = f"{r['time_vs_bare']:.2f}" if "time_vs_bare" in r else ("1.00" if mode == "bare" else "")
+            sps = f"{r['samples_per_s']:,.0f}" if "samples_per_s" in r else ""
+            lines.append(
+                f"| {fw} | {mode} | {r['seconds']:.2f} | {sps} | {ratio} | {r['peak_rss_rise_mib']:.0f} | "
+                f"{r['tracemalloc_peak_mib']:.1f} |"
+            )
+        lines.append(f"| {fw} | export loop (export - setup) | | | {summary['export']['loop_vs_bare']:.2f} | | |")
+    m = report["machine"]
+    lines += ["", f"{m['cpus']} CPUs, load average {m['load_average_before'][0]:.1f} before / "
+              f"{m['load_average_after'][0]:.1f} after."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
