@@ -29,8 +29,11 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-__all__ = ["prim_order", "prim_order_from_rows"]
+__all__ = ["prim_order", "prim_order_from_rows", "prim_parents"]
 
+
+
+_LANES = 16
 
 
 def _key_types(dtype) -> tuple:
@@ -47,8 +50,8 @@ def _key_bits(row: jax.Array, ftype, utype) -> jax.Array:
 
 
 def prim_order_from_rows(
-    row: Callable[[jax.Array], jax.Array], n: int, dtype
-) -> tuple[jax.Array, jax.Array, jax.Array]:
+    row: Callable[[jax.Array], jax.Array], n: int, dtype, *, track_parents: bool = True
+) -> tuple[jax.Array, jax.Array | None, jax.Array]:
     """Prim's visiting order for a cloud whose distance rows come from ``row(j)``.
 
     Args:
@@ -56,26 +59,45 @@ def prim_order_from_rows(
             non-negative distances.
         n: number of samples.
         dtype: float dtype of the rows and the returned weights.
+        track_parents: also record through which tree neighbour each sample
+            was reached. Tracking costs a second array update per step; with a
+            dense matrix at hand :func:`prim_parents` finds them afterwards in
+            one vectorised pass instead.
 
     Returns:
         ``(order, pred, weights)``, each ``(sample,)``: ``order[k]`` is the
         ``k``-th visited sample (``order[0] == 0``), ``pred[k]`` the tree
-        neighbour it was reached from, ``weights[k]`` the edge length
-        (``+inf`` for a sample in another part; ``weights[0] == 0``).
+        neighbour it was reached from (``None`` unless ``track_parents``),
+        ``weights[k]`` the edge length (``+inf`` for a sample in another part;
+        ``weights[0] == 0``).
     """
     ftype, utype = _key_types(dtype)
-    visited = jnp.array(jnp.iinfo(utype).max, utype)  # all bits set: above every distance, +inf included
-    iota = jnp.arange(n, dtype=jnp.uint32)
-    key = jnp.where(iota == 0, visited, _key_bits(row(jnp.int32(0)), ftype, utype))
-    parent = jnp.zeros((n,), jnp.uint32)
+    visited = jnp.array(jnp.iinfo(utype).max, utype)  # all bits set: above every distance and +inf
+    # keys are padded to a multiple of the vector width with visited entries, so the
+    # minima below reduce (lanes, width) blocks column-wise first: vectorised on CPU
+    n_pad = -(-n // _LANES) * _LANES
+    iota = jnp.arange(n_pad, dtype=jnp.uint32)
+
+    def keys(j):
+        r = _key_bits(row(j), ftype, utype)
+        return jnp.concatenate([r, jnp.full((n_pad - n,), visited, utype)]) if n_pad > n else r
+
+    def vmin(x):
+        return jnp.min(jnp.min(x.reshape(-1, _LANES), axis=0))
+
+    key = jnp.where(iota == 0, visited, keys(jnp.int32(0)))
+    parent = jnp.zeros((n_pad,), jnp.uint32)
 
     def step(carry, _):
         key, parent = carry
-        m = jnp.min(key)
-        j = jnp.min(jnp.where(key == m, iota, jnp.uint32(n)))  # first index among ties
-        p = parent[j]
-        r = _key_bits(row(j.astype(jnp.int32)), ftype, utype)
-        parent = jnp.where(r < key, j, parent)
+        m = vmin(key)
+        j = vmin(jnp.where(key == m, iota, jnp.uint32(n_pad)))  # first index among ties
+        r = keys(j.astype(jnp.int32))
+        if track_parents:
+            p = parent[j]
+            parent = jnp.where(r < key, j, parent)
+        else:
+            p = j
         key = jnp.where((key == visited) | (iota == j), visited, jnp.minimum(key, r))
         return (key, parent), (j, p, m)
 
@@ -86,10 +108,38 @@ def prim_order_from_rows(
         ms = jnp.zeros((0,), utype)
     zero = jnp.zeros((1,), jnp.uint32)
     order = jnp.concatenate([zero, js]).astype(jnp.int32)
-    pred = jnp.concatenate([zero, ps]).astype(jnp.int32)
+    pred = jnp.concatenate([zero, ps]).astype(jnp.int32) if track_parents else None
     weights = lax.bitcast_convert_type(jnp.concatenate([zero.astype(utype), ms]), ftype)
-    weights = weights.astype(dtype)
-    return order, pred, weights
+    return order, pred, weights.astype(dtype)
+
+
+def prim_parents(D: ArrayLike, order: ArrayLike, weights: ArrayLike) -> jax.Array:
+    """The tree neighbour through which Prim reached each visited sample, in one pass.
+
+    Sample ``v = order[k]`` was reached at length ``weights[k]``, the smallest
+    distance from ``v`` to any sample visited before it; Prim keeps the
+    earliest visited of those (a key is only replaced by a strictly smaller
+    one). This finds it for every ``k`` at once: a masked minimum over the
+    rows of ``D``, which XLA vectorises and spreads over cores, instead of a
+    second array update inside the sequential loop.
+
+    Args:
+        D: ``(sample, sample)`` distances.
+        order, weights: ``(sample,)`` from :func:`prim_order_from_rows`.
+
+    Returns:
+        ``(sample,)`` int32 ``pred`` with ``pred[0] == order[0]``.
+    """
+    D = jnp.asarray(D)
+    n = D.shape[0]
+    visit = jnp.zeros((n,), jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
+    w_of = jnp.zeros((n,), D.dtype).at[order].set(weights)
+    # entry (u, v): u visited before v and D[u, v] is v's weight (the row Prim read)
+    earlier = visit[:, None] < visit[None, :]
+    hit = earlier & (jnp.abs(D) == w_of[None, :])
+    first = jnp.min(jnp.where(hit, visit[:, None], n), axis=0)  # per sample v
+    pred_of = order[jnp.minimum(first, n - 1)]
+    return pred_of[order].at[0].set(order[0])
 
 
 def prim_order(D: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -101,7 +151,8 @@ def prim_order(D: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
 
     Returns:
         ``(order, pred, weights)``, each ``(sample,)``; see
-        :func:`prim_order_from_rows`.
+        :func:`prim_order_from_rows`. The loop records only the order and the
+        weights; ``pred`` comes from :func:`prim_parents`.
 
     Example:
         >>> D = jnp.array([[0.0, 2.0, 3.0], [2.0, 0.0, 1.0], [3.0, 1.0, 0.0]])
@@ -110,4 +161,6 @@ def prim_order(D: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
     """
     D = jnp.asarray(D)
     n = D.shape[0]
-    return prim_order_from_rows(lambda j: lax.dynamic_index_in_dim(D, j, 0, False), n, D.dtype)
+    rows = lambda j: lax.dynamic_index_in_dim(D, j, 0, False)  # noqa: E731
+    order, _, weights = prim_order_from_rows(rows, n, D.dtype, track_parents=False)
+    return order, prim_parents(D, order, weights), weights
