@@ -117,7 +117,7 @@ def batched_pairwise_distances(
 
     if spec.host_kernel is not None:
         outs, flags = zip(*(spec.host_kernel(X, **full) for X in stacked))
-        Ds, flagged = jnp.stack([jnp.asarray(D) for D in outs]), np.stack(flags)
+        Ds, flagged = jax.device_put(np.stack(outs)), np.stack(flags)
     else:
         static, arrays = split_params(spec, full)
         arrays = {k: jnp.asarray(v, dtype=stacked.dtype) for k, v in arrays.items()}
@@ -128,7 +128,7 @@ def batched_pairwise_distances(
             short = chunk - len(part)
             if short:  # pad with copies so every chunk has one shape (one compile)
                 part = np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
-            D, f = _batched(jnp.asarray(part), metric, static, arrays)
+            D, f = _batched(jax.device_put(part), metric, static, arrays)
             pieces.append(D[: chunk - short] if short else D)
             flag_pieces.append(np.asarray(f)[: chunk - short])
         Ds = pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)

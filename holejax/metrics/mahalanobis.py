@@ -2,7 +2,7 @@
 
 ``d(x_i, x_j) = sqrt((x_i - x_j)^T S^{-1} (x_i - x_j))`` is computed by
 whitening: with the Cholesky factor ``S = C C^T``, the points ``z = C^{-1} x``
-(one triangular solve, no explicit inverse) have euclidean distances equal to
+(the inverse of the ``(unit, unit)`` factor, then one matmul) have euclidean distances equal to
 the Mahalanobis distances, so the kernel ends in the same single matmul as
 :func:`holejax.metrics.euclidean.euclidean_distances`.
 
@@ -29,10 +29,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.scipy.linalg import solve_triangular
 from jax.typing import ArrayLike
 
-from holejax.metrics.euclidean import gram, sqeuclidean_distances
+from holejax.metrics.euclidean import sqeuclidean_distances
 
 __all__ = [
     "ShrunkCovariance",
@@ -71,6 +72,11 @@ def _centre(X: ArrayLike) -> tuple[jax.Array, jax.Array]:
     return X - loc, loc
 
 
+def _scatter(Xc: jax.Array) -> jax.Array:
+    """``Xc^T Xc`` contracting the sample axis in place (no transposed copy)."""
+    return lax.dot_general(Xc, Xc, (((0,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+
+
 def _shrink(emp: jax.Array, shrinkage: jax.Array) -> jax.Array:
     d = emp.shape[0]
     mu = jnp.trace(emp) / d
@@ -92,7 +98,7 @@ def empirical_covariance(X: ArrayLike) -> ShrunkCovariance:
         [[1.0, 1.0], [1.0, 1.0]]
     """
     Xc, loc = _centre(X)
-    emp = gram(Xc.T) / Xc.shape[0]
+    emp = _scatter(Xc) / Xc.shape[0]
     return ShrunkCovariance(emp, jnp.zeros((), emp.dtype), loc)
 
 
@@ -113,7 +119,7 @@ def ledoit_wolf(X: ArrayLike) -> ShrunkCovariance:
     """
     Xc, loc = _centre(X)
     n, d = Xc.shape
-    emp = gram(Xc.T) / n
+    emp = _scatter(Xc) / n
     if d == 1:
         return ShrunkCovariance(emp, jnp.zeros((), emp.dtype), loc)
     sq_norms = jnp.sum(Xc * Xc, axis=1)
@@ -146,7 +152,7 @@ def oas(X: ArrayLike) -> ShrunkCovariance:
     """
     Xc, loc = _centre(X)
     n, d = Xc.shape
-    emp = gram(Xc.T) / n
+    emp = _scatter(Xc) / n
     if d == 1:
         return ShrunkCovariance(emp, jnp.zeros((), emp.dtype), loc)
     alpha = jnp.mean(emp**2)
@@ -200,8 +206,10 @@ def whiten(X: ArrayLike, covariance: str = "ledoit_wolf", VI: ArrayLike | None =
     scale = jnp.trace(cov) / d
     cov = jnp.where(scale > 0, cov, eye)
     C = jnp.linalg.cholesky(cov)
-    # z = C^{-1} x, so |z_i - z_j|^2 = (x_i - x_j)^T (C C^T)^{-1} (x_i - x_j)
-    return solve_triangular(C, X.T, lower=True).T
+    # z = C^{-1} x, so |z_i - z_j|^2 = (x_i - x_j)^T (C C^T)^{-1} (x_i - x_j); inverting the
+    # (unit, unit) factor once and multiplying beats a triangular solve against all samples
+    C_inv = solve_triangular(C, eye, lower=True)
+    return jnp.matmul(X, C_inv.T, precision="highest")
 
 
 def mahalanobis_distances(
