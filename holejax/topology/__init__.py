@@ -4,8 +4,25 @@ activation landscapes, neural persistence of weights, Betti-number decay.
 Modules:
     diagrams            bottleneck / Wasserstein distances, total persistence, persistent entropy
     landscapes          activation landscapes (Wheeler, Bouza & Bubenik)
+    neural_persistence  neural persistence of weights (Rieck et al.; bounds of Girrbach et al.)
+    betti_decay         Betti numbers of feature maps across depth (Suresh et al.)
+
+Example:
+    >>> import numpy as np
+    >>> from holejax import topology
+    >>> topology.diagram_distance([[0.0, 1.0]], [[0.0, 1.5]])
+    0.5
 """
 
+from holejax.topology.betti_decay import (
+    BettiDecay,
+    DecayFit,
+    betti_curves,
+    betti_decay,
+    betti_numbers,
+    cubical_diagrams,
+    decay_rate,
+)
 from holejax.topology.diagrams import (
     as_diagram,
     bottleneck_distance,
@@ -14,6 +31,19 @@ from holejax.topology.diagrams import (
     split_essential,
     total_persistence,
     wasserstein_distance,
+)
+from holejax.topology.neural_persistence import (
+    LayerPersistence,
+    NetworkPersistence,
+    NPVarianceTrend,
+    layer_neural_persistence,
+    mst_edges,
+    mst_weights,
+    neural_persistence,
+    neural_persistence_bounds,
+    np_variance_trend,
+    weight_matrices,
+    weight_variance,
 )
 from holejax.topology.landscapes import (
     ActivationLandscapes,
@@ -60,4 +90,24 @@ __all__ = [
     "persistence_landscape",
     "persistence_landscapes",
     "subsample_activation_landscapes",
+    # neural persistence
+    "LayerPersistence",
+    "NetworkPersistence",
+    "NPVarianceTrend",
+    "layer_neural_persistence",
+    "mst_edges",
+    "mst_weights",
+    "neural_persistence",
+    "neural_persistence_bounds",
+    "np_variance_trend",
+    "weight_matrices",
+    "weight_variance",
+    # Betti decay
+    "BettiDecay",
+    "DecayFit",
+    "betti_curves",
+    "betti_decay",
+    "betti_numbers",
+    "cubical_diagrams",
+    "decay_rate",
 ]
