@@ -4,6 +4,8 @@ For an MLP, a residual CNN with global average pooling and a transformer
 encoder block: every default layer agrees to 1e-5 (after NCHW -> NHWC for
 feature maps), and the H0 deaths and cluster purity computed from the stores
 agree too. Single linkage from scipy checks the H0 deaths independently.
+Input noise and compression (pruning, quantization) give the same stores in
+every framework as well.
 """
 
 from __future__ import annotations
@@ -27,10 +29,6 @@ INPUTS = {  # (torch layout, flax layout)
     "encoder": (IMAGES.reshape(N, 8, 8), IMAGES.reshape(N, 8, 8)),
 }
 FLAX_NAME = {"attn[0]": "attn"}  # MultiheadAttention returns (output, weights); Flax returns the output
-
-
-def purity(pred: np.ndarray, true: np.ndarray) -> float:
-    return sum(np.bincount(true[pred == c]).max() for c in np.unique(pred)) / len(true)
 
 
 def as_flax_layout(values: np.ndarray, shape: tuple) -> np.ndarray:
@@ -77,7 +75,7 @@ def _h0_summary(acts: np.ndarray) -> tuple[np.ndarray, float]:
     h = hj.h0(hj.pairwise_distances(acts))
     deaths = np.sort(np.asarray(h.deaths))
     t = 0.5 * (deaths[-10] + deaths[-9])  # ten components
-    return deaths, purity(np.asarray(hj.clusters_at(h, t)), LABELS)
+    return deaths, hj.purity(np.asarray(hj.clusters_at(h, t)), LABELS)
 
 
 @pytest.mark.parametrize("flavour", ["linen", "nnx"])
@@ -93,6 +91,23 @@ def test_h0_deaths_and_purity_agree(exports, flavour):
         # independent reference: scipy single linkage merge heights
         heights = np.sort(linkage(a.astype(np.float64), method="single")[:, 2])
         np.testing.assert_allclose(deaths_a, heights, rtol=1e-4, atol=1e-4, err_msg=f"{kind} {name}")
+
+
+def test_perturbed_stores_agree(tmp_path):
+    from holejax.perturb import global_l1_prune, layerwise_l1_prune, quantize
+
+    perts = [hj.gaussian(sigma=0.2), global_l1_prune(0.3), layerwise_l1_prune(0.2), quantize(bits=4)]
+    tm = twins.torch_twin("mlp")
+    kw = dict(perturbations=perts, layers=["act2", "out"], batch_size=64, seed=5, progress=False)
+    ref = hj.export_activations(tm, IMAGES, store=tmp_path / "t.zarr", **kw)
+    for name, model in (("linen", twins.linen_twin(tm)), ("nnx", twins.nnx_twin(tm))):
+        other = hj.export_activations(model, IMAGES, store=tmp_path / f"{name}.zarr", **kw)
+        assert list(other["perturbation"].values) == list(ref["perturbation"].values)
+        for layer in ("act2", "out"):
+            np.testing.assert_allclose(other[layer].values, ref[layer].values, rtol=1e-5, atol=1e-5, err_msg=f"{name} {layer}")
+    # every perturbation changed something
+    clean = ref["out"].values[0]
+    assert all(np.abs(ref["out"].values[i] - clean).max() > 1e-3 for i in range(1, len(perts) + 1))
 
 
 def test_pooled_layers_agree_without_transposing(tmp_path):
