@@ -43,8 +43,10 @@ def _open_in_browser(path: Path) -> dict[str, float]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1250, "height": 900})
-        idle = []
+        idle, errors = [], []
         page.on("console", lambda m: idle.append(time.perf_counter()) if "document idle" in m.text else None)
+        page.on("console", lambda m: errors.append(m.text) if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
         t0 = time.perf_counter()
         page.goto(path.as_uri())
         page.wait_for_function("window.Bokeh && Bokeh.documents.length > 0", timeout=120_000)
@@ -64,6 +66,7 @@ def _open_in_browser(path: Path) -> dict[str, float]:
             page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
             switches.append(time.perf_counter() - t1)
         out["switch_s"] = float(np.median(switches))
+        out["console_errors"] = len(errors)
         browser.close()
     return out
 
@@ -113,7 +116,7 @@ def main() -> None:
         "views": n_layers * len(perts) * len(metrics), "heatmap_size": report.heatmap_size,
         "size_mb": round(size_mb, 2), "setup_s": round(setup_s, 2), "warmup_build_s": round(warmup_s, 2),
         "build_s": round(build_s, 2), "build_and_write_html_s": round(html_s, 2),
-        **{k: round(v, 3) for k, v in browser.items()},
+        **{k: round(v, 3) if isinstance(v, float) else v for k, v in browser.items()},
         "machine": platform.platform(), "quick": args.quick,
     }
     out = ROOT / "benchmarks" / "results" / ("report_quick.json" if args.quick else "report.json")

@@ -205,7 +205,7 @@ def build_report(
         "blob.points": [T("p", "l"), T("p", "l", "m")], "blob.hulls": [T("p", "l", "m", "boundary")],
         "dg.deaths": [T("p", "l", "m")], "dg.ess": [T("p", "l", "m")],
     }
-    if values:
+    if shown:
         tables["sum.hl"] = [T("p", "m")]
         tables["sum.cur"] = [T("p", "l", "m")]
     extra = {"sc.combo": T("p", "l", "m"), "sc.hd": T("p", "l", "m", "order")}
@@ -263,7 +263,7 @@ def build_report(
                 dd = death_display(deaths[pi, li, mi], ranks)
                 for name, cols in diagram_columns(dd).items():
                     put(name, tables[name][0], ix, cols)
-                if values:
+                if shown:
                     cols = summary_columns(shown, pi, li, mi)
                     put("sum.hl", tables["sum.hl"][0], {"p": pi, "m": mi}, cols["sum.hl"])
                     put("sum.cur", tables["sum.cur"][0], ix, cols["sum.cur"])
@@ -288,7 +288,7 @@ def build_report(
     sankey_fig = sankey_figure(first["sankey"], label_names=names, title=f"Sankey: {where}")
     dg_view = diagram_figures(first["dg"])
     views: list[LayoutDOM] = [row(hd_view, column(blob_fig, sankey_fig)), dg_view]
-    if values:
+    if shown:
         views.append(summary_tabs(shown, axes.perturbations, axes.layers, axes.metrics))
 
     def options(names_: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -328,7 +328,7 @@ def build_report(
     sources = {name: one(name, ColumnDataSource) for name in tables}
     targets = {
         "colorbar": one("hd.colorbar", LinearColorMapper),
-        "cap_spans": [m for m in models if isinstance(m, Span)],
+        "cap_spans": [m for m in models if isinstance(m, Span) and (m.name or "").startswith("dg.cap.")],
         "diagram_x": one("dg.diagram.x", Range1d),
         "dendrogram": one("hd.dendrogram"),
         "blob": blob_fig,

@@ -168,3 +168,18 @@ def test_hostile_names_reach_the_models_only_as_text(hostile_case):
     layer_select = next(m for m in rep.layout.references() if m.name == "sel.layer")
     assert [label for _, label in layer_select.options] == [HOSTILE, "fc2"]
     assert rep.axes.label_names[:2] == (HOSTILE, HOSTILE_SCRIPT)
+
+
+def test_minimal_and_unlabelled_studies(case):
+    study, acts = case
+    minimal = study[["deaths", "linkage", "stage_threshold", "stage_labels"]]
+    rep = build_report(minimal, acts, metrics=["euclidean"])
+    assert "sum.hl" not in rep.update.args["sources"]
+    assert not [m for m in rep.layout.references() if (m.name or "").startswith("sum.")]
+    sc = rep.update.args["extra"]["sc.combo"]["cols"]
+    assert np.isnan(sc["purity"]).all() and np.isnan(sc["accuracy"]).all()
+    unlabelled = study.drop_vars("label")
+    unlabelled.attrs = {}
+    rep = build_report(unlabelled, acts.drop_vars("label"), metrics=["euclidean"])
+    assert rep.axes.label_names == ("(no labels)",) and not rep.axes.has_labels
+    assert set(rep.update.args["sources"]["blob.points"].data["label_name"]) == {"(no labels)"}
