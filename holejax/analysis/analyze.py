@@ -3,11 +3,12 @@
 The work is batched the way the kernels want it:
 
 1. clouds of equal width (all perturbations of a layer, and layers of the
-   same width) are stacked, and for each metric one call of
-   :func:`holejax.batched_pairwise_distances` and one of
-   :func:`holejax.h0_batched` handle the whole stack (the geodesic metric
-   goes through :func:`holejax.h0_from_points`, whose kNN-graph MST gives the
-   exact geodesic H0 without all-pairs shortest paths);
+   same width) are stacked, and for each metric one compiled call
+   (:func:`holejax.h0_batched_from_points`: the batched distance kernel and
+   the batched H0 kernel in one XLA program) handles the whole stack, in
+   chunks that fit ``memory_budget``; the geodesic metric goes through
+   :func:`holejax.h0_from_points`, whose kNN-graph MST gives the exact
+   geodesic H0 without all-pairs shortest paths;
 2. one :func:`~holejax.analysis.merge_scores` call scores every threshold of
    every cloud against the labels;
 3. one :func:`~holejax.analysis.h0_diagram_distances` call per distance
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,6 +47,9 @@ __all__ = ["analyze"]
 
 # metrics whose H0 is computed from the points (no n x n matrix)
 _FROM_POINTS = ("geodesic",)
+
+# seconds spent in each phase by the last analyze() call (read by benchmarks/bench_study.py)
+last_timings: dict[str, float] = {}
 
 
 def _names(value: Any, argument: str, available: Sequence[str], what: str) -> list[str]:
@@ -115,31 +120,22 @@ def _metric_params(metrics: list[str], metric_params: Any) -> dict[str, dict]:
     return {m: dict(metric_params.get(m, {})) for m in metrics}
 
 
-def _h0_group(Xs: np.ndarray, metric: str, params: dict, memory_budget: int, method: str, where: list) -> tuple:
-    """H0 (deaths, edges, linkage) of a stack ``(batch, sample, unit)`` of one width, one metric."""
+def _h0_group(Xs: np.ndarray, metric: str, params: dict, memory_budget: int, method: str) -> tuple:
+    """H0 (deaths, edges, linkage) of a stack ``(batch, sample, unit)`` of one width, one metric.
+
+    Distances and MSTs run in one compiled call per chunk of clouds
+    (``hj.h0_batched_from_points``); the geodesic metric goes through the MST
+    of each cloud's kNN graph (``hj.h0_from_points``), which gives the exact
+    geodesic H0 without all-pairs shortest paths.
+    """
     import holejax as hj
 
     if metric in _FROM_POINTS:
         rs = [hj.h0_from_points(X, metric, **params) for X in Xs]
-        return tuple(np.stack([np.asarray(getattr(r, f)) for r in rs]) for f in ("deaths", "edges", "linkage"))
-    n = Xs.shape[1]
-    per_cloud = 3 * n * n * 4  # the matrix, and room for the kernels' temporaries
-    chunk = max(1, min(len(Xs), memory_budget // per_cloud))
-    parts = []
-    for start in range(0, len(Xs), chunk):
-        part = Xs[start : start + chunk]
-        short = chunk - len(part)
-        if short:  # one shape per group: one compile
-            part = np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
-        layer = ", ".join(sorted({lw for lw, _ in where[start : start + chunk]}))
-        perts = [p for _, p in where[start : start + chunk]] + [where[-1][1]] * short
-        Ds = hj.batched_pairwise_distances(
-            part, metric, memory_budget, layer=layer, perturbations=perts, **params
-        )
-        r = hj.h0_batched(Ds, method, check=False)
-        keep = slice(0, chunk - short)
-        parts.append(tuple(np.asarray(f)[keep] for f in (r.deaths, r.edges, r.linkage)))
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+    else:
+        rs = [hj.h0_batched_from_points(Xs, metric, method, memory_budget=memory_budget, **params)]
+        return tuple(np.asarray(getattr(rs[0], f)) for f in ("deaths", "edges", "linkage"))
+    return tuple(np.stack([np.asarray(getattr(r, f)) for r in rs]) for f in ("deaths", "edges", "linkage"))
 
 
 def analyze(
@@ -267,6 +263,8 @@ def analyze(
             raise ValueError(f"accuracy names perturbations {unknown} that are not analysed ({pert_list}).")
 
     P, L, M, E = len(pert_list), len(layer_list), len(metrics), n - 1
+    clock = time.perf_counter()
+    last_timings.clear()
     deaths = np.full((P, L, M, E), np.nan, np.float32)
     edges = np.zeros((P, L, M, E, 2), np.int64)
     linkage = np.zeros((P, L, M, E, 4), np.float64)
@@ -293,16 +291,20 @@ def analyze(
         clouds.setdefault(width, []).append((li, X))
     for width, members in clouds.items():
         Xs = np.concatenate([X for _, X in members])
-        where = [(layer_list[li], p) for li, _ in members for p in pert_list]
         for mi, metric in enumerate(metrics):
-            d, e, z = _h0_group(Xs, metric, params[metric], int(memory_budget), h0_method, where)
+            d, e, z = _h0_group(Xs, metric, params[metric], int(memory_budget), h0_method)
             for k, (li, _) in enumerate(members):
                 rows = slice(k * P, (k + 1) * P)
                 deaths[:, li, mi], edges[:, li, mi], linkage[:, li, mi] = d[rows], e[rows], z[rows]
 
+    last_timings["h0_s"] = time.perf_counter() - clock
+
     # 2. every threshold of every cloud scored in one call
+    clock = time.perf_counter()
     flat_link = linkage.reshape(P * L * M, E, 4)
     scores = merge_scores(flat_link, y) if y is not None else None
+    last_timings["scores_s"] = time.perf_counter() - clock
+    clock = time.perf_counter()
 
     # 3. per cloud: stages, best-threshold scores, persistent components
     from holejax.filtration import H0Result
@@ -339,7 +341,10 @@ def analyze(
         n_comp[pi, li, mi], n_out[pi, li, mi] = pc.n_components, pc.n_outliers
         out["persistence_threshold"][pi, li, mi] = pc.threshold
 
+    last_timings["stages_s"] = time.perf_counter() - clock
+
     # 4. diagram distances of every perturbed cloud to its clean twin
+    clock = time.perf_counter()
     dist = {k: np.full((P, L, M), np.nan) for k in ("bottleneck", "wasserstein")}
     if "clean" in pert_list:
         for k in dist:
@@ -349,6 +354,8 @@ def analyze(
             b = deaths[1:].reshape(-1, E)
             dist["bottleneck"][1:] = h0_diagram_distances(a, b, "bottleneck").reshape(P - 1, L, M)
             dist["wasserstein"][1:] = h0_diagram_distances(a, b, "wasserstein", wasserstein_order).reshape(P - 1, L, M)
+
+    last_timings["distances_s"] = time.perf_counter() - clock
 
     plm = ("perturbation", "layer", "metric")
     data = {

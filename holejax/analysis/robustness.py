@@ -7,10 +7,10 @@ sending ``(0, a)`` to the diagonal is ``a / 2``. Matching points on a line
 under a cost that is a convex function of the difference never needs
 crossing pairs, so an optimal matching pairs the two sorted death lists in
 order, skipping some points to the diagonal: an edit-distance dynamic
-programme with ``match`` / ``skip`` moves. Each row of the programme is a
-prefix minimum, so a row costs ``O(n)`` vector work and the whole distance
-``O(n^2)``; :func:`h0_diagram_distances` runs it for a batch of diagram
-pairs in one ``lax.scan`` whose rows carry the whole batch. It is exact, and checked against
+programme with ``match`` / ``skip`` moves, ``O(n^2)`` per pair.
+:func:`h0_diagram_distances` fills it by anti-diagonals (each needs only the
+two before it, so a step is elementwise) for a whole batch of diagram pairs
+in one ``lax.scan``. It is exact, and checked against
 ``holejax.topology.diagram_distance`` and gudhi in the tests.
 
 Infinite (essential) bars are matched among themselves (births all 0, cost
@@ -34,48 +34,58 @@ __all__ = ["DISTANCES", "h0_diagram_distances", "reference_diagram_distance"]
 DISTANCES = ("bottleneck", "wasserstein")
 
 
-# Rows of the programme are (edge + 1, batch): the batch is the minor axis so the
-# prefix minimum along the rows vectorises across pairs.
-def _prefix_min(X: jax.Array) -> jax.Array:
-    return jax.lax.associative_scan(jnp.minimum, X, axis=0)
+# Padding for out-of-range entries: finite (|PAD - PAD| = 0, never NaN) and far
+# above every cost of the deaths, which are scaled to [0, 1] first.
+_PAD = 1e18
 
 
-def _row_bottleneck(R: jax.Array, a_i: jax.Array, b: jax.Array, del_b: jax.Array) -> jax.Array:
-    # X[j]: best cost of a[:i+1], b[:j] whose last move is "match (a_i, b_j)" or "skip a_i"
-    skip_a = jnp.maximum(R, a_i / 2)
-    match = jnp.maximum(R[:-1], jnp.abs(a_i - b))
-    X = jnp.concatenate([skip_a[:1], jnp.minimum(match, skip_a[1:])])
-    # then skip a run of b's: with b ascending the largest skipped cost is del_b[j]
-    before = jnp.concatenate([jnp.full_like(X[:1], jnp.inf), _prefix_min(X)[:-1]])
-    return jnp.minimum(X, jnp.maximum(before, del_b))
+@functools.partial(jax.jit, static_argnames=("kind", "order"))
+def _batched(a: jax.Array, b: jax.Array, kind: str, order: float) -> jax.Array:
+    """Distances of ``(edge, batch)`` ascending finite death lists (zero-padded), one per column.
 
-
-def _row_wasserstein(R: jax.Array, a_i: jax.Array, b: jax.Array, S: jax.Array, q: jax.Array) -> jax.Array:
-    skip_a = R + (a_i / 2) ** q
-    match = R[:-1] + jnp.abs(a_i - b) ** q
-    X = jnp.concatenate([skip_a[:1], jnp.minimum(match, skip_a[1:])])
-    return S + _prefix_min(X - S)
-
-
-@functools.partial(jax.jit, static_argnames="kind")
-def _batched(a: jax.Array, b: jax.Array, q: jax.Array, kind: str) -> jax.Array:
-    """Distances of ``(edge, batch)`` sorted finite death lists (zero-padded), one per column."""
-    zero = jnp.zeros_like(b[:1])
+    The programme ``D[i, j]`` (best cost of the first ``i`` deaths of ``a``
+    against the first ``j`` of ``b``) is filled one anti-diagonal ``i + j = s``
+    at a time: each cell needs only the two previous anti-diagonals, so a
+    step is a few elementwise operations over ``(edge + 1, batch)``.
+    """
+    if order == 1:
+        power = lambda x: x  # noqa: E731
+    elif order == 2:
+        power = lambda x: x * x  # noqa: E731
+    else:
+        power = lambda x: x**order  # noqa: E731
+    m, batch = a.shape
+    inf = jnp.full((1, batch), jnp.inf, a.dtype)
+    pad = jnp.full((m + 1, batch), _PAD, a.dtype)
+    a_i = jnp.concatenate([pad[:1], a])  # a_i[i] = the i-th death (1-based) of a
+    b_rev = jnp.concatenate([pad, b[::-1], pad])  # b_rev[2m + 1 - s + i] = the (s - i)-th death of b
     if kind == "bottleneck":
-        del_b = jnp.concatenate([zero, b / 2])
+        skip_a = a_i / 2
+    else:
+        skip_a = power(a_i / 2)
+    first = jnp.concatenate([jnp.zeros((1, batch), a.dtype), jnp.full((m, batch), jnp.inf, a.dtype)])
 
-        def step(R, a_i):
-            return _row_bottleneck(R, a_i, b, del_b), None
+    def step(carry, s):
+        two_back, one_back = carry  # anti-diagonals s - 2 and s - 1, indexed by i
+        b_j = jax.lax.dynamic_slice_in_dim(b_rev, 2 * m + 1 - s, m + 1, axis=0)
+        diag = jnp.concatenate([inf, two_back[:-1]])  # D[i-1, j-1]
+        up = jnp.concatenate([inf, one_back[:-1]])  # D[i-1, j]: skip a_i
+        left = one_back  # D[i, j-1]: skip b_j
+        if kind == "bottleneck":
+            cell = jnp.minimum(
+                jnp.minimum(jnp.maximum(diag, jnp.abs(a_i - b_j)), jnp.maximum(up, skip_a)),
+                jnp.maximum(left, b_j / 2),
+            )
+        else:
+            cell = jnp.minimum(
+                jnp.minimum(diag + power(jnp.abs(a_i - b_j)), up + skip_a), left + power(b_j / 2)
+            )
+        return (one_back, cell), None
 
-        R, _ = jax.lax.scan(step, del_b, a)
-        return R[-1]
-    S = jnp.concatenate([zero, jnp.cumsum((b / 2) ** q, axis=0)])
-
-    def step_w(R, a_i):
-        return _row_wasserstein(R, a_i, b, S, q), None
-
-    R, _ = jax.lax.scan(step_w, S, a)
-    return R[-1] ** (1.0 / q)
+    start = (jnp.full((m + 1, batch), jnp.inf, a.dtype), first)
+    (_, last), _ = jax.lax.scan(step, start, jnp.arange(1, 2 * m + 1))
+    out = last[m]
+    return out if kind == "bottleneck" else out ** (1.0 / order)
 
 
 def h0_diagram_distances(
@@ -125,7 +135,7 @@ def h0_diagram_distances(
     out = np.asarray(
         _batched(
             jnp.asarray((a / scale).T, jnp.float32), jnp.asarray((b / scale).T, jnp.float32),
-            jnp.asarray(order, jnp.float32), kind,
+            kind, float(order),
         ),
         np.float64,
     ) * scale[:, 0]

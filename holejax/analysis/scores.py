@@ -53,6 +53,8 @@ def _pair(labels_pred: Any, labels_true: Any, caller: str) -> tuple[np.ndarray, 
     for name, arr in (("labels_pred", pred), ("labels_true", true)):
         if arr.ndim != 1:
             raise ValueError(f"{caller}: {name} must be 1-D (sample,); got shape {arr.shape}.")
+        if arr.shape[0] == 0:
+            raise ValueError(f"{caller}: {name} is empty; pass at least one sample.")
         if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.bool_)):
             raise TypeError(f"{caller}: {name} must hold integer ids; got dtype {arr.dtype}.")
     if pred.shape != true.shape:
@@ -60,8 +62,6 @@ def _pair(labels_pred: Any, labels_true: Any, caller: str) -> tuple[np.ndarray, 
             f"{caller}: labels_pred has {pred.shape[0]} samples but labels_true has {true.shape[0]}; "
             "pass one cluster id and one class per sample."
         )
-    if pred.shape[0] == 0:
-        raise ValueError(f"{caller}: the labels are empty; pass at least one sample.")
     return pred, true
 
 
@@ -125,17 +125,34 @@ def adjusted_rand(labels_pred: Any, labels_true: Any) -> float:
     return float(adjusted_rand_score(true, pred))
 
 
+def _entropy(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
 def normalized_mutual_info(labels_pred: Any, labels_true: Any) -> float:
-    """Normalised mutual information (scikit-learn, arithmetic normalisation).
+    """Normalised mutual information (scikit-learn's, arithmetic normalisation).
+
+    The mutual information is scikit-learn's ``mutual_info_score`` on the
+    contingency table (built once here, which is several times faster than
+    ``normalized_mutual_info_score`` and gives the same value, with its
+    special cases: 1.0 when both sides are one cluster, 0.0 when the mutual
+    information is 0).
 
     Example:
         >>> normalized_mutual_info([0, 0, 1, 1], [1, 1, 0, 0])
         1.0
     """
-    from sklearn.metrics import normalized_mutual_info_score
+    from sklearn.metrics import mutual_info_score
 
-    pred, true = _pair(labels_pred, labels_true, "normalized_mutual_info")
-    return float(normalized_mutual_info_score(true, pred))
+    table = contingency(labels_pred, labels_true)
+    if table.shape[0] == table.shape[1] == 1:
+        return 1.0
+    mi = mutual_info_score(None, None, contingency=table)
+    if mi == 0:
+        return 0.0
+    h_pred, h_true = _entropy(table.sum(axis=1)), _entropy(table.sum(axis=0))
+    return float(mi / np.mean([h_true, h_pred]))
 
 
 # -- all thresholds of a merge tree at once --------------------------------------------

@@ -142,34 +142,37 @@ def stage_thresholds(values: Any, scores: Any) -> np.ndarray:
             smaller threshold.
 
     Returns:
-        ``(4,)`` float64. With ``k >= 3`` the first and last are
-        ``values[0]`` and ``values[-1]`` and the best is the top-scoring value
-        strictly between them; the intermediate is the middle death between
-        best and last, or their midpoint when no death lies between. With
-        fewer distinct deaths the thresholds are spread evenly above the first.
+        ``(4,)`` float64. ``first = values[0]`` and ``one = values[-1]``; the
+        best partition is the top-scoring value among all but the last (when
+        it is the first value, the best threshold is placed a third of the way
+        to the next death, which keeps it distinct and shows the same
+        partition); the intermediate is the middle death strictly between
+        best and last, or their midpoint when none lies between. With a single
+        distinct death the thresholds are spread evenly above it.
 
     Example:
         >>> stage_thresholds([1.0, 2.0, 3.0, 4.0, 5.0], [0, 0.2, 0.9, 0.1, 0]).tolist()
         [1.0, 3.0, 4.0, 5.0]
         >>> stage_thresholds([1.0, 2.0, 3.0], [0, 1, 0]).tolist()
         [1.0, 2.0, 2.5, 3.0]
+        >>> stage_thresholds([1.0, 4.0], [1, 0]).tolist()
+        [1.0, 2.0, 3.0, 4.0]
         >>> stage_thresholds([2.0], [0]).tolist()
         [2.0, 2.00002, 2.00004, 2.00006]
     """
     u = np.asarray(values, np.float64)
     s = np.asarray(scores, np.float64)
     k = len(u)
-    if k >= 3:
-        inner = s[1:-1]
-        best_i = 1 + int(np.argmax(np.where(np.isfinite(inner), inner, -np.inf)))
+    if k >= 2:
+        head = s[:-1]
+        best_i = int(np.argmax(np.where(np.isfinite(head), head, -np.inf)))
+        best = u[best_i] if best_i > 0 else u[0] + (u[1] - u[0]) / 3
         between = np.arange(best_i + 1, k - 1)
         if between.size:
             inter = u[between[(between.size - 1) // 2]]
         else:
-            inter = 0.5 * (u[best_i] + u[-1])
-        return np.array([u[0], u[best_i], inter, u[-1]])
-    if k == 2:
-        return np.array([u[0], u[0] + (u[1] - u[0]) / 3, u[0] + 2 * (u[1] - u[0]) / 3, u[1]])
+            inter = 0.5 * (best + u[-1])
+        return np.array([u[0], best, inter, u[-1]])
     base = float(u[0]) if k == 1 else 0.0
     step = max(abs(base), 1.0) * 1e-5
     return base + step * np.arange(4)
