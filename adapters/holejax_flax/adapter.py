@@ -9,8 +9,8 @@ sown value, so a name alone is enough to find a layer again.
 Capture runs under ``jax.jit``: Linen applies the module with
 ``mutable=["intermediates"]`` only (batch statistics are not updated), NNX
 runs an ``eval()`` copy merged inside the traced function (the caller's
-model is never changed). Batches smaller than the first one are padded to
-its size, so the last batch does not compile again.
+model is never changed). Batches smaller than the largest one seen are
+padded to its size, so a short last batch does not compile again.
 """
 
 from __future__ import annotations

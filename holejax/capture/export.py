@@ -188,6 +188,13 @@ def export_activations(
         for i in infos
     ]
     stored = _stored_attrs(store, mode)
+    model_class = adapter.model_class(model)
+    if stored and (stored.get("framework"), stored.get("model_class")) != (adapter.name, model_class):
+        raise ValueError(
+            f"the store {str(store)!r} holds activations of a {stored.get('framework')} "
+            f"{stored.get('model_class')}, but this model is a {adapter.name} {model_class}; {mode} needs the "
+            "same model, or use mode='overwrite' or another store."
+        )
     if "export_seed" in stored and int(stored["export_seed"]) != int(seed):
         raise ValueError(
             f"seed={seed} but the store {str(store)!r} was exported with seed={stored['export_seed']}; "
@@ -195,7 +202,7 @@ def export_activations(
         )
     writer = ActivationWriter.create(
         store, specs, source.n, perturbations=perts, labels=source.labels, label_names=label_names,
-        attrs={"framework": adapter.name, "model_class": adapter.model_class(model), "export_seed": int(seed)},
+        attrs={"framework": adapter.name, "model_class": model_class, "export_seed": int(seed)},
         mode=mode, sample_chunk=min(batch_size, source.n),
     )
     by_name = {p.name: p for p in perts}

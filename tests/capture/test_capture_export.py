@@ -159,6 +159,17 @@ def test_resume_with_another_seed_is_refused(tmp_path):
         export(store, perturbations=[hj.gaussian(sigma=0.3)], mode="resume", seed=2)
 
 
+def test_resume_or_append_with_another_model_is_refused(tmp_path):
+    store = tmp_path / "a.zarr"
+    export(store)
+
+    class OtherNet(NumpyNet):
+        pass
+
+    with pytest.raises(ValueError, match="holds activations of a numpy NumpyNet, but this model is a numpy OtherNet"):
+        export(store, OtherNet(), mode="append", perturbations=[hj.gaussian(sigma=0.1)])
+
+
 def test_append_perturbations_to_a_finished_store(tmp_path):
     perts = [hj.gaussian(sigma=0.3), hj.uniform(a=0.2)]
     ref = values(export(tmp_path / "both.zarr", perturbations=perts))
