@@ -20,7 +20,9 @@ mixture of 10 clusters, float32):
   on the points.
 - peers run once in this process (1 core; giotto-ph with 2 threads) and once
   split over **2 worker processes** (both cores); the faster of the two is the
-  peer's time. holejax uses the cores XLA gives it in one process.
+  peer's time. holejax runs in one process with ``jax_num_cpu_devices=2``
+  (``--cpu-devices``): ``h0_batched`` splits a batch over the local devices, so
+  both cores work on it, as the two peer processes do.
 - compile time (first call minus a steady call) is reported separately;
   steady times are the best of several runs.
 - slow peers (a cloud taking more than ``--peer-budget`` seconds) are timed on
@@ -288,8 +290,13 @@ def main() -> None:
     parser.add_argument("--large-n", type=int, default=50_000)
     parser.add_argument("--no-large", action="store_true")
     parser.add_argument("--output", default=str(HERE / "results" / "h0.json"))
+    parser.add_argument("--cpu-devices", type=int, default=2,
+                        help="jax_num_cpu_devices: holejax spreads a batch over these (1 = one core)")
     parser.add_argument("--large-worker", nargs=3, metavar=("ENGINE", "N", "D"))
     args = parser.parse_args()
+    import jax
+
+    jax.config.update("jax_num_cpu_devices", args.cpu_devices)
     if args.large_worker:
         engine, n, d = args.large_worker
         large_worker(engine, int(n), int(d))
@@ -297,14 +304,13 @@ def main() -> None:
 
     sizes = args.sizes or ([500, 1000] if args.quick else [500, 1000, 2000, 4000])
     dims = args.dims or ([64] if args.quick else [64, 512])
-    import jax
-
     load_before = os.getloadavg()
     info = {
         "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "jax": jax.__version__,
         "backend": jax.default_backend(),
+        "cpu_devices": len(jax.local_devices()),
         "loadavg_before": load_before,
         "command": "python benchmarks/bench_h0.py" + (" --quick" if args.quick else ""),
     }

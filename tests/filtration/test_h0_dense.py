@@ -55,3 +55,24 @@ def test_jit_and_vmap_agree_with_host(method):
 def test_methods_agree_on_deaths():
     D = dist32(cloud(5, 40))
     np.testing.assert_array_equal(h0(D, method="prim").deaths, h0(D, method="boruvka").deaths)
+
+
+def test_batch_spread_over_several_cpu_devices():
+    """With jax_num_cpu_devices=2 the batch is split over both devices, same answer."""
+    import json
+    import subprocess
+    import sys
+
+    Ds = np.stack([dist32(cloud(s, 40)) for s in range(3)])
+    code = (
+        "import jax, json, sys, numpy as np; jax.config.update('jax_num_cpu_devices', 2)\n"
+        "from holejax.filtration import h0_batched\n"
+        "Ds = np.array(json.loads(sys.stdin.read()), np.float32)\n"
+        "h = h0_batched(Ds)\n"
+        "print(json.dumps([len(jax.local_devices()), h.linkage.tolist()]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(Ds.tolist()),
+                         capture_output=True, text=True, check=True, timeout=300)
+    devices, linkage = json.loads(out.stdout.strip().splitlines()[-1])
+    assert devices == 2
+    np.testing.assert_array_equal(np.array(linkage), h0_batched(Ds).linkage)
