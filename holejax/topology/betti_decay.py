@@ -258,7 +258,9 @@ class BettiDecay(NamedTuple):
 
 def _feature_maps(activations: Any, layers: Sequence[str] | None, perturbation: str) -> list[tuple[str, np.ndarray]]:
     if hasattr(activations, "data_vars"):  # an activation store: reshape with the stored shape
-        names = list(activations.data_vars) if layers is None else list(layers)
+        from holejax.store import layer_names
+
+        names = layer_names(activations) if layers is None else list(layers)
         out = []
         for name in names:
             if name not in activations.data_vars:
@@ -307,7 +309,9 @@ def betti_decay(
         thresholds: ``(threshold,)``; default 19 values ``0.05 .. 0.95``.
         degree: polynomial degree of the fit behind theta.
         superlevel, normalize: see :func:`cubical_diagrams`.
-        layers: layers to use (default all, in order).
+        layers: layers to use, in depth order (default: all, in the order of the
+            mapping or the store; pass it for a store whose variables are not in
+            depth order).
         perturbation: which perturbation of a store to read.
         depth: ``(layer,)`` layer positions for the fit (default ``0, 1, ...``).
 

@@ -415,17 +415,18 @@ class ActivationLandscapes(NamedTuple):
     count: int = 1
 
     def to_xarray(self):
-        """An ``xarray.Dataset`` with ``landscape (layer, landscape, grid)`` and ``norm (layer)``."""
+        """An ``xarray.Dataset``: ``landscape (layer, k, grid)`` (``k`` = 1, 2, ... the
+        landscape function) and ``norm (layer)``, for plotting."""
         import xarray as xr
 
         return xr.Dataset(
             {
-                "landscape": (("layer", "landscape", "grid"), np.asarray(self.landscapes)),
+                "landscape": (("layer", "k", "grid"), np.asarray(self.landscapes)),
                 "norm": (("layer",), np.asarray(self.norms)),
             },
             coords={
                 "layer": list(self.layers),
-                "landscape": np.arange(1, np.shape(self.landscapes)[1] + 1),
+                "k": np.arange(1, np.shape(self.landscapes)[1] + 1),
                 "grid": np.asarray(self.grid),
             },
             attrs={"degree": self.degree, "local": int(self.local), "count": self.count},
@@ -436,7 +437,9 @@ def _layer_clouds(
     activations: Any, layers: Sequence[str] | None, perturbation: str
 ) -> list[tuple[str, np.ndarray]]:
     if hasattr(activations, "data_vars"):  # an activation store (xarray.Dataset)
-        names = list(activations.data_vars) if layers is None else list(layers)
+        from holejax.store import layer_names
+
+        names = layer_names(activations) if layers is None else list(layers)
         missing = [n for n in names if n not in activations.data_vars]
         if missing:
             raise KeyError(f"layers {missing} are not in the store; it holds {list(activations.data_vars)}.")
@@ -483,7 +486,9 @@ def activation_landscapes(
         num_landscapes: landscape functions per layer.
         local: use the local-homology variant (:func:`local_distance_matrix`).
         relu: for ``local``: which layers end in ReLU (see there).
-        layers: the layers to use (default: all, in order).
+        layers: the layers to use, in depth order (default: all, in the order
+            of the mapping or the store; pass it for a store whose variables
+            are not in depth order).
         perturbation: which perturbation of a store to read.
         max_samples: if set and smaller than the sample count, a random
             subsample of this size (the same samples in every layer).
@@ -630,21 +635,11 @@ def _stack_group(group: Any, argument: str) -> np.ndarray:
     return arr
 
 
-@functools.partial(jax.jit, static_argnames=("n_a", "batch_size"))
-def _permutation_null(data, weights, keys, n_a: int, batch_size: int):
-    n = data.shape[0]
-    n_b = n - n_a
-
-    def statistic(sign):
-        diff = jnp.tensordot(sign, data, axes=1)
-        return jnp.sqrt(jnp.sum(diff**2 * weights))
-
-    base = jnp.where(jnp.arange(n) < n_a, 1.0 / n_a, -1.0 / n_b).astype(data.dtype)
-
-    def one(key):
-        return statistic(jax.random.permutation(key, base))
-
-    return statistic(base), jax.lax.map(one, keys, batch_size=batch_size)
+@jax.jit
+def _split_statistics(signs: jax.Array, data: jax.Array, weights: jax.Array) -> jax.Array:
+    """Statistic of each split: ``signs`` (split, member) holds +1/n_a and -1/n_b."""
+    diff = jnp.tensordot(signs, data, axes=1)  # (split, feature, grid)
+    return jnp.sqrt(jnp.sum(diff**2 * weights, axis=(-1, -2)))
 
 
 def landscape_permutation_test(
@@ -660,7 +655,9 @@ def landscape_permutation_test(
     The statistic is the distance between the group means in the product
     Hilbert space (equation 1 of the paper: summed over layers and landscape
     functions, integrated over the grid). The null distribution relabels the
-    pooled members at random ``n_permutations`` times (JAX, ``lax.map`` in batches).
+    pooled members at random ``n_permutations`` times (drawn with numpy's
+    generator from ``seed``; the statistics of each batch of 1024 relabellings
+    are one jit-compiled contraction).
 
     Args:
         group_a: ``(member, ..., grid)`` array, e.g. ``(seed, layer, landscape, grid)``,
@@ -690,11 +687,20 @@ def landscape_permutation_test(
     if int(n_permutations) != n_permutations or n_permutations < 1:
         raise ValueError(f"n_permutations must be an integer >= 1; got {n_permutations!r}.")
     dtype = jnp.result_type(float)
-    data = jnp.asarray(np.concatenate([a, b]).reshape(a.shape[0] + b.shape[0], -1, grid.shape[0]), dtype)
+    n_a, n = a.shape[0], a.shape[0] + b.shape[0]
+    data = jnp.asarray(np.concatenate([a, b]).reshape(n, -1, grid.shape[0]), dtype)
     weights = _trapezoid_weights(jnp.asarray(grid, dtype))
-    keys = jax.random.split(jax.random.key(seed), int(n_permutations))
-    stat, null = _permutation_null(data, weights, keys, int(a.shape[0]), 256)
-    stat, null = float(stat), np.asarray(null)
+    base = np.where(np.arange(n) < n_a, 1.0 / n_a, -1.0 / (n - n_a))
+    observed = np.tensordot(base, np.concatenate([a, b]), axes=1)
+    stat = float(np.sqrt(np.sum(observed**2 * np.asarray(weights, np.float64))))
+    # relabellings drawn on the host, scored on the device in fixed-size batches
+    rng = np.random.default_rng(seed)
+    batch = min(int(n_permutations), 1024)
+    null = []
+    for start in range(0, int(n_permutations), batch):
+        signs = rng.permuted(np.broadcast_to(base, (batch, n)), axis=1)
+        null.append(np.asarray(_split_statistics(jnp.asarray(signs, dtype), data, weights)))
+    null = np.concatenate(null)[: int(n_permutations)].astype(np.float64)
     # compare with a relative tolerance so relabellings equal to the observed split count
     p = (1 + int(np.sum(null >= stat * (1 - 1e-6)))) / (1 + len(null))
     return PermutationTestResult(stat, float(p), null)
@@ -763,7 +769,8 @@ def landscape_pca(landscapes: Any, grid: Any, n_components: int = 2) -> Landscap
             f"n_components must be an integer in [1, {min(points, count * size)}] for {points} landscapes; "
             f"got {n_components!r}."
         )
-    root_w = np.sqrt(np.asarray(_trapezoid_weights(jnp.asarray(grid))))
+    step = np.diff(grid)
+    root_w = np.sqrt(np.concatenate([step[:1] / 2, (step[1:] + step[:-1]) / 2, step[-1:] / 2]))
     flat = (arr * root_w).reshape(points, count * size)
     mean = flat.mean(axis=0)
     centred = flat - mean
