@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from holejax.capture.layers import SOWN, LayerInfo, layer_name, output_leaves, split_layer_name
+from holejax.capture.layers import SOWN, LayerInfo, class_names, layer_name, output_leaves, split_layer_name
 
 __all__ = ["FlaxAdapter"]
 
@@ -33,10 +33,6 @@ def _is_array(x: Any) -> bool:
     """A jax array, a tracer, or the abstract value ``jax.eval_shape`` returns."""
     jax = sys.modules.get("jax")
     return jax is not None and isinstance(x, (jax.Array, jax.ShapeDtypeStruct))
-
-
-def _type_names(cls: type) -> tuple[str, ...]:
-    return tuple(f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__ if c is not object)
 
 
 def _linen_parts(model: Any) -> tuple[Any, Any, dict] | None:
@@ -178,7 +174,7 @@ def _infos(intermediates: Mapping, events: list, classes: dict, n: int, all_modu
         if key == "__call__":
             fired.add(path)
             cls = classes.get(path) or all_modules.get(path)
-            kind, types = (cls.__name__, _type_names(cls)) if cls else ("unknown", ())
+            kind, types = (cls.__name__, class_names(cls)) if cls else ("unknown", ())
         else:
             parts.append(key)
             kind, types = SOWN, (SOWN,)
@@ -194,7 +190,7 @@ def _infos(intermediates: Mapping, events: list, classes: dict, n: int, all_modu
             name = ".".join(str(p) for p in path)
             infos.append(
                 LayerInfo(name, cls.__name__ if cls else "unknown", None, None,
-                          _type_names(cls) if cls else (), len(path), LAYOUT)
+                          class_names(cls) if cls else (), len(path), LAYOUT)
             )
     return infos
 

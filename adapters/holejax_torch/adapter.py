@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from holejax.capture.layers import LayerInfo, layer_name, output_leaves, split_layer_name
+from holejax.capture.layers import LayerInfo, class_names, layer_name, output_leaves, split_layer_name
 
 __all__ = ["TorchAdapter"]
 
@@ -32,10 +32,6 @@ def _numpy(t: Any) -> np.ndarray:
     if t.dtype in (torch.float16, torch.bfloat16):
         t = t.float()
     return t.cpu().numpy()
-
-
-def _type_names(module: Any) -> tuple[str, ...]:
-    return tuple(f"{c.__module__}.{c.__qualname__}" for c in type(module).__mro__ if c is not object)
 
 
 def _dtype_name(t: Any) -> str:
@@ -169,11 +165,11 @@ class TorchAdapter:
                 infos.append(
                     LayerInfo(
                         layer_name(path, call, pick), type(module).__name__, shape[1:], dtype,
-                        _type_names(module), path.count(".") + 1, self.layout,
+                        class_names(type(module)), path.count(".") + 1, self.layout,
                     )
                 )
         infos += [
-            LayerInfo(path, type(m).__name__, None, None, _type_names(m), path.count(".") + 1, self.layout)
+            LayerInfo(path, type(m).__name__, None, None, class_names(type(m)), path.count(".") + 1, self.layout)
             for path, m in modules
             if path not in calls
         ]

@@ -26,6 +26,7 @@ __all__ = [
     "LayerInfo",
     "NONLINEARITIES",
     "SOWN",
+    "class_names",
     "layer_name",
     "split_layer_name",
     "output_leaves",
@@ -78,6 +79,16 @@ class LayerInfo(NamedTuple):
     def fired(self) -> bool:
         """Whether the layer produced an output in the forward pass."""
         return self.shape is not None
+
+
+def class_names(cls: type) -> tuple[str, ...]:
+    """Qualified names of a class and its bases, for :attr:`LayerInfo.types`.
+
+    Example:
+        >>> class_names(bool)
+        ('builtins.bool', 'builtins.int')
+    """
+    return tuple(f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__ if c is not object)
 
 
 _NAME = re.compile(r"^(?P<path>[^#\[]*)(?:#(?P<call>\d+))?(?P<pick>(?:\[[^\]]*\])*)$")
@@ -189,10 +200,6 @@ def _glob(pattern: str) -> re.Pattern:
     return re.compile("".join(parts) + r"\Z")
 
 
-def _type_key(entry: type) -> str:
-    return f"{entry.__module__}.{entry.__qualname__}"
-
-
 def _listing(names: Sequence[str], limit: int = 40) -> str:
     shown = ", ".join(repr(n) for n in names[:limit])
     more = f", ... and {len(names) - limit} more" if len(names) > limit else ""
@@ -201,7 +208,7 @@ def _listing(names: Sequence[str], limit: int = 40) -> str:
 
 def _match(entry: Any, infos: Sequence[LayerInfo]) -> list[LayerInfo]:
     if isinstance(entry, type):
-        key = _type_key(entry)
+        key = class_names(entry)[0]
         return [i for i in infos if key in i.types]
     exact = [i for i in infos if i.name == entry]
     if exact:
@@ -274,7 +281,7 @@ def select_layers(
         if live:
             picked.update(i.name for i in live)
             continue
-        label = _type_key(entry) if isinstance(entry, type) else entry
+        label = class_names(entry)[0] if isinstance(entry, type) else entry
         if matches:
             raise ValueError(
                 f"{argument} entry {label!r} names {[i.name for i in matches]}, which never fired: the "
