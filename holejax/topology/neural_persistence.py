@@ -25,8 +25,10 @@ Weights arrive as plain mappings ``{name: array}``, nested or flat: a PyTorch
 works as it is; values are converted with ``np.asarray``. holejax never
 imports torch or flax here.
 
-The maximum spanning tree is a dense Prim in JAX (:func:`mst_weights`,
-``jit`` and ``vmap``-able over stacks of equally shaped matrices).
+The maximum spanning tree is a dense Prim: in numpy on the host for the
+per-network functions (no compilation per matrix shape), and in JAX as
+:func:`mst_edges` / :func:`mst_weights` (``jit`` and ``vmap``-able over stacks
+of equally shaped matrices, e.g. the checkpoints of one layer).
 """
 
 from __future__ import annotations
@@ -245,6 +247,31 @@ def mst_weights(W: jax.Array) -> jax.Array:
     return W[rows, cols]
 
 
+def _mst_edges_host(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`mst_edges` in numpy: the same dense Prim, no compilation per shape."""
+    n, m = W.shape
+    in_row, in_col = np.zeros(n, bool), np.zeros(m, bool)
+    in_row[0] = True
+    best_row, row_from = np.full(n, -np.inf), np.zeros(n, np.int64)
+    best_col, col_from = W[0].copy(), np.zeros(m, np.int64)
+    rows, cols = np.zeros(n + m - 1, np.int64), np.zeros(n + m - 1, np.int64)
+    for k in range(n + m - 1):
+        row_score = np.where(in_row, -np.inf, best_row)
+        col_score = np.where(in_col, -np.inf, best_col)
+        i, j = int(np.argmax(row_score)), int(np.argmax(col_score))
+        if col_score[j] >= row_score[i]:
+            rows[k], cols[k] = col_from[j], j
+            in_col[j] = True
+            better = W[:, j] > best_row
+            best_row[better], row_from[better] = W[better, j], j
+        else:
+            rows[k], cols[k] = i, row_from[i]
+            in_row[i] = True
+            better = W[i] > best_col
+            best_col[better], col_from[better] = W[i, better], i
+    return rows, cols
+
+
 def neural_persistence_bounds(W: Any, p: float = 2.0) -> tuple[float, float]:
     """The bounds ``L`` and ``U`` of Girrbach et al. (Theorem 2.5) for a matrix in ``[0, 1]``.
 
@@ -379,8 +406,8 @@ def layer_neural_persistence(W: Any, p: float = 2.0, *, scale: float | None = No
     if top > scale * (1 + 1e-12):
         raise ValueError(f"scale={scale} is below max|W|={top} of {name!r}; the scaled weights would exceed 1.")
     scaled = np.minimum(np.abs(raw) / scale, 1.0)
-    rows, cols = mst_edges(jnp.asarray(scaled, jnp.result_type(float)))
-    tree = scaled[np.asarray(rows), np.asarray(cols)]  # float64 weights of the tree's edges
+    rows, cols = _mst_edges_host(scaled)
+    tree = scaled[rows, cols]
     total = float(np.sum((1.0 - np.clip(tree, 0.0, 1.0)) ** p))
     n, m = raw.shape
     value = total ** (1 / p)
