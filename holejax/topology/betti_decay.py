@@ -125,19 +125,22 @@ def betti_numbers(dgm: Any, thresholds: Any, *, superlevel: bool = True) -> jax.
         superlevel: the filtration direction the diagram came from.
 
     Returns:
-        ``(threshold,)`` int jax.Array. ``jax.vmap`` over padded diagrams.
+        ``(threshold,)`` int jax.Array. Traceable: ``jax.vmap`` it over
+        diagrams padded with NaN rows.
 
     Example:
         >>> dgm = [[1.0, -np.inf], [0.8, 0.2]]
         >>> np.asarray(betti_numbers(dgm, [0.1, 0.5, 0.9])).tolist()
         [1, 2, 1]
     """
+    dtype = jnp.result_type(float)
+    if isinstance(dgm, jax.core.Tracer) or isinstance(thresholds, jax.core.Tracer):
+        return _alive(jnp.asarray(dgm, dtype), jnp.asarray(thresholds, dtype), bool(superlevel))
     arr = np.asarray(dgm, dtype=np.float64)
     if arr.size == 0:
         arr = np.zeros((0, 2))
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise ValueError(f"dgm must have shape (k, 2); got shape {arr.shape}.")
-    dtype = jnp.result_type(float)
     return _alive(jnp.asarray(arr, dtype), jnp.asarray(_check_thresholds(thresholds), dtype), bool(superlevel))
 
 
@@ -270,7 +273,7 @@ def _feature_maps(activations: Any, layers: Sequence[str] | None, perturbation: 
                 var = var.sel(perturbation=perturbation)
             shape = tuple(int(s) for s in var.attrs.get("shape", ()))
             values = np.asarray(var.values)
-            if var.attrs.get("pooling", "flatten") != "flatten" or int(np.prod(shape)) != values.shape[1]:
+            if var.attrs.get("pooling", "flatten") not in ("flatten", "none") or int(np.prod(shape)) != values.shape[1]:
                 raise ValueError(
                     f"layer {name!r} was stored with pooling {var.attrs.get('pooling')!r}; Betti decay needs "
                     "the unpooled feature maps. Export it with pooling='flatten'."
@@ -305,7 +308,9 @@ def betti_decay(
     Args:
         feature_maps: ``{layer: (sample, channel, height, width)}`` in depth
             order, or an activation store exported with ``pooling="flatten"``
-            (the per-sample shape is read from the layer's attrs).
+            (the per-sample shape is read from the layer's attrs). Axis order
+            does not matter: ``(height, width, channel)`` (Flax) gives the same
+            cubical homology as ``(channel, height, width)`` (PyTorch).
         thresholds: ``(threshold,)``; default 19 values ``0.05 .. 0.95``.
         degree: polynomial degree of the fit behind theta.
         superlevel, normalize: see :func:`cubical_diagrams`.
