@@ -74,6 +74,13 @@ _EXPORTS: dict[str, str] = {
     "analyze": "holejax.analysis",
     "study": "holejax.analysis",
     "sankey_stages": "holejax.analysis",
+    # topology
+    "diagram_distance": "holejax.topology",
+    "total_persistence": "holejax.topology",
+    "persistent_entropy": "holejax.topology",
+    "activation_landscapes": "holejax.topology",
+    "neural_persistence": "holejax.topology",
+    "betti_decay": "holejax.topology",
     # report
     "write_report": "holejax.report",
 }
