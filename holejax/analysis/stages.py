@@ -179,10 +179,48 @@ def stage_thresholds(values: Any, scores: Any) -> np.ndarray:
 
 
 def cluster_labels(h: Any, thresholds: Any) -> np.ndarray:
-    """Component ids at each threshold, ``(threshold, sample)`` int64 (see ``hj.clusters_at``)."""
-    from holejax.filtration import clusters_at
+    """Component ids at several thresholds at once, ``(threshold, sample)`` int64.
 
-    return np.stack([np.asarray(clusters_at(h, float(t)), np.int64) for t in np.atleast_1d(thresholds)])
+    The same partitions and numbering as ``hj.clusters_at`` (samples joined
+    by merges of height ``<= t``, ids ``0..k-1`` in order of each component's
+    smallest sample), read off the linkage matrix by pointer jumping: every
+    node of the merge tree points to its parent while the parent's height is
+    at most ``t`` (heights grow towards the root), and ``log2(n)`` rounds of
+    ``up = up[up]`` take each sample to the root of its component for all
+    thresholds together.
+
+    Example:
+        >>> import numpy as np, holejax as hj
+        >>> x = np.array([0.0, 1.0, 5.0])
+        >>> cluster_labels(hj.h0(np.abs(x[:, None] - x)), [0.5, 1.0, 4.0]).tolist()
+        [[0, 1, 2], [0, 0, 1], [0, 0, 0]]
+    """
+    Z = np.asarray(h.linkage, np.float64)
+    t = np.atleast_1d(np.asarray(thresholds, np.float64))
+    n = Z.shape[0] + 1
+    if n == 1:
+        return np.zeros((len(t), 1), np.int64)
+    nodes = 2 * n - 1
+    parent = np.arange(nodes)
+    children = Z[:, :2].astype(np.int64)
+    parent[children[:, 0]] = n + np.arange(n - 1)
+    parent[children[:, 1]] = n + np.arange(n - 1)
+    height = np.r_[np.full(n, -np.inf), Z[:, 2]]
+    up = np.where(height[parent][None, :] <= t[:, None], parent[None, :], np.arange(nodes)[None, :])
+    rows = np.arange(len(t))[:, None]
+    for _ in range(int(np.ceil(np.log2(nodes))) + 1):
+        nxt = up[rows, up]
+        if np.array_equal(nxt, up):
+            break
+        up = nxt
+    roots = up[:, :n]
+    out = np.empty((len(t), n), np.int64)
+    for r in range(len(t)):
+        _, first, inverse = np.unique(roots[r], return_index=True, return_inverse=True)
+        rank = np.empty(len(first), np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+        out[r] = rank[inverse]
+    return out
 
 
 def group_small_clusters(labels: Any, min_cluster_size: int) -> np.ndarray:

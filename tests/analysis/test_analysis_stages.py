@@ -150,3 +150,20 @@ def test_sankey_rejects_batched_results():
     batched = H0Result(*(np.stack([f, f]) for f in h))
     with pytest.raises(ValueError, match="one cloud"):
         hj.sankey_stages(batched, [0, 1, 1])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(-20, 20, allow_nan=False).map(lambda v: round(v, 1)), min_size=1, max_size=30),
+       st.booleans())
+def test_cluster_labels_equal_clusters_at(points, disconnect):
+    from holejax.analysis.stages import cluster_labels
+
+    x = np.asarray(points)
+    D = np.abs(x[:, None] - x[None, :])
+    if disconnect and len(x) > 2:
+        D[0, 1:] = D[1:, 0] = np.inf
+    h = hj.h0(D)
+    finite = np.unique(h.deaths[np.isfinite(h.deaths)])
+    ts = np.r_[finite, -1.0, 0.0, 1e9]
+    for t, lab in zip(ts, cluster_labels(h, ts)):
+        np.testing.assert_array_equal(lab, clusters_at(h, t))
