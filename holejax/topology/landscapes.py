@@ -534,8 +534,8 @@ def activation_landscapes(
         all_dgms = activation_diagrams(X, int(degree), local=local, relu=relu, layer=name, n_threads=n_threads)
         names.append(name)
         dgms.append(all_dgms[int(degree)])
-    lam = np.asarray(persistence_landscapes(dgms, grid, num_landscapes))
-    norms = np.asarray(landscape_norm(lam, grid))
+    lam = np.asarray(persistence_landscapes(dgms, grid, num_landscapes), dtype=np.float64)
+    norms = np.asarray(landscape_norm(lam, grid), dtype=np.float64)
     return ActivationLandscapes(tuple(names), int(degree), bool(local), grid, lam, norms, tuple(dgms), 1)
 
 
