@@ -76,7 +76,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 layers x 3 perturbations x 3 metrics, n=300")
     parser.add_argument("--n", type=int, default=None, help="samples (default 1000, quick 300)")
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--keep", default=None, help="also save the HTML here")
+    parser.add_argument("--open", default=None, metavar="HTML",
+                        help="only time opening an existing report (3 runs, median)")
     args = parser.parse_args()
+    if args.open:
+        path = Path(args.open).resolve()
+        runs = [_open_in_browser(path) for _ in range(3)]
+        med = {k: float(np.median([r[k] for r in runs])) for k in ("open_s", "switch_s")}
+        print(f"{path.name}: {path.stat().st_size / 1e6:.2f} MB, open {med['open_s']:.2f} s, "
+              f"switch {med['switch_s']:.3f} s (median of 3), console errors {max(r['console_errors'] for r in runs)}")
+        return
 
     import holejax as hj
     from holejax.report import build_report, report_html
@@ -109,6 +119,8 @@ def main() -> None:
         path = Path(tmp) / "report.html"
         path.write_text(text, encoding="utf-8")
         size_mb = path.stat().st_size / 1e6
+        if args.keep:
+            Path(args.keep).write_text(text, encoding="utf-8")
         browser = {} if args.no_browser else _open_in_browser(path)
 
     result = {

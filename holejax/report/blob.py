@@ -330,6 +330,12 @@ def blob_figure(
     Returns:
         a Bokeh figure named ``blob.figure``; sources ``blob.points`` (columns of
         ``blob.xy`` and ``blob.marks`` plus sample, label) and ``blob.hulls``.
+
+    Example:
+        >>> xy = np.array([[0, 0], [1, 0], [0, 1], [5, 5]], dtype=float)
+        >>> fig = blob_figure(blob_data(xy, np.array([0, 0, 1, 1]), np.array([0, 0, 0, -1])))
+        >>> fig.select_one({"name": "blob.points"}).data["out"].tolist()
+        [0, 0, 0, 1]
     """
     cols = blob_columns(bd, boundary, display)
     idx = np.arange(len(bd.labels)) if display is None else np.asarray(display)

@@ -118,7 +118,12 @@ def _cap_span(dd: DeathDisplay, dimension: str) -> Span:
 
 
 def persistence_diagram_figure(dd: DeathDisplay, sources=None, *, size: int = 300) -> figure:
-    """H0 persistence diagram: (birth, death) points, the diagonal and the essential class at the cap."""
+    """H0 persistence diagram: (birth, death) points, the diagonal and the essential class at the cap.
+
+    Example:
+        >>> persistence_diagram_figure(death_display(np.array([0.5, 1.0]))).name
+        'dg.diagram'
+    """
     src, ess = _sources(dd) if sources is None else sources
     fig = figure(width=size, height=size, title="Persistence diagram (H0)", name="dg.diagram",
                  tools="pan,wheel_zoom,reset", toolbar_location=None,
@@ -136,7 +141,12 @@ def persistence_diagram_figure(dd: DeathDisplay, sources=None, *, size: int = 30
 
 
 def barcode_figure(dd: DeathDisplay, sources=None, *, width: int = 300, height: int = 300) -> figure:
-    """H0 barcode: one bar per death, sorted, the essential bar (to the cap) on top."""
+    """H0 barcode: one bar per death, sorted, the essential bar (to the cap) on top.
+
+    Example:
+        >>> barcode_figure(death_display(np.array([0.5, 1.0]))).name
+        'dg.barcode'
+    """
     src, ess = _sources(dd) if sources is None else sources
     fig = figure(width=width, height=height, title="Barcode (H0)", name="dg.barcode",
                  tools="pan,wheel_zoom,reset", toolbar_location=None)
@@ -152,7 +162,12 @@ def barcode_figure(dd: DeathDisplay, sources=None, *, width: int = 300, height: 
 
 
 def betti0_figure(dd: DeathDisplay, sources=None, *, width: int = 300, height: int = 300) -> figure:
-    """Betti-0 curve: components left as the threshold grows (log scale)."""
+    """Betti-0 curve: components left as the threshold grows (log scale).
+
+    Example:
+        >>> betti0_figure(death_display(np.array([0.5, 1.0]))).name
+        'dg.betti'
+    """
     src, _ = _sources(dd) if sources is None else sources
     fig = figure(width=width, height=height, title="Betti-0 curve", name="dg.betti",
                  tools="pan,wheel_zoom,reset", toolbar_location=None, y_axis_type="log")

@@ -456,6 +456,13 @@ def heatmap_dendrogram_figure(
         a Bokeh ``column``; its sources are named ``hd.image``, ``hd.dendro`` and
         ``hd.strip``, its figures ``hd.dendrogram``, ``hd.strips`` and ``hd.heatmap``,
         the colour bar's mapper ``hd.colorbar``.
+
+    Example:
+        >>> from scipy.cluster.hierarchy import linkage as scipy_linkage
+        >>> X = np.array([[0.0], [0.1], [5.0], [5.2]])
+        >>> hd = heatmap_dendrogram(np.abs(X - X.T), scipy_linkage(X, "single"), np.array([0, 0, 1, 1]))
+        >>> [f.name for f in heatmap_dendrogram_figure(hd).children]
+        ['hd.dendrogram', 'hd.strips', 'hd.heatmap']
     """
     cols = heatmap_dendrogram_columns(hd)
     n = float(hd.n)

@@ -296,6 +296,12 @@ def sankey_figure(
 
     Returns:
         a Bokeh figure named ``sk.figure`` with sources ``sk.nodes`` and ``sk.ribbons``.
+
+    Example:
+        >>> S = np.array([[0, 0, 1, 1], [0, 0, 1, -1], [0, 0, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]])
+        >>> fig = sankey_figure(sankey_layout(S, np.array([0, 0, 1, 1])), label_names=["cat", "dog"])
+        >>> fig.select_one({"name": "sk.nodes"}).data["size"].tolist()[:2]
+        [2, 2]
     """
     cols = sankey_columns(lay)
     n_classes = len(label_names) if label_names is not None else int(max(lay.label.max(initial=0), lay.r_label.max(initial=0))) + 1
