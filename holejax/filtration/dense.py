@@ -2,8 +2,11 @@
 
 Both run one jit-compiled kernel: an MST (dense Prim on CPU, Borůvka on GPU)
 followed by the vectorised Kruskal merge tree of :mod:`.result`. The batched
-form is the single-cloud kernel under ``jax.vmap``, so a batch of clouds is
-one XLA program whose inner loops are vectorised across the batch.
+form maps the single-cloud kernel over the batch in one place
+(:func:`_over_batch`): ``jax.vmap`` for Borůvka, ``lax.map`` for Prim on CPU,
+and spreads the batch over the local devices when there are several.
+:func:`h0_batched_from_points` also computes the distance matrices inside the
+same compiled program.
 """
 
 from __future__ import annotations

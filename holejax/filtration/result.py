@@ -186,6 +186,8 @@ def clusters_at(h: H0Result, threshold: float) -> np.ndarray:
     Returns:
         ``(sample,)`` int64 ids ``0..k-1`` numbered in the order of each
         component's smallest sample index (``(batch, sample)`` for a batch).
+        Runs on the host (scipy connected components over the ``n - 1``
+        tree edges); it is not traceable under ``jax.jit``.
 
     Example:
         >>> import holejax as hj
