@@ -2,10 +2,12 @@
 activation landscapes, neural persistence of weights, Betti-number decay.
 
 Modules:
-    diagrams            bottleneck / Wasserstein distances, total persistence, persistent entropy
-    landscapes          activation landscapes (Wheeler, Bouza & Bubenik)
-    neural_persistence  neural persistence of weights (Rieck et al.; bounds of Girrbach et al.)
-    betti_decay         Betti numbers of feature maps across depth (Suresh et al.)
+    diagrams                bottleneck / Wasserstein distances, total persistence, persistent entropy
+    landscapes              persistence landscapes on a grid, norms (JAX)
+    activation_landscapes   activation landscapes per layer (Wheeler, Bouza & Bubenik)
+    landscape_stats         permutation test and PCA view over groups of landscapes
+    neural_persistence      neural persistence of weights (Rieck et al.; bounds of Girrbach et al.)
+    betti_decay             Betti numbers of feature maps across depth (Suresh et al.)
 
 Example:
     >>> import numpy as np
@@ -45,23 +47,27 @@ from holejax.topology.neural_persistence import (
     weight_matrices,
     weight_variance,
 )
-from holejax.topology.landscapes import (
+from holejax.topology.activation_landscapes import (
     ActivationLandscapes,
-    LandscapePCA,
-    PermutationTestResult,
     activation_diagrams,
     activation_landscapes,
     average_landscapes,
+    local_distance_matrix,
+    normalize_activations,
+    subsample_activation_landscapes,
+)
+from holejax.topology.landscape_stats import (
+    LandscapePCA,
+    PermutationTestResult,
+    landscape_pca,
+    landscape_permutation_test,
+)
+from holejax.topology.landscapes import (
     landscape_distance,
     landscape_grid,
     landscape_norm,
-    landscape_pca,
-    landscape_permutation_test,
-    local_distance_matrix,
-    normalize_activations,
     persistence_landscape,
     persistence_landscapes,
-    subsample_activation_landscapes,
 )
 
 __all__ = [
