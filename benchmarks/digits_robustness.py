@@ -57,11 +57,33 @@ LAYERS = {
 }
 
 
+def render(name: str, entry: dict, metric: str) -> str:
+    """Markdown table of one model: purity (ARI) per layer, accuracy, last-layer bottleneck."""
+    layers = entry["layers"]
+    lines = [
+        f"**{name}**: {metric} purity at the best threshold per layer (ARI in brackets), "
+        "accuracy, and the bottleneck distance of the last layer's H0 diagram to the clean one.\n",
+        "| perturbation | " + " | ".join(layers) + " | accuracy | bottleneck (last layer) |",
+        "|---|" + "---:|" * (len(layers) + 2),
+    ]
+    for p, acc in entry["accuracy"].items():
+        pur, ari = entry["purity"][metric][p], entry["ari"][metric][p]
+        cells = " | ".join(f"{a:.2f} ({b:.2f})" for a, b in zip(pur, ari))
+        lines.append(f"| {p} | {cells} | {acc:.2f} | {entry['bottleneck'][metric][p][-1]:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--metrics", default="euclidean,cosine")
+    parser.add_argument("--tables", metavar="JSON", help="only print the tables of a results file")
     args = parser.parse_args()
+    if args.tables:
+        saved = json.loads(Path(args.tables).read_text())
+        for name, entry in saved["models"].items():
+            print(render(name, entry, saved["metrics"][0]))
+        return
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import holejax as hj
     from holejax.demo.run import trained_models
@@ -72,7 +94,6 @@ def main() -> None:
     perts = perturbations(args.quick)
     out: dict = {"benchmark": "study_digits", "quick": args.quick, "n_test": int(len(test)),
                  "metrics": metrics, "perturbations": [p.name for p in perts], "models": {}}
-    tables = []
     for name, model in models.items():
         inputs = digits.images[test] if name == "torch-cnn" else digits.X[test]
         t = time.perf_counter()
@@ -94,18 +115,7 @@ def main() -> None:
                 for metric in metrics
             }
         out["models"][name] = entry
-        m0 = metrics[0]
-        lines = [f"\n**{name}** ({m0} purity at the best threshold per layer; accuracy; "
-                 f"bottleneck distance of the last layer's H0 diagram to clean)\n",
-                 "| perturbation | " + " | ".join(layers) + " | accuracy | bottleneck (last layer) |",
-                 "|---|" + "---:|" * (len(layers) + 2)]
-        for p in res.perturbation.values:
-            pur = res.purity.sel(perturbation=p, metric=m0).values
-            acc = float(res.accuracy.sel(perturbation=p))
-            bn = float(res.bottleneck.sel(perturbation=p, metric=m0).values[-1])
-            lines.append(f"| {p} | " + " | ".join(f"{v:.2f}" for v in pur) + f" | {acc:.2f} | {bn:.3f} |")
-        tables.append("\n".join(lines))
-        print(tables[-1], flush=True)
+        print(render(name, entry, metrics[0]), flush=True)
     out["total_seconds"] = time.perf_counter() - t0
     path = Path(__file__).resolve().parent / "results" / ("study_digits_quick.json" if args.quick else "study_digits.json")
     path.parent.mkdir(parents=True, exist_ok=True)
