@@ -98,6 +98,17 @@ def test_bounds_bracket_np_on_random_matrices(shape_index, seed, p, heavy_tailed
     assert 0.0 <= res.normalized <= 1.0 + 1e-12  # Rieck et al., Theorem 1
 
 
+@pytest.mark.parametrize("levels", [2, 4, 16])
+def test_bounds_hold_with_ties_from_quantised_weights(levels):
+    rng = np.random.default_rng(levels)
+    for shape in SHAPES:
+        W = np.round(rng.normal(size=shape) * levels) / levels  # many equal weights, as after k-bit quantisation
+        if not np.abs(W).max():
+            continue
+        res = layer_neural_persistence(W)
+        assert res.lower <= res.np_girrbach + 1e-12 and res.np_girrbach <= res.upper + 1e-12
+
+
 def test_np_is_symmetric_in_orientation_and_upper_bound_is_tight_for_a_row():
     rng = np.random.default_rng(2)
     W = rng.normal(size=(12, 12))
