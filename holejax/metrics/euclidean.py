@@ -80,17 +80,39 @@ def _zero_diagonal(D: jax.Array) -> jax.Array:
 _PANEL_MIN_UNITS = 256
 _PANEL_MIN_SAMPLES = 1024
 _PANELS = 8
+_REDUCE_PANEL_MIN_SAMPLES = 512
+
+def symmetric_blocks(X: jax.Array, block: Callable[[jax.Array, jax.Array], jax.Array]) -> jax.Array:
+    """A symmetric ``(sample, sample)`` matrix from the upper-triangle row panels only.
+
+    ``block(A, B)`` maps two sets of rows to their ``(len(A), len(B))`` block
+    of a symmetric pairwise matrix. The rows are cut into ``8`` panels; panel
+    ``[a, b)`` is evaluated against rows ``[a, n)`` and written twice, as
+    itself and transposed, so about 56% of the pairs are computed and the
+    result is exactly symmetric. The price is compile time (one ``block`` per
+    panel), paid once per cloud shape.
+    """
+    n = X.shape[0]
+    b = -(-n // _PANELS)
+    out = None
+    for lo in range(0, n, b):
+        panel = block(X[lo : lo + b], X[lo:])
+        if out is None:
+            out = jnp.zeros((n, n), panel.dtype)
+        out = lax.dynamic_update_slice(out, panel, (lo, lo))
+        out = lax.dynamic_update_slice(out, panel.T, (lo, lo))
+    return out
+
 
 def symmetric_gram(X: jax.Array) -> jax.Array:
     """The gram matrix ``X @ X.T``, exactly symmetric, from half the flops for wide clouds.
 
     For wide clouds (``unit >= 256`` and ``sample >= 1024``) only the upper
-    triangle is multiplied, as ``8`` row panels ``X[a:b] @ X[a:].T``, and the
-    lower triangle is written as the transpose of those panels: about 56% of
-    the flops of the full product. This is what ``numpy``'s ``A @ A.T`` gets
-    from BLAS ``syrk``; XLA's CPU dot has no symmetric variant. The price is
-    compile time (one dot per panel, ~2 s more on 2 cores), paid once per
-    cloud shape. Narrow clouds are memory-bound and take one full product.
+    triangle is multiplied (:func:`symmetric_blocks`): about 56% of the flops
+    of the full product. This is what ``numpy``'s ``A @ A.T`` gets from BLAS
+    ``syrk``; XLA's CPU dot has no symmetric variant. The price is compile
+    time (one dot per panel, ~1-2 s more on 2 cores), paid once per cloud
+    shape. Narrow clouds are memory-bound and take one full product.
 
     Args:
         X: ``(sample, unit)``.
@@ -105,13 +127,7 @@ def symmetric_gram(X: jax.Array) -> jax.Array:
     n, d = X.shape
     if d < _PANEL_MIN_UNITS or n < _PANEL_MIN_SAMPLES:
         return gram(X)
-    b = -(-n // _PANELS)
-    G = jnp.zeros((n, n), X.dtype)
-    for lo in range(0, n, b):
-        panel = gram(X[lo : lo + b], X[lo:])
-        G = lax.dynamic_update_slice(G, panel, (lo, lo))
-        G = lax.dynamic_update_slice(G, panel.T, (lo, lo))
-    return G
+    return symmetric_blocks(X, gram)
 
 
 def identity_sq(G: jax.Array, sq_r: jax.Array, sq_c: jax.Array) -> jax.Array:
@@ -166,27 +182,40 @@ def euclidean_distances(X: ArrayLike) -> jax.Array:
     return jnp.sqrt(sqeuclidean_distances(X))
 
 
-def _blocked_reduce(X: jax.Array, reduce) -> jax.Array:
-    """``reduce(|x_i - x_j|)`` over the unit axis, one small row block at a time.
+def _reduce_block(A: jax.Array, B: jax.Array, reduce) -> jax.Array:
+    """``reduce(|a_i - b_j|)`` over the unit axis for all rows of ``A`` and ``B``.
 
-    The other operand is held transposed, ``(unit, sample)``, so the reduction
-    runs over the middle axis of ``(block, unit, sample)`` differences and the
-    vector lanes walk along contiguous samples; blocks of ~4 MiB of
-    differences keep each step in cache. (Reducing over a trailing ``unit``
-    axis instead measured 2-3x slower on XLA:CPU.)
+    Computed one small block of ``A`` rows at a time. ``B`` is held transposed,
+    ``(unit, sample)``, so the reduction runs over the middle axis of
+    ``(block, unit, sample)`` differences and the vector lanes walk along
+    contiguous samples; blocks of ~4 MiB of differences keep each step in
+    cache. (Reducing over a trailing ``unit`` axis instead measured 2-3x
+    slower on XLA:CPU.)
     """
-    n, d = X.shape
-    itemsize = jnp.dtype(X.dtype).itemsize
-    block = int(max(1, min(n, _BLOCK_BYTES // max(1, n * d * itemsize))))
-    n_blocks = -(-n // block)
-    Xp = jnp.pad(X, ((0, n_blocks * block - n), (0, 0))).reshape(n_blocks, block, d)
-    XT = X.T
+    na, d = A.shape
+    nb = B.shape[0]
+    itemsize = jnp.dtype(A.dtype).itemsize
+    block = int(max(1, min(na, _BLOCK_BYTES // max(1, nb * d * itemsize))))
+    n_blocks = -(-na // block)
+    Ap = jnp.pad(A, ((0, n_blocks * block - na), (0, 0))).reshape(n_blocks, block, d)
+    BT = B.T
 
-    def rows(B):
-        return reduce(jnp.abs(B[:, :, None] - XT[None, :, :]), axis=1)
+    def rows(R):
+        return reduce(jnp.abs(R[:, :, None] - BT[None, :, :]), axis=1)
 
-    D = lax.map(rows, Xp).reshape(n_blocks * block, n)[:n]
-    return _zero_diagonal(D)
+    return lax.map(rows, Ap).reshape(n_blocks * block, nb)[:na]
+
+
+def _blocked_reduce(X: jax.Array, reduce) -> jax.Array:
+    """Pairwise ``reduce(|x_i - x_j|)``: upper-triangle panels for clouds of 512+ samples.
+
+    These metrics cost ``O(n^2 d)`` elementwise work whatever ``d`` is, so
+    computing each pair once (:func:`symmetric_blocks`) pays off already for
+    moderate ``n``.
+    """
+    if X.shape[0] < _REDUCE_PANEL_MIN_SAMPLES:
+        return _zero_diagonal(_reduce_block(X, X, reduce))
+    return _zero_diagonal(symmetric_blocks(X, lambda A, B: _reduce_block(A, B, reduce)))
 
 
 def _max_nonnegative(A: jax.Array, axis: int) -> jax.Array:

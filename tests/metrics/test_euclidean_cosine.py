@@ -105,11 +105,12 @@ def test_parallel_and_opposite_directions(cloud, assert_rel):
     assert A[0, 1] < 1e-3
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine", "angular"])
+@pytest.mark.parametrize("metric", list(KERNELS))
 def test_symmetric_panel_path_matches_scipy(metric, monkeypatch, cloud, assert_rel):
-    # wide clouds multiply only the upper triangle in row panels: force that path on a small cloud
+    # large clouds compute only the upper triangle in row panels: force that path on a small cloud
     monkeypatch.setattr(euc_mod, "_PANEL_MIN_UNITS", 4)
     monkeypatch.setattr(euc_mod, "_PANEL_MIN_SAMPLES", 16)
+    monkeypatch.setattr(euc_mod, "_REDUCE_PANEL_MIN_SAMPLES", 16)
     X = cloud(45, 9, seed=5)  # 45 rows: 8 panels of 6, the last one short
     X[40] = X[2]  # duplicates in different panels
     X[11] = 0.0
