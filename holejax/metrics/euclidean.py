@@ -81,19 +81,22 @@ _PANEL_MIN_UNITS = 256
 _PANEL_MIN_SAMPLES = 1024
 _PANELS = 8
 _REDUCE_PANEL_MIN_SAMPLES = 512
+_REDUCE_PANELS = 4  # each panel is a lax.map loop: fewer panels keep compile time down
 
-def symmetric_blocks(X: jax.Array, block: Callable[[jax.Array, jax.Array], jax.Array]) -> jax.Array:
+def symmetric_blocks(
+    X: jax.Array, block: Callable[[jax.Array, jax.Array], jax.Array], panels: int = _PANELS
+) -> jax.Array:
     """A symmetric ``(sample, sample)`` matrix from the upper-triangle row panels only.
 
     ``block(A, B)`` maps two sets of rows to their ``(len(A), len(B))`` block
-    of a symmetric pairwise matrix. The rows are cut into ``8`` panels; panel
-    ``[a, b)`` is evaluated against rows ``[a, n)`` and written twice, as
-    itself and transposed, so about 56% of the pairs are computed and the
-    result is exactly symmetric. The price is compile time (one ``block`` per
-    panel), paid once per cloud shape.
+    of a symmetric pairwise matrix. The rows are cut into ``panels`` panels;
+    panel ``[a, b)`` is evaluated against rows ``[a, n)`` and written twice,
+    as itself and transposed, so ``(panels + 1) / (2 panels)`` of the pairs
+    are computed (56% for 8) and the result is exactly symmetric. The price
+    is compile time (one ``block`` per panel), paid once per cloud shape.
     """
     n = X.shape[0]
-    b = -(-n // _PANELS)
+    b = -(-n // panels)
     out = None
     for lo in range(0, n, b):
         panel = block(X[lo : lo + b], X[lo:])
@@ -215,7 +218,9 @@ def _blocked_reduce(X: jax.Array, reduce) -> jax.Array:
     """
     if X.shape[0] < _REDUCE_PANEL_MIN_SAMPLES:
         return _zero_diagonal(_reduce_block(X, X, reduce))
-    return _zero_diagonal(symmetric_blocks(X, lambda A, B: _reduce_block(A, B, reduce)))
+    return _zero_diagonal(
+        symmetric_blocks(X, lambda A, B: _reduce_block(A, B, reduce), panels=_REDUCE_PANELS)
+    )
 
 
 def _max_nonnegative(A: jax.Array, axis: int) -> jax.Array:
