@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-__all__ = ["prim_order", "prim_order_from_rows", "prim_parents"]
+__all__ = ["prim_order", "prim_order_from_rows"]
 
 
 
@@ -60,9 +60,8 @@ def prim_order_from_rows(
         n: number of samples.
         dtype: float dtype of the rows and the returned weights.
         track_parents: also record through which tree neighbour each sample
-            was reached. Tracking costs a second array update per step; with a
-            dense matrix at hand :func:`prim_parents` finds them afterwards in
-            one vectorised pass instead.
+            was reached (a second array updated in the same pass; measured
+            cheaper than recovering the parents afterwards from the matrix).
 
     Returns:
         ``(order, pred, weights)``, each ``(sample,)``: ``order[k]`` is the
@@ -113,35 +112,6 @@ def prim_order_from_rows(
     return order, pred, weights.astype(dtype)
 
 
-def prim_parents(D: ArrayLike, order: ArrayLike, weights: ArrayLike) -> jax.Array:
-    """The tree neighbour through which Prim reached each visited sample, in one pass.
-
-    Sample ``v = order[k]`` was reached at length ``weights[k]``, the smallest
-    distance from ``v`` to any sample visited before it; Prim keeps the
-    earliest visited of those (a key is only replaced by a strictly smaller
-    one). This finds it for every ``k`` at once: a masked minimum over the
-    rows of ``D``, which XLA vectorises and spreads over cores, instead of a
-    second array update inside the sequential loop.
-
-    Args:
-        D: ``(sample, sample)`` distances.
-        order, weights: ``(sample,)`` from :func:`prim_order_from_rows`.
-
-    Returns:
-        ``(sample,)`` int32 ``pred`` with ``pred[0] == order[0]``.
-    """
-    D = jnp.asarray(D)
-    n = D.shape[0]
-    visit = jnp.zeros((n,), jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
-    w_of = jnp.zeros((n,), D.dtype).at[order].set(weights)
-    # entry (u, v): u visited before v and D[u, v] is v's weight (the row Prim read)
-    earlier = visit[:, None] < visit[None, :]
-    hit = earlier & (jnp.abs(D) == w_of[None, :])
-    first = jnp.min(jnp.where(hit, visit[:, None], n), axis=0)  # per sample v
-    pred_of = order[jnp.minimum(first, n - 1)]
-    return pred_of[order].at[0].set(order[0])
-
-
 def prim_order(D: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Prim's visiting order over a dense distance matrix (jit / vmap safe).
 
@@ -151,8 +121,7 @@ def prim_order(D: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
 
     Returns:
         ``(order, pred, weights)``, each ``(sample,)``; see
-        :func:`prim_order_from_rows`. The loop records only the order and the
-        weights; ``pred`` comes from :func:`prim_parents`.
+        :func:`prim_order_from_rows`.
 
     Example:
         >>> D = jnp.array([[0.0, 2.0, 3.0], [2.0, 0.0, 1.0], [3.0, 1.0, 0.0]])
@@ -161,6 +130,4 @@ def prim_order(D: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
     """
     D = jnp.asarray(D)
     n = D.shape[0]
-    rows = lambda j: lax.dynamic_index_in_dim(D, j, 0, False)  # noqa: E731
-    order, _, weights = prim_order_from_rows(rows, n, D.dtype, track_parents=False)
-    return order, prim_parents(D, order, weights), weights
+    return prim_order_from_rows(lambda j: lax.dynamic_index_in_dim(D, j, 0, False), n, D.dtype)
