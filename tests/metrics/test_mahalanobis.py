@@ -109,3 +109,17 @@ def test_bad_mahalanobis_parameters():
         hj.pairwise_distances(X, "mahalanobis", VI=np.full((4, 4), np.nan))
     with pytest.raises(ValueError, match=r"needs more samples than units; got 20 samples and 30"):
         hj.pairwise_distances(correlated(20, 30), "mahalanobis", covariance="empirical")
+
+
+@pytest.mark.parametrize("d", [1, 7, 64, 150])  # one block, a partial block, block edges
+def test_blocked_cholesky_and_triangular_inverse_match_numpy(d):
+    A = np.random.default_rng(d).normal(size=(2 * d + 10, d))
+    S = A.T @ A / len(A) + 0.1 * np.eye(d)
+    C_ref = np.linalg.cholesky(S)
+    with jax.enable_x64(True):
+        C = jax.jit(mah.cholesky_lower)(S)
+        np.testing.assert_allclose(C, C_ref, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(jax.jit(mah.tril_inverse)(C), np.linalg.inv(C_ref), rtol=1e-9, atol=1e-10)
+    C32 = jax.jit(mah.cholesky_lower)(S.astype(np.float32))
+    np.testing.assert_allclose(C32, C_ref, rtol=1e-4, atol=1e-5)
+    assert np.isnan(np.asarray(jax.jit(mah.cholesky_lower)(-np.eye(d, dtype=np.float32)))).any()
