@@ -3,14 +3,17 @@
 Both run one jit-compiled kernel: an MST (dense Prim on CPU, Borůvka on GPU)
 followed by the vectorised Kruskal merge tree of :mod:`.result`. The batched
 form maps the single-cloud kernel over the batch in one place
-(:func:`_over_batch`): ``jax.vmap`` for Borůvka, ``lax.map`` for Prim on CPU,
-and spreads the batch over the local devices when there are several.
+(:func:`_over_batch`): ``jax.vmap`` for Borůvka, ``lax.map`` for Prim on CPU;
+on CPU one slice of the batch per core runs in a host thread, and with
+several accelerators one slice per device (:func:`_run_batched`).
 :func:`h0_batched_from_points` also computes the distance matrices inside the
 same compiled program.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import jax
@@ -82,19 +85,49 @@ def _h0_batched_jit(Ds: jax.Array, method: str) -> H0Result:
     return _over_batch(partial(h0_kernel, method=method), Ds, method)
 
 
-def _split_over_devices(run, xs: np.ndarray | jax.Array) -> list:
-    """Run ``run`` on contiguous slices of the batch, one per local device of the backend.
+def _workers(batch: int) -> int:
+    """Host threads that run slices of a batch concurrently (CPU backend only)."""
+    if jax.default_backend() != "cpu":
+        return 1
+    return max(1, min(batch, os.cpu_count() or 1, _MAX_WORKERS))
 
-    With several devices (several GPUs, or ``jax_num_cpu_devices > 1`` on CPU)
-    the slices run concurrently; results come back in batch order.
+
+_MAX_WORKERS = 8
+
+
+def _run_batched(run, xs) -> list:
+    """``run`` over contiguous slices of the batch axis of ``xs``, concurrently; host results.
+
+    ``run`` maps a ``(slice, ...)`` array to an :class:`H0Result` (or a tuple
+    whose first item is one) of device arrays. On CPU the sequential Prim loop
+    uses one core, so the batch is cut into one slice per core and the slices
+    run in host threads (XLA executes concurrent calls in parallel), the way
+    the peers' benchmark runs two processes. All slices are padded to one
+    length, so one compilation serves them. With several accelerator devices
+    the slices go one per device instead. Returns a list of (host results,
+    slice length) in batch order.
     """
-    devices = jax.local_devices()
     batch = xs.shape[0]
-    if len(devices) < 2 or batch < 2:
-        return [run(xs)]
-    k = min(len(devices), batch)
-    bounds = np.linspace(0, batch, k + 1).astype(int)
-    return [run(jax.device_put(xs[lo:hi], dev)) for lo, hi, dev in zip(bounds[:-1], bounds[1:], devices)]
+    workers = _workers(batch)
+    devices = jax.local_devices()
+    if workers < 2 and (len(devices) < 2 or batch < 2):
+        return [(jax.device_get(run(xs)), batch)]
+    k = workers if workers >= 2 else min(len(devices), batch)
+    size = -(-batch // k)
+    slices = []
+    for lo in range(0, batch, size):
+        part = xs[lo : lo + size]
+        short = size - part.shape[0]
+        if short:  # pad with copies of the last cloud: one shape, one compilation
+            part = np.concatenate([np.asarray(part), np.repeat(np.asarray(part[-1:]), short, axis=0)])
+        slices.append((part, size - short))
+    if workers >= 2:
+        with ThreadPoolExecutor(max_workers=len(slices)) as pool:
+            outs = list(pool.map(lambda p: jax.device_get(run(p[0])), slices))
+    else:
+        futures = [run(jax.device_put(p, dev)) for (p, _), dev in zip(slices, devices)]
+        outs = [jax.device_get(f) for f in futures]
+    return [(o, length) for o, (_, length) in zip(outs, slices)]
 
 
 def _to_host(r: H0Result) -> H0Result:
@@ -161,8 +194,12 @@ def h0_batched(Ds: ArrayLike, method: str = "auto", *, check: bool = True) -> H0
     if isinstance(Ds, jax.core.Tracer):
         return _over_batch(partial(h0_kernel, method=method), Ds, method)
     Ds = as_distance_matrices(Ds, "Ds", batched=True) if check else Ds
-    parts = _split_over_devices(lambda part: _h0_batched_jit(jnp.asarray(part), method), Ds)
-    return _concat([_to_host(p) for p in parts])
+    parts = _run_batched(lambda part: _h0_batched_jit(jnp.asarray(part), method), Ds)
+    return _concat([_trim(_to_host(r), length) for r, length in parts])
+
+
+def _trim(r: H0Result, length: int) -> H0Result:
+    return H0Result(*(x[:length] for x in r))
 
 
 def _concat(parts: list[H0Result]) -> H0Result:
@@ -208,7 +245,7 @@ def h0_batched_from_points(
     Example:
         >>> import numpy as np
         >>> Xs = np.array([[[0.0], [1.0], [3.0]], [[0.0], [2.0], [7.0]]], np.float32)
-        >>> h0_batched_from_points(Xs).deaths.tolist()
+        >>> np.round(h0_batched_from_points(Xs).deaths, 4).tolist()
         [[1.0, 2.0], [2.0, 5.0]]
     """
     from holejax.metrics import batched_pairwise_distances
@@ -249,12 +286,12 @@ def h0_batched_from_points(
         short = chunk - len(part)
         if short:  # pad so every chunk has one shape (one compilation)
             part = np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
-        outs = _split_over_devices(
+        outs = _run_batched(
             lambda p: _fused_jit(jnp.asarray(p), metric, static, arrays, method), part
         )
-        r = _concat([_to_host(o[0]) for o in outs])
+        r = _concat([_trim(_to_host(o[0]), length) for o, length in outs])
         parts.append(H0Result(*(x[: len(x) - short] for x in r)))
-        flags.append(np.concatenate([np.asarray(o[1]) for o in outs])[: chunk - short])
+        flags.append(np.concatenate([np.asarray(o[1])[:length] for o, length in outs])[: chunk - short])
     for b, fl in enumerate(np.concatenate(flags)):
         warn_flagged(spec, fl, full, cloud=b)
     return _concat(parts)
