@@ -36,7 +36,8 @@ def test_flows_conserve_samples_and_stay_inside_nodes(compact, seed):
             top, bottom = lay.top[node].min(), lay.bottom[node].max()
             size = lay.size[node].sum()
             assert size == np.count_nonzero(S[s] == c)
-            assert bottom - top == pytest.approx(size)
+            # coordinates are float32 (BokehJS has no float64 columns): tolerance scales with position
+            assert bottom - top == pytest.approx(size, abs=4 * float(np.finfo(np.float32).eps) * max(abs(float(bottom)), 1.0))
             for side, sel, y_col in (("out", leaving, lay.r_y0), ("in", entering, lay.r_y1)):
                 if not sel.any():
                     continue
