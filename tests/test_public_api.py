@@ -10,6 +10,10 @@ PUBLIC = {
     "H0Result", "h0", "h0_batched", "h0_from_points", "clusters_at", "betti0_curve", "h0_diagram",
     "purity", "inverse_purity", "analyze", "study", "sankey_stages",
     "write_report",
+    "global_l1_prune", "layerwise_l1_prune", "int8_dynamic", "quantize", "predict",
+    "h0_batched_from_points", "dendrogram_linkage",
+    "diagram_distance", "total_persistence", "persistent_entropy",
+    "activation_landscapes", "neural_persistence", "betti_decay",
 }
 
 
