@@ -81,6 +81,7 @@ _EXPORTS: dict[str, str] = {
     "activation_landscapes": "holejax.topology",
     "neural_persistence": "holejax.topology",
     "betti_decay": "holejax.topology",
+    "topology_summary": "holejax.topology",
     # report
     "write_report": "holejax.report",
 }

@@ -36,7 +36,15 @@ def _report(args: argparse.Namespace) -> int:
             f"{args.results}: the results do not name their activation store; pass --activations STORE."
         )
     acts = hj.open_activations(source)
-    path = hj.write_report(study, acts, args.output)
+    topology = None
+    if args.topology:
+        topology = hj.open_results(args.topology)
+        if topology.attrs.get("content") != "topology":
+            raise SystemExit(
+                f"{args.topology}: not a topology results store (it holds no hj.topology_summary output); "
+                "write one with hj.write_results(hj.topology_summary(acts), path)."
+            )
+    path = hj.write_report(study, acts, args.output, topology=topology)
     print(f"report written to {path}")
     return 0
 
@@ -66,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", default="report.html", help="HTML file to write")
     report.add_argument("--activations", default=None,
                         help="activation store (default: the one the results were computed from)")
+    report.add_argument("--topology", default=None, metavar="TOPO_ZARR",
+                        help="results store of hj.topology_summary: adds the topology section")
     report.set_defaults(run=_report)
     return parser
 

@@ -14,6 +14,7 @@ PUBLIC = {
     "h0_batched_from_points", "dendrogram_linkage",
     "diagram_distance", "total_persistence", "persistent_entropy",
     "activation_landscapes", "neural_persistence", "betti_decay",
+    "topology_summary",
 }
 
 

@@ -10,6 +10,8 @@ module; :func:`build_report` lays them out with selectors, and
 - :mod:`~holejax.report.blob`: PCA blob graph with cluster boundaries
 - :mod:`~holejax.report.diagrams`: persistence diagram, barcode, Betti-0 curve
 - :mod:`~holejax.report.summary`: per-layer summaries across perturbations and metrics
+- :mod:`~holejax.report.topology_views`: landscapes, Betti decay and neural
+  persistence from ``hj.topology_summary`` (``write_report(..., topology=ds)``)
 """
 
 from holejax.report.blob import blob_data, blob_figure, pca_2d
@@ -19,9 +21,19 @@ from holejax.report.html import report_html, write_report
 from holejax.report.layout import Report, build_report
 from holejax.report.sankey import sankey_figure, sankey_layout
 from holejax.report.summary import summary_figure, summary_tabs
+from holejax.report.topology_views import (
+    betti_curve_figure,
+    betti_decay_figure,
+    landscape_figure,
+    landscape_norm_figure,
+    neural_persistence_figure,
+    topology_section,
+)
 
 __all__ = [
     "Report",
+    "betti_curve_figure",
+    "betti_decay_figure",
     "blob_data",
     "blob_figure",
     "build_report",
@@ -29,11 +41,15 @@ __all__ = [
     "diagram_figures",
     "heatmap_dendrogram",
     "heatmap_dendrogram_figure",
+    "landscape_figure",
+    "landscape_norm_figure",
+    "neural_persistence_figure",
     "pca_2d",
     "report_html",
     "sankey_figure",
     "sankey_layout",
     "summary_figure",
     "summary_tabs",
+    "topology_section",
     "write_report",
 ]

@@ -38,11 +38,13 @@ def write_report(
     Args:
         study: results Dataset from ``hj.analyze`` or ``hj.open_results``.
         acts: the activation store the study was computed from
-            (``hj.open_activations(study.attrs["source_store"])``).
+            (``hj.open_activations(study.attrs["source"])``, the path ``hj.analyze``
+            recorded).
         path: the ``.html`` file to write (its folder must exist).
         title: page heading and browser title (default "holejax report").
         **options: passed to :func:`holejax.report.build_report` (subsets,
-            display resolution, alpha radius, blob stage, ...).
+            display resolution, alpha radius, blob stage, ...; ``topology=ds``
+            from ``hj.topology_summary`` adds the topology section).
 
     Returns:
         the path written.

@@ -49,6 +49,7 @@ from holejax.report.diagrams import death_display, diagram_columns, diagram_figu
 from holejax.report.heatmap_dendrogram import ORDERS, heatmap_dendrogram, heatmap_dendrogram_columns, heatmap_dendrogram_figure
 from holejax.report.sankey import RIBBON_JS, RIBBON_POINTS, sankey_columns, sankey_figure, sankey_layout
 from holejax.report.summary import summary_columns, summary_tabs
+from holejax.report.topology_views import check_topology, topology_section
 
 __all__ = ["Report", "build_report", "SUMMARY_TABS"]
 
@@ -80,6 +81,7 @@ class Report(NamedTuple):
     update: CustomJS
     axes: StudyAxes
     heatmap_size: int
+    topology_update: CustomJS | None = None
 
 
 def _positive_int(value: Any, argument: str, minimum: int, allow_none: bool = False) -> int | None:
@@ -133,6 +135,7 @@ def build_report(
     alpha_radius: float | None = None,
     blob_stage: str = "best",
     seed: int = 0,
+    topology: xr.Dataset | None = None,
 ) -> Report:
     """Compute every view of a study and lay out the interactive report.
 
@@ -155,11 +158,18 @@ def build_report(
             dendrogram colours show (default "best", the threshold agreeing
             best with the labels).
         seed: for the display subsets.
+        topology: optional Dataset from ``hj.topology_summary`` (or
+            ``hj.open_results`` of its store); adds the topology section
+            (landscapes, Betti decay, neural persistence) with its own layer,
+            perturbation and degree selectors, over the topology Dataset's own
+            layers and perturbations. Without it the report is unchanged.
 
     Returns:
         :class:`Report`.
     """
     axes = read_axes(study, acts, layers=layers, perturbations=perturbations, metrics=metrics)
+    if topology is not None:
+        check_topology(topology)
     heatmap_size = _positive_int(heatmap_size, "heatmap_size", 2, allow_none=True)
     heatmap_budget = _positive_int(heatmap_budget, "heatmap_budget", 1)
     max_points = _positive_int(max_points, "max_points", 10)
@@ -312,6 +322,10 @@ def build_report(
         *views,
         name="report",
     )
+    topology_update = None
+    if topology is not None:
+        section, topology_update = topology_section(topology)
+        layout.children.append(section)
 
     models = layout.references()   # one traversal; Model.select walks the graph on every call
     by_name: dict[str, list] = {}
@@ -354,4 +368,4 @@ def build_report(
         widgets[name].js_on_change("value", update)
     for name in ("order", "boundary", "sankey"):
         widgets[name].js_on_change("active", update)
-    return Report(layout, update, axes, heatmap_size)
+    return Report(layout, update, axes, heatmap_size, topology_update)

@@ -8,6 +8,7 @@ Modules:
     landscape_stats         permutation test and PCA view over groups of landscapes
     neural_persistence      neural persistence of weights (Rieck et al.; bounds of Girrbach et al.)
     betti_decay             Betti numbers of feature maps across depth (Suresh et al.)
+    summary                 all of the above for one model as a results Dataset (topology_summary)
 
 Example:
     >>> import numpy as np
@@ -62,6 +63,7 @@ from holejax.topology.landscape_stats import (
     landscape_pca,
     landscape_permutation_test,
 )
+from holejax.topology.summary import topology_summary
 from holejax.topology.landscapes import (
     landscape_distance,
     landscape_grid,
@@ -116,4 +118,6 @@ __all__ = [
     "betti_numbers",
     "cubical_diagrams",
     "decay_rate",
+    # summary for the report and the results store
+    "topology_summary",
 ]

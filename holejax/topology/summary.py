@@ -1,0 +1,351 @@
+"""One results Dataset of the topological measures of a model, for the report and the results store.
+
+:func:`topology_summary` runs, per ``(perturbation, layer)`` of an
+activation store, the activation diagrams in degree 0 and 1 with their
+summaries (total persistence, persistent entropy), landscapes and landscape
+norms; Betti-number decay over the layers that hold feature maps; and, when
+the weights are given, neural persistence of every weight matrix with the
+bounds of Girrbach et al. The result is an ``xarray.Dataset`` that
+``hj.write_results`` stores and ``hj.open_results`` reads back, and that
+``hj.write_report(study, acts, path, topology=ds)`` draws.
+
+Nothing here crashes on a layer a measure does not apply to: such values are
+NaN and the reason is recorded in ``attrs["skipped"]`` (``{what: reason}``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+import functools
+from typing import Any
+
+import numpy as np
+
+__all__ = ["TOPOLOGY_KIND", "topology_summary"]
+
+# attrs["content"] of a topology summary (results stores also hold hj.analyze output)
+TOPOLOGY_KIND = "topology"
+
+
+def _as_store(acts: Any):
+    """(xarray.Dataset, source path or None) from a store, its path, or a {layer: array} mapping."""
+    import xarray as xr
+
+    if isinstance(acts, (str, os.PathLike)):
+        from holejax.store import open_activations
+
+        return open_activations(acts), os.fspath(acts)
+    if isinstance(acts, Mapping) and not isinstance(acts, xr.Dataset):
+        if not acts:
+            raise ValueError("acts is an empty mapping; pass {layer: (sample, ...) array} with at least one layer.")
+        data, n = {}, None
+        for name, value in acts.items():
+            arr = np.asarray(value)
+            if arr.ndim < 2:
+                raise ValueError(f"acts[{name!r}] has shape {arr.shape}; expected (sample, unit) or (sample, ...).")
+            if n is not None and arr.shape[0] != n:
+                raise ValueError(f"acts[{name!r}] holds {arr.shape[0]} samples, other layers {n}; pass the same samples.")
+            n = arr.shape[0]
+            data[str(name)] = (("perturbation", "sample", f"{name}:unit"), arr.reshape(1, n, -1),
+                               {"shape": list(arr.shape[1:]), "pooling": "flatten"})
+        return xr.Dataset(data, coords={"perturbation": ["clean"], "sample": np.arange(n)}), None
+    if not isinstance(acts, xr.Dataset):
+        raise TypeError(
+            "acts must be an activation store (xarray.Dataset from hj.open_activations), its path, or a "
+            f"mapping {{layer: (sample, ...) array}}; got {type(acts).__name__}."
+        )
+    kind = acts.attrs.get("holejax_store", "activations")
+    if kind != "activations":
+        raise ValueError(f"acts is a holejax {kind!r} store, not an activation store; pass hj.open_activations(path).")
+    for coord in ("perturbation", "sample"):
+        if coord not in acts.dims:
+            raise ValueError(f"acts has no {coord!r} dimension; it is not an activation store.")
+    source = acts.encoding.get("source")
+    return acts, None if source is None else str(source)
+
+
+def _names(requested: Sequence[str] | None, available: list[str], argument: str) -> list[str]:
+    from holejax._checks import check_choice
+
+    if requested is None:
+        return list(available)
+    if isinstance(requested, str):
+        raise TypeError(f"{argument} must be a list of names; got the str {requested!r}. Wrap it: [{requested!r}].")
+    chosen = [str(r) for r in requested]
+    if not chosen:
+        raise ValueError(f"{argument} is empty; pass at least one of {available} or None for all.")
+    for name in chosen:
+        check_choice(name, argument, available)
+    return chosen
+
+
+def _count(value: Any, argument: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{argument} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def _grid_shape(var: Any) -> tuple[int, ...] | None:
+    """The per-sample grid of a feature-map layer (2 or 3 axes), or None."""
+    shape = tuple(int(s) for s in var.attrs.get("shape", ()))
+    if var.attrs.get("pooling", "flatten") not in ("flatten", "none"):
+        return None
+    if len(shape) in (2, 3) and int(np.prod(shape)) == var.shape[-1]:
+        return shape
+    return None
+
+
+def _feature_map_reason(var: Any) -> str:
+    shape = [int(s) for s in var.attrs.get("shape", ())]
+    pooling = var.attrs.get("pooling", "flatten")
+    if pooling not in ("flatten", "none"):
+        return f"stored with pooling {pooling!r}; Betti decay needs unpooled feature maps (pooling='flatten')"
+    return f"not a feature map (per-sample shape {shape}); Betti decay needs (channel, height, width) grids"
+
+
+def _bucket(n: int) -> int:
+    """The next power of two >= n (>= 8): padded shapes, so few compilations serve many models."""
+    return max(8, 1 << (max(1, int(n)) - 1).bit_length())
+
+
+@functools.lru_cache(maxsize=1)
+def _summaries():
+    """``jit`` of total persistence and persistent entropy over a padded ``(batch, k, 2)`` stack."""
+    import jax
+
+    from holejax.topology.diagrams import persistent_entropy, total_persistence
+
+    return jax.jit(lambda d: (total_persistence(d), persistent_entropy(d)))
+
+
+def _diagram_summaries(dgms: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Total persistence and persistent entropy ``(batch,)`` of many diagrams in one padded call."""
+    k = _bucket(max(len(d) for d in dgms))
+    batch = np.zeros((_bucket(len(dgms)), k, 2))  # [0, 0] rows add nothing to either summary
+    for i, d in enumerate(dgms):
+        batch[i, : len(d)] = d
+    tp, pe = _summaries()(batch)
+    return np.asarray(tp, np.float64)[: len(dgms)], np.asarray(pe, np.float64)[: len(dgms)]
+
+
+def topology_summary(
+    acts: Any,
+    *,
+    weights: Any = None,
+    layers: Sequence[str] | None = None,
+    perturbations: Sequence[str] | None = None,
+    max_samples: int = 300,
+    num_landscapes: int = 5,
+    resolution: int = 101,
+    betti_samples: int = 50,
+    thresholds: Any = None,
+    p: float = 2.0,
+    seed: int = 0,
+    n_threads: int = 1,
+) -> Any:
+    """Activation diagrams, landscapes, Betti decay and neural persistence of a model, as one Dataset.
+
+    Per ``(perturbation, layer)``: the Vietoris-Rips diagrams in degree 0 and
+    1 of the normalised activations (:func:`~holejax.topology.activation_diagrams`),
+    their total persistence and persistent entropy (finite bars), the first
+    ``num_landscapes`` landscape functions on ``[0, 1]`` and the landscape norm.
+    Per perturbation, Betti-number decay (:func:`~holejax.topology.betti_decay`)
+    over the layers stored as unpooled feature maps (2 or 3 grid axes); other
+    layers get NaN. With ``weights``, neural persistence of every 2-D weight
+    matrix (:func:`~holejax.topology.neural_persistence`).
+
+    Args:
+        acts: activation store (``hj.open_activations`` / ``hj.export_activations``),
+            its path, or ``{layer: (sample, ...) array}`` (one perturbation, ``"clean"``).
+        weights: optional parameter mapping: a PyTorch ``state_dict()`` or a Flax
+            parameter tree (never imported here; arrays are read with ``np.asarray``).
+        layers, perturbations: subsets, in order (default: all, in store order).
+        max_samples: the diagrams and landscapes use one random subsample of at
+            most this many samples, the same in every layer and perturbation
+            (the H1 computation grows quickly with the sample count).
+        num_landscapes: landscape functions per diagram (the ``k`` dim).
+        resolution: grid points of the landscapes on ``[0, 1]`` (the ``grid`` dim).
+        betti_samples: feature maps per layer in the Betti curves (a random
+            subsample; ``Omega`` is a mean over samples).
+        thresholds: ``(threshold,)`` of the Betti curves (default 19 values 0.05..0.95).
+        p: neural-persistence exponent.
+        seed: seed of both subsamples.
+        n_threads: giotto-ph threads.
+
+    Returns:
+        ``xarray.Dataset`` with coords ``perturbation``, ``layer``, ``degree``
+        (0, 1), ``k``, ``grid``, ``threshold``, ``betti_dim`` (0, 1, 2) and
+        ``weight`` (matrix names; only with ``weights``), and:
+
+        - ``total_persistence``, ``persistent_entropy``, ``n_bars``,
+          ``landscape_norm`` ``(perturbation, layer, degree)``;
+        - ``landscape`` ``(perturbation, layer, degree, k, grid)``;
+        - ``betti_omega``, ``betti_omega_fit`` ``(perturbation, layer)``,
+          ``betti_curve`` ``(perturbation, layer, betti_dim, threshold)``,
+          ``betti_theta`` ``(perturbation)``;
+        - with weights: ``np``, ``np_normalized``, ``np_girrbach``,
+          ``np_lower``, ``np_upper``, ``weight_variance`` ``(weight)``.
+
+        attrs: ``content="topology"``, ``source`` (the store path, if known),
+        the parameters, ``samples_used``, ``betti_layers`` (the layers of the
+        decay fit), ``np_mean_normalized`` / ``np_scale`` / ``np_p`` with
+        weights, and ``skipped`` ``{what: reason}`` for every value left NaN.
+
+    Raises:
+        ValueError / TypeError: bad arguments, unknown layer or perturbation
+            names, weights without 2-D matrices, before any work.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> t = rng.uniform(0, 2 * np.pi, 40)
+        >>> acts = {"circle": np.c_[np.cos(t), np.sin(t)], "blob": rng.normal(size=(40, 2))}
+        >>> ds = topology_summary(acts)
+        >>> ds.landscape_norm.sel(degree=1).values.round(3).tolist()
+        [[0.128, 0.003]]
+        >>> sorted(ds.attrs["skipped"])
+        ['betti_decay', 'neural_persistence']
+    """
+    import xarray as xr
+
+    from holejax._checks import where
+    from holejax.store import layer_names
+    from holejax.topology.activation_landscapes import activation_diagrams
+    from holejax.topology.betti_decay import betti_curves, betti_decay
+    from holejax.topology.diagrams import as_diagram
+    from holejax.topology.landscapes import landscape_grid, landscape_norm, persistence_landscapes
+    from holejax.topology.neural_persistence import neural_persistence, weight_matrices
+
+    store, source = _as_store(acts)
+    all_layers = layer_names(store)
+    if not all_layers:
+        raise ValueError("acts holds no layer variables (perturbation, sample, unit); export some layers first.")
+    layer_list = _names(layers, all_layers, "layers")
+    pert_list = _names(perturbations, [str(v) for v in store["perturbation"].values], "perturbations")
+    max_samples = _count(max_samples, "max_samples", 4)
+    num_landscapes = _count(num_landscapes, "num_landscapes", 1)
+    resolution = _count(resolution, "resolution", 2)
+    betti_samples = _count(betti_samples, "betti_samples", 1)
+    seed = _count(seed, "seed", 0)
+    if thresholds is None:
+        thresholds = np.linspace(0.05, 0.95, 19)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    if thresholds.ndim != 1 or thresholds.size == 0 or not np.isfinite(thresholds).all():
+        raise ValueError(f"thresholds must be a non-empty finite 1-D array (threshold,); got shape {thresholds.shape}.")
+    if weights is not None:
+        weight_matrices(weights)  # rejects bad weights before any work
+
+    n = int(store.sizes["sample"])
+    if n < 4:
+        raise ValueError(f"acts holds {n} sample(s); the diagrams need at least 4.")
+    rng = np.random.default_rng(seed)
+    keep = np.arange(n) if n <= max_samples else np.sort(rng.choice(n, max_samples, replace=False))
+    keep_betti = np.arange(n) if n <= betti_samples else np.sort(rng.choice(n, betti_samples, replace=False))
+    grid = landscape_grid(0.0, 1.0, resolution)
+    P, L = len(pert_list), len(layer_list)
+    skipped: dict[str, str] = {}
+
+    # ---- diagrams, summaries, landscapes
+    tp = np.full((P, L, 2), np.nan)
+    pe = np.full((P, L, 2), np.nan)
+    bars = np.zeros((P, L, 2), dtype=np.int64)
+    lam = np.full((P, L, 2, num_landscapes, resolution), np.nan)
+    norms = np.full((P, L, 2), np.nan)
+    dgms: list[tuple[tuple[int, int], tuple[np.ndarray, np.ndarray]]] = []
+    for pi, pert in enumerate(pert_list):
+        for li, layer in enumerate(layer_list):
+            X = np.asarray(store[layer].sel(perturbation=pert).values)[keep]
+            X = X.reshape(X.shape[0], -1)
+            try:
+                h0, h1 = activation_diagrams(X, 1, layer=layer, n_threads=n_threads)
+            except ValueError as err:  # NaN activations, a constant layer
+                skipped[f"diagrams{where(layer, pert)}"] = str(err)
+                continue
+            dgms.append(((pi, li), (h0, h1)))
+    if dgms:
+        for degree in (0, 1):
+            batch = [as_diagram(d[degree], f"H{degree} diagram") for _, d in dgms]
+            curves = np.asarray(persistence_landscapes(batch, grid, num_landscapes), dtype=np.float64)
+            nrm = np.asarray(landscape_norm(curves, grid), dtype=np.float64)
+            total, entropy = _diagram_summaries(batch)
+            for j, ((pi, li), _) in enumerate(dgms):
+                lam[pi, li, degree], norms[pi, li, degree] = curves[j], nrm[j]
+                tp[pi, li, degree], pe[pi, li, degree] = total[j], entropy[j]
+                bars[pi, li, degree] = int(np.isfinite(batch[j][:, 1]).sum())
+
+    # ---- Betti decay over the feature-map layers
+    omega = np.full((P, L), np.nan)
+    omega_fit = np.full((P, L), np.nan)
+    betti = np.full((P, L, 3, thresholds.size), np.nan)
+    theta = np.full(P, np.nan)
+    grid_layers = []
+    for layer in layer_list:
+        if _grid_shape(store[layer]) is None:
+            skipped[f"betti_decay (layer {layer!r})"] = _feature_map_reason(store[layer])
+        else:
+            grid_layers.append(layer)
+    if not grid_layers:
+        skipped["betti_decay"] = "no layer holds feature maps (2 or 3 grid axes stored with pooling='flatten')"
+    elif len(grid_layers) == 1:
+        skipped["betti_theta"] = f"only one feature-map layer ({grid_layers[0]!r}); the decay fit needs 2"
+    depth = [layer_list.index(name) for name in grid_layers]
+    for pi, pert in enumerate(pert_list):
+        maps = {}
+        for name in grid_layers:
+            values = np.asarray(store[name].sel(perturbation=pert).values)[keep_betti]
+            maps[name] = values.reshape((values.shape[0],) + _grid_shape(store[name]))
+        bad = [name for name, m in maps.items() if not np.isfinite(m).all()]
+        for name in bad:
+            skipped[f"betti_decay{where(name, pert)}"] = "activations hold NaN or Inf"
+            maps.pop(name)
+        if len(maps) >= 2:
+            res = betti_decay(maps, thresholds, depth=[depth[grid_layers.index(k)] for k in maps])
+            theta[pi] = res.theta
+            for j, name in enumerate(res.layers):
+                li = layer_list.index(name)
+                omega[pi, li], omega_fit[pi, li] = res.omega[j], res.fit.fitted[j]
+                betti[pi, li] = res.curves[j]
+        elif maps:
+            name, m = next(iter(maps.items()))
+            c = betti_curves(m, thresholds).mean(axis=0)
+            li = layer_list.index(name)
+            betti[pi, li] = 0.0
+            betti[pi, li, : c.shape[0]] = c
+            omega[pi, li] = float(betti[pi, li].sum(axis=0).mean())
+
+    data: dict[str, Any] = {
+        "total_persistence": (("perturbation", "layer", "degree"), tp),
+        "persistent_entropy": (("perturbation", "layer", "degree"), pe),
+        "n_bars": (("perturbation", "layer", "degree"), bars),
+        "landscape_norm": (("perturbation", "layer", "degree"), norms),
+        "landscape": (("perturbation", "layer", "degree", "k", "grid"), lam),
+        "betti_omega": (("perturbation", "layer"), omega),
+        "betti_omega_fit": (("perturbation", "layer"), omega_fit),
+        "betti_curve": (("perturbation", "layer", "betti_dim", "threshold"), betti),
+        "betti_theta": (("perturbation",), theta),
+    }
+    coords: dict[str, Any] = {
+        "perturbation": pert_list, "layer": layer_list, "degree": [0, 1],
+        "k": np.arange(1, num_landscapes + 1), "grid": grid, "threshold": thresholds, "betti_dim": [0, 1, 2],
+    }
+    attrs: dict[str, Any] = {
+        "content": TOPOLOGY_KIND, "source": source or "", "max_samples": max_samples,
+        "samples_used": int(keep.size), "betti_samples": int(keep_betti.size), "seed": seed,
+        "num_landscapes": num_landscapes, "betti_layers": grid_layers,
+        "label_names": list(store.attrs.get("label_names") or []),
+        "framework": store.attrs.get("framework", ""), "model_class": store.attrs.get("model_class", ""),
+    }
+    if weights is None:
+        skipped["neural_persistence"] = "no weights were given (pass weights=model.state_dict() or Flax params)"
+    else:
+        net = neural_persistence(weights, p)
+        fields = {"np": "np", "np_normalized": "normalized", "np_girrbach": "np_girrbach",
+                  "np_lower": "lower", "np_upper": "upper", "weight_variance": "variance"}
+        for var, field in fields.items():
+            data[var] = (("weight",), np.array([getattr(lay, field) for lay in net.layers], dtype=np.float64))
+        coords["weight"] = [lay.name for lay in net.layers]
+        attrs.update(np_mean_normalized=net.mean_normalized, np_scale=net.scale, np_p=net.p,
+                     np_variance=net.variance)
+    attrs["skipped"] = skipped
+    return xr.Dataset(data, coords=coords, attrs=attrs)
