@@ -19,11 +19,11 @@ mixture of 10 clusters, float32):
   fastcluster), fastcluster ``linkage_vector``, and ripser / giotto-ph / gudhi
   on the points.
 - peers run once in this process (1 core; giotto-ph with 2 threads) and once
-  split over **2 worker processes** (both cores); the faster of the two is the
-  peer's time. holejax runs in one process on one CPU device (XLA's own
-  threads parallelise the distance matmul and reductions; the sequential Prim
-  loop runs on one core). ``--cpu-devices 2`` splits the batch over two XLA
-  CPU devices instead; on this machine that did not run them concurrently.
+  split over **2 worker processes** (both cores; the workers are warmed on one
+  cloud first and start together at a barrier); the faster of the two is the
+  peer's time. holejax runs in one process on one CPU device: the batch is cut
+  into one slice per core, each slice runs in a host thread (XLA executes the
+  concurrent calls in parallel), so it also uses both cores.
 - compile time (first call minus a steady call) is reported separately;
   steady times are the best of several runs.
 - slow peers (a cloud taking more than ``--peer-budget`` seconds) are timed on
@@ -147,9 +147,24 @@ PEERS = {
 }
 
 
+_BARRIER = None
+
+
+def _init_worker(barrier) -> None:
+    global _BARRIER
+    _BARRIER = barrier
+
+
 def _worker(args) -> float:
+    """Seconds for ``indices`` through one peer; pool workers first meet at the barrier.
+
+    The barrier makes both pool workers take one task each and start together,
+    so the two-process time is two clouds-halves run side by side on both cores.
+    """
     name, kind, path, indices = args
     data = np.load(path, mmap_mode="r")
+    if _BARRIER is not None:
+        _BARRIER.wait()
     t = time.perf_counter()
     for i in indices:
         run_peer(name, kind, np.asarray(data[i]))
@@ -167,8 +182,9 @@ def time_peer(name: str, kind: str, path: str, pool, budget: float) -> dict:
     if count == 1:
         one = min(one, first * BATCH)
     half = max(1, count // 2)
+    pool.map(_worker, [(name, kind, path, [0])] * 2, chunksize=1)  # imports and caches, both workers
     two = max(pool.map(_worker, [(name, kind, path, list(range(half))),
-                                 (name, kind, path, list(range(half, 2 * half)))]))
+                                 (name, kind, path, list(range(half, 2 * half)))], chunksize=1))
     two *= BATCH / (2 * half)
     return {"one_process_s": one, "two_processes_s": two, "best_s": min(one, two),
             "clouds_timed": count, "extrapolated": count < BATCH}
@@ -302,6 +318,8 @@ def main() -> None:
     parser.add_argument("--dims", type=int, nargs="*", default=None)
     parser.add_argument("--peer-budget", type=float, default=1.5,
                         help="seconds per cloud above which a peer is timed on fewer clouds")
+    parser.add_argument("--peers", nargs="*", default=None,
+                        help="only these peers (development; the full run times all)")
     parser.add_argument("--large-n", type=int, default=50_000)
     parser.add_argument("--no-large", action="store_true")
     parser.add_argument("--output", default=str(HERE / "results" / "h0.json"))
@@ -334,7 +352,8 @@ def main() -> None:
           f"copy {bound['copy_bytes_per_s'] / 1e9:.1f} GB/s (read + write)", flush=True)
     results = []
     ctx = mp.get_context("spawn")
-    with tempfile.TemporaryDirectory() as tmp, ctx.Pool(2) as pool:
+    barrier = ctx.Barrier(2)
+    with tempfile.TemporaryDirectory() as tmp, ctx.Pool(2, _init_worker, (barrier,)) as pool:
         for n in sizes:
             for d in dims:
                 Xs = make_batch(n, d, seed=n + d)
@@ -347,6 +366,8 @@ def main() -> None:
                 row = {"n": n, "d": d, "batch": BATCH, "holejax": hj, "peers": {"D": {}, "X": {}}}
                 for kind, path in (("D", pathD), ("X", pathX)):
                     for name in PEERS[kind]:
+                        if args.peers is not None and name not in args.peers:
+                            continue
                         row["peers"][kind][name] = time_peer(name, kind, path, pool, args.peer_budget)
                     fastest = min(row["peers"][kind].items(), key=lambda kv: kv[1]["best_s"])
                     ours = hj[kind]["steady_s"]
@@ -390,7 +411,7 @@ def markdown(out: dict) -> str:
         lines.append(f"**{title}**, batch of {BATCH} clouds, steady seconds per batch "
                      "(peers: best of 1 process / 2 processes; * = extrapolated from fewer clouds)")
         lines.append("")
-        names = PEERS[kind]
+        names = [p for p in PEERS[kind] if p in out["batches"][0]["peers"][kind]] if out["batches"] else []
         lines.append("| n | d | holejax | compile | " + " | ".join(names)
                      + " | fastest peer | holejax / fastest | holejax / machine bound |")
         lines.append("|---|---|---|---|" + "---|" * len(names) + "---|---|---|")

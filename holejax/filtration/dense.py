@@ -3,9 +3,9 @@
 Both run one jit-compiled kernel: an MST (dense Prim on CPU, Borůvka on GPU)
 followed by the vectorised Kruskal merge tree of :mod:`.result`. The batched
 form maps the single-cloud kernel over the batch in one place
-(:func:`_over_batch`): ``jax.vmap`` for Borůvka, ``lax.map`` for Prim on CPU;
-on CPU one slice of the batch per core runs in a host thread, and with
-several accelerators one slice per device (:func:`_run_batched`).
+(:func:`_over_batch`): ``jax.vmap`` for Borůvka, on CPU one ``lax.map`` of
+Prim per core, which the runtime runs concurrently inside one call; with
+several accelerators one slice of the batch per device (:func:`_run_batched`).
 :func:`h0_batched_from_points` also computes the distance matrices inside the
 same compiled program.
 """
@@ -13,7 +13,6 @@ same compiled program.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import jax
@@ -73,11 +72,26 @@ def _over_batch(fn, xs, method: str):
     further. Prim's steps are small and sequential: on CPU, running the
     clouds one after the other (``lax.map``) keeps each step a contiguous row
     read and a short reduction, which measured about twice as fast per element
-    as the vmapped (gathered) form.
+    as the vmapped (gathered) form. One such loop keeps one core busy, so the
+    batch is cut into one contiguous group per core, each group its own
+    ``lax.map``: the loops do not depend on each other and XLA's CPU runtime
+    runs independent operations concurrently on its thread pool, so the groups
+    run side by side within one compiled call.
     """
-    if method == "prim" and jax.default_backend() == "cpu":
+    if method != "prim" or jax.default_backend() != "cpu":
+        return jax.vmap(fn)(xs)
+    batch = xs.shape[0]
+    groups = _cores(batch)
+    if groups < 2:
         return lax.map(fn, xs)
-    return jax.vmap(fn)(xs)
+    size, extra = divmod(batch, groups)
+    outs, lo = [], 0
+    for g in range(groups):
+        hi = lo + size + (g < extra)
+        idx = jnp.arange(lo, hi, dtype=jnp.int32)
+        outs.append(lax.map(lambda i: fn(lax.dynamic_index_in_dim(xs, i, 0, False)), idx))
+        lo = hi
+    return jax.tree.map(lambda *parts: jnp.concatenate(parts), *outs)
 
 
 @partial(jax.jit, static_argnames="method")
@@ -85,34 +99,33 @@ def _h0_batched_jit(Ds: jax.Array, method: str) -> H0Result:
     return _over_batch(partial(h0_kernel, method=method), Ds, method)
 
 
-def _workers(batch: int) -> int:
-    """Host threads that run slices of a batch concurrently (CPU backend only)."""
-    if jax.default_backend() != "cpu":
-        return 1
-    return max(1, min(batch, os.cpu_count() or 1, _MAX_WORKERS))
+_MAX_GROUPS = 8
 
 
-_MAX_WORKERS = 8
+def _cores(batch: int) -> int:
+    """Concurrent Prim loops for a batch on CPU: one per core, at most one per cloud."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(batch, cores, _MAX_GROUPS))
 
 
 def _run_batched(run, xs) -> list:
-    """``run`` over contiguous slices of the batch axis of ``xs``, concurrently; host results.
+    """``run`` over the batch axis of ``xs``; host results.
 
     ``run`` maps a ``(slice, ...)`` array to an :class:`H0Result` (or a tuple
-    whose first item is one) of device arrays. On CPU the sequential Prim loop
-    uses one core, so the batch is cut into one slice per core and the slices
-    run in host threads (XLA executes concurrent calls in parallel), the way
-    the peers' benchmark runs two processes. All slices are padded to one
-    length, so one compilation serves them. With several accelerator devices
-    the slices go one per device instead. Returns a list of (host results,
-    slice length) in batch order.
+    whose first item is one) of device arrays. On one device (the CPU, where
+    :func:`_over_batch` already spreads the batch over the cores) that is one
+    call. With several accelerator devices the batch is cut into one slice per
+    device, all padded to one length so one compilation serves them. Returns a
+    list of (host results, slice length) in batch order.
     """
     batch = xs.shape[0]
-    workers = _workers(batch)
     devices = jax.local_devices()
-    if workers < 2 and (len(devices) < 2 or batch < 2):
+    if len(devices) < 2 or batch < 2 or jax.default_backend() == "cpu":
         return [(jax.device_get(run(xs)), batch)]
-    k = workers if workers >= 2 else min(len(devices), batch)
+    k = min(len(devices), batch)
     size = -(-batch // k)
     slices = []
     for lo in range(0, batch, size):
@@ -121,12 +134,8 @@ def _run_batched(run, xs) -> list:
         if short:  # pad with copies of the last cloud: one shape, one compilation
             part = np.concatenate([np.asarray(part), np.repeat(np.asarray(part[-1:]), short, axis=0)])
         slices.append((part, size - short))
-    if workers >= 2:
-        with ThreadPoolExecutor(max_workers=len(slices)) as pool:
-            outs = list(pool.map(lambda p: jax.device_get(run(p[0])), slices))
-    else:
-        futures = [run(jax.device_put(p, dev)) for (p, _), dev in zip(slices, devices)]
-        outs = [jax.device_get(f) for f in futures]
+    futures = [run(jax.device_put(p, dev)) for (p, _), dev in zip(slices, devices)]
+    outs = [jax.device_get(f) for f in futures]
     return [(o, length) for o, (_, length) in zip(outs, slices)]
 
 
