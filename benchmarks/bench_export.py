@@ -11,9 +11,11 @@ per framework, each in a fresh subprocess so its memory is its own:
 
 Time excludes model building, data generation and (for the peer) the first,
 compiling call; ``setup`` reports what the export spends before its loop.
-Peak memory is the rise of the resident set (VmHWM after resetting it) and
-the tracemalloc peak during the timed part. Repeats alternate the modes and
-report the median.
+CPU time is the process's user + system time over the same span (all its
+threads). Peak memory is the rise of the resident set (VmHWM after resetting
+it) during the timed part, and the tracemalloc peak from one extra, untimed
+run per mode (tracing slows every Python allocation, so it would distort the
+times). Repeats alternate the modes and report the median.
 
     python benchmarks/bench_export.py [--quick] [--framework torch|flax|both] [--threads N] [--out PATH]
 """
@@ -114,7 +116,7 @@ def _bare_loop(framework: str, model, X, batch: int):
     return run, lambda: jax.block_until_ready(apply(variables, X[:batch]))
 
 
-def child(mode: str, framework: str, n: int, batch: int, store: str, threads: int) -> dict:
+def child(mode: str, framework: str, n: int, batch: int, store: str, threads: int, trace: bool = False) -> dict:
     import numpy as np
 
     if threads and framework == "torch":
@@ -149,27 +151,26 @@ def child(mode: str, framework: str, n: int, batch: int, store: str, threads: in
 
     else:
         run = run_bare
+    if trace:  # memory pass: tracemalloc slows every Python allocation, so this run is not timed
+        tracemalloc.start()
+        run()
+        _, traced_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return {"tracemalloc_peak_mib": traced_peak / 2**20}
     base = _rss_kib("VmRSS")
     _reset_peak_rss()
-    tracemalloc.start()
-    t0 = time.perf_counter()
+    cpu0, t0 = time.process_time(), time.perf_counter()
     run()
-    seconds = time.perf_counter() - t0
-    _, traced_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return {
-        "seconds": seconds,
-        "peak_rss_rise_mib": (_rss_kib("VmHWM") - base) / 1024,
-        "tracemalloc_peak_mib": traced_peak / 2**20,
-    }
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_rise_mib": (_rss_kib("VmHWM") - base) / 1024}
 
 
 # -- parent --------------------------------------------------------------------
-def _run_child(mode: str, framework: str, n: int, batch: int, workdir: Path, threads: int) -> dict:
+def _run_child(mode: str, framework: str, n: int, batch: int, workdir: Path, threads: int, trace: bool = False) -> dict:
     store = workdir / f"{framework}-{mode}.zarr"
     shutil.rmtree(store, ignore_errors=True)
     cmd = [sys.executable, __file__, "--child", mode, "--framework", framework, "--n", str(n), "--batch", str(batch),
-           "--store", str(store), "--threads", str(threads)]
+           "--store", str(store), "--threads", str(threads)] + (["--trace"] if trace else [])
     env = dict(os.environ)
     if threads:  # XLA reads its thread settings at start-up
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}"
@@ -190,10 +191,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="compute threads per framework (0 = its default)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--store", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.framework, args.n, args.batch, args.store, args.threads)))
+        print(json.dumps(child(args.child, args.framework, args.n, args.batch, args.store, args.threads, args.trace)))
         return
     if args.quick:
         args.n, args.repeats = 2_000, 1
@@ -211,9 +213,10 @@ def main() -> None:
                     runs[mode].append(_run_child(mode, framework, args.n, args.batch, Path(tmp), args.threads))
             summary = {}
             for mode, rs in runs.items():
+                traced = _run_child(mode, framework, args.n, args.batch, Path(tmp), args.threads, trace=True)
                 summary[mode] = {
                     key: statistics.median(r[key] for r in rs) for key in rs[0]
-                } | {"all_seconds": [r["seconds"] for r in rs]}
+                } | {"all_seconds": [r["seconds"] for r in rs]} | traced
             bare = summary["bare"]["seconds"]
             for mode in ("capture", "export"):
                 summary[mode]["samples_per_s"] = args.n / summary[mode]["seconds"]
@@ -249,8 +252,8 @@ def markdown(report: dict) -> str:
         f"{cfg['all_activations_mib']:.0f} MiB. Compute threads: {cfg.get('compute_threads', 'default')}. "
         f"Median of {cfg['repeats']}.",
         "",
-        "| framework | run | time (s) | samples/s | time / bare | peak RSS rise (MiB) | tracemalloc peak (MiB) |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| framework | run | time (s) | CPU time (s) | samples/s | time / bare | peak RSS rise (MiB) | tracemalloc peak (MiB) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for fw, summary in report["results"].items():
         for mode in ("bare", "capture", "export", "setup"):
@@ -258,10 +261,10 @@ def markdown(report: dict) -> str:
             ratio = f"{r['time_vs_bare']:.2f}" if "time_vs_bare" in r else ("1.00" if mode == "bare" else "")
             sps = f"{r['samples_per_s']:,.0f}" if "samples_per_s" in r else ""
             lines.append(
-                f"| {fw} | {mode} | {r['seconds']:.2f} | {sps} | {ratio} | {r['peak_rss_rise_mib']:.0f} | "
-                f"{r['tracemalloc_peak_mib']:.1f} |"
+                f"| {fw} | {mode} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | {sps} | {ratio} | "
+                f"{r['peak_rss_rise_mib']:.0f} | {r['tracemalloc_peak_mib']:.1f} |"
             )
-        lines.append(f"| {fw} | export loop (export - setup) | | | {summary['export']['loop_vs_bare']:.2f} | | |")
+        lines.append(f"| {fw} | export loop (export - setup) | | | | {summary['export']['loop_vs_bare']:.2f} | | |")
     m = report["machine"]
     lines += ["", f"{m['cpus']} CPUs, load average {m['load_average_before'][0]:.1f} before / "
               f"{m['load_average_after'][0]:.1f} after."]

@@ -6,8 +6,9 @@ dims ``("perturbation", "sample", "<layer>:unit")``. Coordinates:
 ``perturbation`` (str, ``"clean"`` first), ``sample`` (int) and, when labels
 were given, ``label`` (int, along ``sample``). Dataset attributes record the
 holejax version, framework, model class, creation time, the parameters of
-each perturbation, the export progress and ``complete`` (True only once the
-export finished).
+each perturbation, ``layers`` (the layer names in the model's execution
+order; Zarr itself lists arrays alphabetically), the export progress and
+``complete`` (True only once the export finished).
 """
 
 from __future__ import annotations
@@ -93,12 +94,32 @@ class LayerSpec:
 
 
 def layer_names(ds: xr.Dataset) -> list[str]:
-    """The layer variables of an activation store, in store order."""
-    return [
+    """The layer variables of an activation store, in the model's execution order.
+
+    Zarr lists a store's arrays alphabetically (``"layer10"`` before
+    ``"layer2"``), so the writer records the capture order in the dataset
+    attribute ``layers``; layers it names come first in that order, any
+    others (a store written without it, variables added later) follow in
+    the Dataset's order.
+
+    Example:
+        >>> import numpy as np, xarray as xr
+        >>> v = lambda u: (("perturbation", "sample", u), np.zeros((1, 2, 1)))
+        >>> ds = xr.Dataset({"fc": v("fc:unit"), "conv": v("conv:unit")}, attrs={"layers": ["conv", "fc"]})
+        >>> layer_names(ds), layer_names(ds.drop_attrs())
+        (['conv', 'fc'], ['fc', 'conv'])
+    """
+    found = [
         str(name)
         for name, var in ds.data_vars.items()
         if var.dims[:2] == ("perturbation", "sample") and var.ndim == 3
     ]
+    order = ds.attrs.get("layers")
+    if not isinstance(order, (list, tuple)):
+        return found
+    present = set(found)
+    listed = list(dict.fromkeys(str(n) for n in order if str(n) in present))
+    return listed + [n for n in found if n not in set(listed)]
 
 
 def _fail(path: Any, problem: str, fix: str) -> StoreError:

@@ -26,6 +26,7 @@ import zarr
 
 from holejax._checks import as_labels, first_nonfinite_row
 from holejax._version import __version__
+from holejax.store.chunks import ChunkFiles, resolve_compressors
 from holejax.store.schema import (
     ACTIVATIONS_KIND,
     RESULTS_KIND,
@@ -136,7 +137,9 @@ class ActivationWriter:
         self.perturbations = perturbations
         self.n_samples = n_samples
         self._arrays = {spec.name: group[spec.name] for spec in layers}
+        self._files = {name: ChunkFiles.of(arr) for name, arr in self._arrays.items()}
         self._progress: dict[str, int] = {p: int(v) for p, v in dict(group.attrs.get("progress", {})).items()}
+        self._root = json.loads((path / "zarr.json").read_text())  # the writer owns the root metadata now
 
     # -- construction -----------------------------------------------------
     @classmethod
@@ -152,6 +155,7 @@ class ActivationWriter:
         mode: str = "error",
         sample_chunk: int | None = None,
         dtype: Any = np.float32,
+        compressors: Any = None,
     ) -> "ActivationWriter":
         """Open a store for writing.
 
@@ -168,7 +172,13 @@ class ActivationWriter:
                 ``"overwrite"``, ``"resume"`` an interrupted export, or
                 ``"append"`` new perturbations to a finished store.
             sample_chunk: samples per chunk (default: about 4 MiB chunks).
+                Batches that fill whole chunks are written fastest: pass
+                the batch size.
             dtype: floating dtype of the stored activations.
+            compressors: ``None`` (default: no compression, the fastest to
+                write), ``"lz4"``, ``"zstd"`` or Zarr v3 codecs; see
+                :func:`holejax.store.chunks.resolve_compressors`. Ignored
+                by ``"resume"`` and ``"append"``, which keep the store's.
         """
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is not supported; expected one of {MODES}.")
@@ -188,6 +198,7 @@ class ActivationWriter:
         dtype = np.dtype(dtype)
         if not np.issubdtype(dtype, np.floating):
             raise TypeError(f"dtype must be a floating dtype; got {dtype}.")
+        codecs = resolve_compressors(compressors, dtype)
 
         exists = path.exists() and (_is_store(path) or (path.is_dir() and any(path.iterdir())))
         if exists and mode == "error":
@@ -217,6 +228,7 @@ class ActivationWriter:
             "progress": {n: 0 for n, _ in entries},
             "label_names": json_safe(list(label_names)) if label_names is not None else None,
             **json_safe(dict(attrs or {})),
+            "layers": names,
         }
         xr.Dataset(coords=coords, attrs=root_attrs).to_zarr(
             path, mode="w", zarr_format=3, consolidated=False
@@ -230,6 +242,8 @@ class ActivationWriter:
                 chunks=(1, min(int(chunk), n_samples), spec.units),
                 dtype=dtype,
                 fill_value=np.nan,
+                compressors=codecs,
+                chunk_key_encoding={"name": "default", "separator": "."},  # one folder of chunks per layer
                 dimension_names=["perturbation", "sample", unit_dim(spec.name)],
                 attributes={"layer": spec.name, "shape": list(spec.shape), "pooling": spec.pooling},
             )
@@ -279,6 +293,8 @@ class ActivationWriter:
             progress = dict(group.attrs.get("progress", {}))
             progress.update({n: 0 for n, _ in new})
             group.attrs.update({"perturbation_params": params, "progress": progress, "complete": False})
+        if not isinstance(group.attrs.get("layers"), list):  # a store written before the order was kept
+            group.attrs["layers"] = [spec.name for spec in layers]
         order = {spec.name: spec for spec in layers}
         layers = [order[name] for name in stored]
         return cls(path, group, layers, present + [n for n, _ in new], n_samples)
@@ -340,7 +356,7 @@ class ActivationWriter:
                     f"every layer of a batch must hold the same, non-zero number of samples; "
                     f"layer {spec.name!r} has {arr.shape[0]}, expected {batch}."
                 )
-            bad = first_nonfinite_row(arr)
+            bad = None if np.isfinite(np.add.reduce(arr, axis=None)) else first_nonfinite_row(arr)
             if bad is not None:
                 raise ValueError(
                     f"layer {spec.name!r} produced NaN or Inf for sample {int(start) + bad} "
@@ -353,10 +369,26 @@ class ActivationWriter:
                 f"batch ends at sample {stop} but the store holds {self.n_samples} samples."
             )
         for name, arr in arrays.items():
-            zarr_array = self._arrays[name]
-            zarr_array[p_index, int(start):stop, :] = arr.astype(zarr_array.dtype, copy=False)
+            files = self._files[name]
+            if files is not None:
+                files.write(p_index, int(start), arr)
+            else:
+                zarr_array = self._arrays[name]
+                zarr_array[p_index, int(start):stop, :] = arr.astype(zarr_array.dtype, copy=False)
         self._progress[perturbation] = stop
-        self._group.attrs["progress"] = dict(self._progress)
+        self._set_attrs(progress=dict(self._progress))
+
+    def _set_attrs(self, **updates: Any) -> None:
+        """Update root attributes in ``zarr.json``, replacing the file atomically.
+
+        Cheaper than a Zarr metadata write per batch; nothing else writes
+        the root metadata while the writer is open.
+        """
+        self._root.setdefault("attributes", {}).update(json_safe(updates))
+        target = self.path / "zarr.json"
+        tmp = self.path / f"zarr.json.{os.getpid()}.partial"
+        tmp.write_text(json.dumps(self._root, indent=2))
+        os.replace(tmp, target)
 
     def finish(self) -> xr.Dataset:
         """Mark the store complete, consolidate its metadata and open it."""
@@ -366,7 +398,7 @@ class ActivationWriter:
                 f"cannot finish {str(self.path)!r}: perturbations {sorted(left)} are incomplete "
                 f"(samples written: {left} of {self.n_samples})."
             )
-        self._group.attrs["complete"] = True
+        self._set_attrs(complete=True)
         _consolidate(self.path)
         return open_activations(self.path)
 
