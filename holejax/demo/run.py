@@ -2,8 +2,10 @@
 
 Trains a small MLP and CNN in PyTorch and the same MLP in Flax on
 scikit-learn's digits, exports every layer's activations on the held-out
-digits for clean and noisy inputs, analyses them and writes one HTML report
-per model plus the stores, all under one output folder.
+digits for clean and noisy inputs, analyses them, computes the topology
+summary (landscapes, Betti decay of the CNN's feature maps, neural
+persistence of the trained weights) and writes one HTML report per model
+plus the stores, all under one output folder.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-__all__ = ["DEMO_METRICS", "demo_perturbations", "run_demo"]
+__all__ = ["DEMO_METRICS", "demo_perturbations", "model_weights", "run_demo"]
 
 DEMO_METRICS = ("euclidean", "cosine")
 
@@ -45,6 +47,13 @@ def trained_models(quick: bool = False, seed: int = 0) -> tuple[dict, "object"]:
     return models, (digits, test)
 
 
+def model_weights(model) -> dict:
+    """The parameter mapping of a demo model: a PyTorch ``state_dict()`` or Flax ``params``."""
+    if isinstance(model, tuple):  # Flax: (module, variables)
+        return model[1]["params"]
+    return model.state_dict()
+
+
 def run_demo(output: str | Path = "holejax-demo", quick: bool = False, seed: int = 0) -> dict[str, Path]:
     """Run the whole demo; returns ``{model name: report path}``."""
     import holejax as hj
@@ -72,7 +81,17 @@ def run_demo(output: str | Path = "holejax-demo", quick: bool = False, seed: int
               f"{len(DEMO_METRICS)} metrics; accuracy: "
               + ", ".join(f"{p} {a:.3f}" for p, a in zip(study["perturbation"].values, study["accuracy"].values)),
               flush=True)
-        reports[name] = hj.write_report(study, acts, out / f"{name}-report.html", title=f"holejax demo: {name}")
+        t1 = time.perf_counter()
+        topology = hj.topology_summary(acts, weights=model_weights(model), max_samples=200,
+                                       betti_samples=32, seed=seed)
+        hj.write_results(topology, out / f"{name}-topology.zarr", mode="overwrite")
+        omega = "" if not topology.attrs["betti_layers"] else (
+            "; Betti decay theta " + ", ".join(f"{p} {t:.2f}" for p, t in
+                                               zip(topology["perturbation"].values, topology["betti_theta"].values)))
+        print(f"[{name}] topology summary in {time.perf_counter() - t1:.1f} s: network neural persistence "
+              f"{topology.attrs['np_mean_normalized']:.3f}{omega}", flush=True)
+        reports[name] = hj.write_report(study, acts, out / f"{name}-report.html", title=f"holejax demo: {name}",
+                                        topology=topology)
     print(f"\nholejax demo finished in {time.perf_counter() - t0:.0f} s. Reports:")
     for name, path in reports.items():
         print(f"  {name}: {Path(path).resolve()}")

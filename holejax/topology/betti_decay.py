@@ -170,6 +170,7 @@ def betti_curves(
     dims = maps.ndim - 1
     per_sample = [cubical_diagrams(m, superlevel=superlevel, normalize=normalize) for m in maps]
     k = max([len(d) for dg in per_sample for d in dg] + [1])
+    k = 1 << (k - 1).bit_length()  # pad to a power of two: one compilation serves many layers
     padded = np.full((len(maps), dims, k, 2), np.nan)
     for i, dg in enumerate(per_sample):
         for j, d in enumerate(dg):
