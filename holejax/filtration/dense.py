@@ -24,7 +24,7 @@ from jax.typing import ArrayLike
 from holejax._checks import check_choice
 from holejax.filtration._validate import as_distance_matrices
 from holejax.filtration.boruvka import boruvka_h0
-from holejax.filtration.prim import prim_order
+from holejax.filtration.prim import prim_order, prim_order_from_rows
 from holejax.filtration.result import H0Result, linkage_from_prim
 
 __all__ = ["METHODS", "h0", "h0_batched", "h0_batched_from_points", "h0_kernel"]
@@ -65,7 +65,7 @@ def _h0_jit(D: jax.Array, method: str) -> H0Result:
     return h0_kernel(D, method)
 
 
-def _over_batch(fn, xs, method: str):
+def _over_batch(fn, xs, method: str, fn_at=None):
     """The single-cloud ``fn`` over a leading batch axis.
 
     Borůvka's rounds are wide parallel reductions: ``jax.vmap`` widens them
@@ -76,27 +76,46 @@ def _over_batch(fn, xs, method: str):
     batch is cut into one contiguous group per core, each group its own
     ``lax.map``: the loops do not depend on each other and XLA's CPU runtime
     runs independent operations concurrently on its thread pool, so the groups
-    run side by side within one compiled call.
+    run side by side within one compiled call. ``fn_at(xs, i)``, when given,
+    is ``fn(xs[i])`` written to read ``xs`` in place (no copy of the slice).
     """
     if method != "prim" or jax.default_backend() != "cpu":
         return jax.vmap(fn)(xs)
     batch = xs.shape[0]
     groups = _cores(batch)
-    if groups < 2:
-        return lax.map(fn, xs)
+    if fn_at is None:
+        def fn_at(xs, i):
+            return fn(lax.dynamic_index_in_dim(xs, i, 0, False))
+
     size, extra = divmod(batch, groups)
     outs, lo = [], 0
     for g in range(groups):
         hi = lo + size + (g < extra)
         idx = jnp.arange(lo, hi, dtype=jnp.int32)
-        outs.append(lax.map(lambda i: fn(lax.dynamic_index_in_dim(xs, i, 0, False)), idx))
+        outs.append(lax.map(lambda i: fn_at(xs, i), idx))
         lo = hi
+    if groups == 1:
+        return outs[0]
     return jax.tree.map(lambda *parts: jnp.concatenate(parts), *outs)
+
+
+def _prim_at(Ds: jax.Array, i: jax.Array) -> H0Result:
+    """Prim H0 of ``Ds[i]``, its rows read straight from the batch."""
+    n = Ds.shape[-1]
+
+    def row(j):
+        return lax.dynamic_slice(Ds, (i, j, jnp.int32(0)), (1, 1, n)).reshape(n)
+
+    return linkage_from_prim(*prim_order_from_rows(row, n, Ds.dtype))
+
+
+def _h0_over_batch(Ds: jax.Array, method: str) -> H0Result:
+    return _over_batch(partial(h0_kernel, method=method), Ds, method, _prim_at)
 
 
 @partial(jax.jit, static_argnames="method")
 def _h0_batched_jit(Ds: jax.Array, method: str) -> H0Result:
-    return _over_batch(partial(h0_kernel, method=method), Ds, method)
+    return _h0_over_batch(Ds, method)
 
 
 _MAX_GROUPS = 8
@@ -201,7 +220,7 @@ def h0_batched(Ds: ArrayLike, method: str = "auto", *, check: bool = True) -> H0
     """
     method = _resolve(method)
     if isinstance(Ds, jax.core.Tracer):
-        return _over_batch(partial(h0_kernel, method=method), Ds, method)
+        return _h0_over_batch(Ds, method)
     Ds = as_distance_matrices(Ds, "Ds", batched=True) if check else Ds
     parts = _run_batched(lambda part: _h0_batched_jit(jnp.asarray(part), method), Ds)
     return _concat([_trim(_to_host(r), length) for r, length in parts])
