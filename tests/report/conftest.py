@@ -163,3 +163,47 @@ def hostile_case() -> tuple[xr.Dataset, xr.Dataset]:
         n_per_class=10,
     )
     return make_study(acts, metrics=("euclidean",)), acts
+
+
+def make_topology(
+    layers: tuple[str, ...] = ("conv1", "conv2", "fc"),
+    perturbations: tuple[str, ...] = ("clean", "gaussian(sigma=0.8)"),
+    weights: tuple[str, ...] | None = ("fc.weight", "out.weight"),
+    feature_maps: int = 2,
+    seed: int = 0,
+) -> xr.Dataset:
+    """A topology Dataset with the schema of hj.topology_summary and random values (the first
+    ``feature_maps`` layers carry Betti decay)."""
+    rng = np.random.default_rng(seed)
+    P, L, K, G, T = len(perturbations), len(layers), 3, 21, 7
+    grid = np.linspace(0, 1, G)
+    mid, half = rng.random((P, L, 2, K, 1)) * 0.6 + 0.2, rng.random((P, L, 2, K, 1)) * 0.2
+    lam = -np.sort(-np.maximum(half - np.abs(grid - mid), 0.0), axis=3)
+    norms = np.sqrt((lam**2).sum(axis=(3, 4)) * (grid[1] - grid[0]))
+    omega = np.full((P, L), np.nan)
+    omega[:, :feature_maps] = rng.random((P, feature_maps)) * 5 + 1
+    fit = omega + 0.1
+    curves = np.full((P, L, 3, T), np.nan)
+    curves[:, :feature_maps] = rng.random((P, feature_maps, 3, T)) * 4
+    theta = np.where(np.isfinite(omega).sum(axis=1) >= 2, rng.normal(size=P), np.nan)
+    pl, pld = ("perturbation", "layer"), ("perturbation", "layer", "degree")
+    data = {
+        "total_persistence": (pld, rng.random((P, L, 2))), "persistent_entropy": (pld, rng.random((P, L, 2))),
+        "n_bars": (pld, rng.integers(1, 50, (P, L, 2))), "landscape_norm": (pld, norms),
+        "landscape": (pld + ("k", "grid"), lam), "betti_omega": (pl, omega), "betti_omega_fit": (pl, fit),
+        "betti_curve": (pl + ("betti_dim", "threshold"), curves), "betti_theta": (("perturbation",), theta),
+    }
+    coords = {"perturbation": list(perturbations), "layer": list(layers), "degree": [0, 1], "k": np.arange(1, K + 1),
+              "grid": grid, "threshold": np.linspace(0.05, 0.95, T), "betti_dim": [0, 1, 2]}
+    attrs = {"content": "topology", "samples_used": 40, "betti_samples": 20,
+             "skipped": {f"betti_decay (layer {name!r})": "not a feature map" for name in layers[feature_maps:]}}
+    if weights:
+        W = len(weights)
+        lower = rng.random(W) + 1
+        npg = lower + rng.random(W)
+        data.update(np=(("weight",), npg - 0.5), np_normalized=(("weight",), rng.random(W)),
+                    np_girrbach=(("weight",), npg), np_lower=(("weight",), lower),
+                    np_upper=(("weight",), npg + rng.random(W)), weight_variance=(("weight",), rng.random(W)))
+        coords["weight"] = list(weights)
+        attrs["np_mean_normalized"] = 0.5
+    return xr.Dataset(data, coords=coords, attrs=attrs)
