@@ -233,3 +233,85 @@ def test_hostile_names_stay_inert_text(browser, hostile_file):
         assert p.problems() == [], p.problems()
     finally:
         p.page.close()
+
+
+TOPOLOGY_FIGURES = ["tp.norm", "tp.landscape", "tp.betti", "tp.omega", "tp.np"]
+
+
+@pytest.fixture(scope="module")
+def topology_page(browser, case, tmp_path_factory):
+    from .conftest import make_topology
+
+    study, acts = case
+    path = write_report(study, acts, tmp_path_factory.mktemp("topology") / "report.html", heatmap_size=16,
+                        topology=make_topology())
+    p = Page(browser, path)
+    yield p
+    p.page.close()
+
+
+def test_topology_section_draws_and_switches_offline(topology_page):
+    from .conftest import make_topology
+
+    page = topology_page
+    assert page.problems() == []
+    assert all(url.startswith("file://") for url in page.requests), page.requests
+    for name in TOPOLOGY_FIGURES:
+        px = page.pixels(name)
+        assert px["width"] > 50 and px["height"] > 30, name
+        assert px["colors"] > 3 and px["ink"] > 0.01, (name, px)
+    topo = make_topology()
+    np.testing.assert_allclose(page.data("tp.landscape.data", "k1"), topo.landscape.values[0, 0, 1, 0], rtol=1e-6)
+    before = {name: page.pixels(name)["hash"] for name in ("tp.landscape", "tp.betti")}
+    selects = page.page.locator("select")
+    assert selects.count() == 5  # layer, perturbation, metric; topology layer, topology perturbation
+    selects.nth(3).select_option(index=1)
+    selects.nth(4).select_option(index=1)
+    page.page.get_by_role("button", name="H0", exact=True).click()
+    page.settle()
+    assert page.problems() == []
+    for k in range(3):
+        np.testing.assert_allclose(page.data("tp.landscape.data", f"k{k + 1}"), topo.landscape.values[1, 1, 0, k],
+                                   rtol=1e-6)
+    np.testing.assert_allclose(page.data("tp.betti.data", "b1"), topo.betti_curve.values[1, 1, 1], rtol=1e-6)
+    after = {name: page.pixels(name)["hash"] for name in before}
+    assert all(after[k] != before[k] for k in before), (before, after)
+    title = page.page.evaluate("Bokeh.documents[0].get_model_by_name('tp.landscape').title.text")
+    assert title == "Landscape (H0): conv2 | gaussian(sigma=0.8)"
+    # a layer without feature maps: empty Betti curves, said in the title, no console noise
+    selects.nth(3).select_option(index=2)
+    page.settle()
+    assert page.problems() == []
+    assert "(not a feature map)" in page.page.evaluate("Bokeh.documents[0].get_model_by_name('tp.betti').title.text")
+
+
+def test_hostile_topology_names_stay_inert_text(browser, hostile_case, tmp_path_factory):
+    from .conftest import make_topology
+
+    study, acts = hostile_case
+    topo = make_topology(layers=(HOSTILE, HOSTILE_SCRIPT, "fc"), perturbations=("clean", HOSTILE_SCRIPT),
+                         weights=(HOSTILE, HOSTILE_SCRIPT))
+    topo.attrs["skipped"][HOSTILE] = HOSTILE_SCRIPT
+    path = write_report(study, acts, tmp_path_factory.mktemp("hostile_topology") / "report.html", topology=topo)
+    p = Page(browser, path)
+    try:
+        selects = p.page.locator("select")
+        for i in range(3):
+            selects.nth(3).select_option(index=i)
+            selects.nth(4).select_option(index=(i + 1) % 2)
+        p.settle()
+        options = p.page.locator("select option").all_text_contents()
+        assert options.count(HOSTILE) >= 2 and options.count(HOSTILE_SCRIPT) >= 3
+        p.page.locator("summary", has_text="not computed").click()
+        assert HOSTILE_SCRIPT in p.page.locator("details").inner_text()
+        title = p.page.evaluate("Bokeh.documents[0].get_model_by_name('tp.landscape').title.text")
+        assert title == f"Landscape (H1): fc | {HOSTILE_SCRIPT}"
+        p.page.wait_for_timeout(300)
+        assert p.page.locator("img").count() == 0
+        injected = p.page.evaluate(
+            "Array.from(document.scripts).filter(s => s.type !== 'application/json' && s.textContent.includes('alert(')).length"
+        )
+        assert injected == 0
+        assert p.problems() == [], p.problems()
+    finally:
+        p.page.close()
