@@ -12,7 +12,8 @@ import zarr
 import holejax as hj
 from holejax.capture import export_activations, predict
 from holejax.perturb import global_l1_prune
-from holejax.store import StoreError, open_activations
+from holejax.store import StoreError, layer_names, open_activations
+from holejax.store.chunks import ChunkFiles
 
 from numpy_adapter import NumpyAdapter, NumpyNet
 
@@ -250,6 +251,8 @@ def test_layer_that_never_fired(tmp_path):
         ({"inputs": iter([X])}, ValueError, r"one-shot iterator \(list_iterator\) of unknown length; pass n_samples="),
         ({"inputs": 3}, TypeError, "inputs must be an array"),
         ({"inputs": X[:0]}, ValueError, "inputs holds no samples"),
+        ({"compressors": "gzip"}, ValueError, "compressors='gzip' is not a known name"),
+        ({"compressors": 3}, TypeError, "compressors must be None, 'lz4', 'zstd' or Zarr v3"),
     ],
 )
 def test_bad_arguments_are_rejected_before_writing(tmp_path, kw, error, match):
@@ -282,3 +285,40 @@ def test_peak_memory_does_not_grow_with_the_data_set(tmp_path):
     small, large = peak(2_000), peak(16_000)
     whole = 16_000 * 512 * 4 * 3  # the large export's activations of three 512-wide layers
     assert large < small + 0.25 * whole, (small, large, whole)
+
+
+def test_a_write_error_in_the_writer_thread_reaches_the_caller_and_leaves_the_store_unfinished(tmp_path, monkeypatch):
+    write = ChunkFiles.write
+
+    def failing(self, p_index, start, data):
+        if start >= 48:
+            raise OSError("no space left on device")
+        return write(self, p_index, start, data)
+
+    monkeypatch.setattr(ChunkFiles, "write", failing)
+    with pytest.raises(OSError, match="no space left on device"):
+        export(tmp_path / "a.zarr")
+    with pytest.raises(StoreError, match="interrupted export"):
+        open_activations(tmp_path / "a.zarr")
+    assert open_activations(tmp_path / "a.zarr", allow_incomplete=True).attrs["progress"] == {"clean": 48}
+    monkeypatch.undo()
+    resumed = export(tmp_path / "a.zarr", mode="resume")
+    whole = export(tmp_path / "b.zarr")
+    for name in whole.data_vars:
+        np.testing.assert_array_equal(resumed[name].values, whole[name].values)
+
+
+def test_compressors_change_the_codec_not_the_values(tmp_path):
+    plain = export(tmp_path / "a.zarr")
+    packed = export(tmp_path / "b.zarr", compressors="zstd")
+    codecs = zarr.open_array(tmp_path / "b.zarr" / "fc1", mode="r").metadata.codecs
+    assert [c.to_dict()["name"] for c in codecs] == ["bytes", "zstd"]
+    assert [c.to_dict()["name"] for c in zarr.open_array(tmp_path / "a.zarr" / "fc1", mode="r").metadata.codecs] == ["bytes"]
+    for name in plain.data_vars:
+        np.testing.assert_array_equal(plain[name].values, packed[name].values)
+
+
+def test_store_keeps_the_execution_order_of_the_layers(tmp_path):
+    export(tmp_path / "a.zarr", layers=["head", "relu1", "fc2"])
+    ds = open_activations(tmp_path / "a.zarr")
+    assert ds.attrs["layers"] == ["relu1", "fc2", "head"] == layer_names(ds)
