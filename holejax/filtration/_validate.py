@@ -1,4 +1,11 @@
-"""Checks for distance matrices handed to the H0 engine (run before tracing)."""
+"""Checks for distance matrices handed to the H0 engine.
+
+Rank, shape and dtype are checked on the host before tracing
+(:func:`prepare_distance_matrices`); the data checks read a one-pass
+:func:`summary` of the matrices, which :func:`holejax.h0_batched` computes
+inside the same compiled call as the trees, and raise from it on the host
+(:func:`check_summary`). :func:`as_distance_matrices` does all three.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["as_distance_matrices"]
+__all__ = ["as_distance_matrices", "check_summary", "prepare_distance_matrices", "summary"]
 
 # relative tolerance for symmetry and the diagonal, against the largest finite entry
 SYMMETRY_RTOL = 1e-4
@@ -18,14 +25,14 @@ SYMMETRY_RTOL = 1e-4
 _SYMMETRY_LINES = 16
 
 
-@jax.jit
-def _summary(D: jax.Array) -> tuple[jax.Array, ...]:
+def summary(D: jax.Array) -> tuple[jax.Array, ...]:
     """One pass over ``D`` plus a few of its lines.
 
     The smallest entry of each matrix (NaN propagates) and the largest entry
     come from two sibling reductions XLA fuses into one read of the matrix.
     Symmetry is screened on ``_SYMMETRY_LINES`` evenly spaced rows, compared
     with the matching columns, and on the diagonal; no transpose is built.
+    Traceable: callers may compute it inside their own compiled program.
     """
     n = D.shape[-1]
     smallest = jnp.min(D, axis=(-1, -2))
@@ -38,6 +45,9 @@ def _summary(D: jax.Array) -> tuple[jax.Array, ...]:
     asym = ~jnp.all((rows == cols) | (jnp.abs(rows - cols) <= SYMMETRY_RTOL * scale))
     diag = jnp.max(jnp.abs(jnp.diagonal(D, axis1=-2, axis2=-1)))
     return smallest, largest, asym, diag
+
+
+_summary = jax.jit(summary)
 
 
 def _where(index: tuple[int, ...], batched: bool) -> str:
@@ -75,6 +85,19 @@ def as_distance_matrices(D: Any, argument: str = "D", *, batched: bool = False) 
         >>> as_distance_matrices([[0, 1], [1, 0]]).dtype
         dtype('float32')
     """
+    out = prepare_distance_matrices(D, argument, batched=batched)
+    if out.size == 0:
+        return out
+    check_summary(out, _summary(out), argument, batched=batched)
+    return out
+
+
+def prepare_distance_matrices(D: Any, argument: str = "D", *, batched: bool = False) -> jax.Array:
+    """The host-side part of :func:`as_distance_matrices`: rank, shape, dtype (no data pass).
+
+    The data checks then need :func:`summary` of the result, which a caller
+    may compute inside its own compiled program, and :func:`check_summary`.
+    """
     if isinstance(D, jax.core.Tracer):
         raise TypeError(f"{argument} is a traced value; validation needs a concrete array.")
     arr = D if isinstance(D, jax.Array) else np.asarray(D)
@@ -99,10 +122,18 @@ def as_distance_matrices(D: Any, argument: str = "D", *, batched: bool = False) 
         raise TypeError(f"{argument} must hold real numbers; got dtype {dtype}.")
     if dtype != np.float64 and dtype != np.float32:
         arr = np.asarray(arr, np.float32)
-    out = jnp.asarray(arr)
-    if out.size == 0:
-        return out
-    smallest, largest, asym, diag = (np.asarray(v) for v in _summary(out))
+    return jnp.asarray(arr)
+
+
+def check_summary(out: jax.Array, summ: tuple, argument: str = "D", *, batched: bool = False) -> None:
+    """Raise on NaN, negative, asymmetric or non-zero-diagonal matrices, given their :func:`summary`.
+
+    ``summ`` may also hold one summary per matrix of a batch (leading axis);
+    the entries are combined here. ``out`` is read on the host only to locate
+    an offending entry.
+    """
+    smallest, largest, asym, diag = (np.asarray(v) for v in summ)
+    asym, diag = bool(np.any(asym)), np.max(diag)
     largest = np.max(largest)
     if np.isnan(smallest).any():
         idx = tuple(int(i) for i in np.argwhere(np.isnan(np.asarray(out)))[0])
@@ -116,7 +147,6 @@ def as_distance_matrices(D: Any, argument: str = "D", *, batched: bool = False) 
             f"{argument} must be non-negative; got {float(np.asarray(out)[idx])} at "
             f"{_where(idx, batched)}. Pass distances, not similarities or log-values."
         )
-    n = arr.shape[-1]
     if not np.isfinite(largest):  # +inf entries: the tolerance scales with the finite ones
         host = np.asarray(out)
         largest = np.max(np.where(np.isfinite(host), host, 0))
@@ -141,4 +171,3 @@ def as_distance_matrices(D: Any, argument: str = "D", *, batched: bool = False) 
             f"the largest diagonal entry is {float(diag):.3g}. Set it to 0, "
             "e.g. D[np.diag_indices(len(D))] = 0."
         )
-    return out

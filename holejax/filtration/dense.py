@@ -22,7 +22,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from holejax._checks import check_choice
-from holejax.filtration._validate import as_distance_matrices
+from holejax.filtration._validate import as_distance_matrices, check_summary, prepare_distance_matrices, summary
 from holejax.filtration.boruvka import boruvka_h0
 from holejax.filtration.prim import prim_order, prim_order_from_rows
 from holejax.filtration.result import H0Result, linkage_from_prim
@@ -113,9 +113,11 @@ def _h0_over_batch(Ds: jax.Array, method: str) -> H0Result:
     return _over_batch(partial(h0_kernel, method=method), Ds, method, _prim_at)
 
 
-@partial(jax.jit, static_argnames="method")
-def _h0_batched_jit(Ds: jax.Array, method: str) -> H0Result:
-    return _h0_over_batch(Ds, method)
+@partial(jax.jit, static_argnames=("method", "check"))
+def _h0_batched_jit(Ds: jax.Array, method: str, check: bool = False):
+    """H0 of the batch, and with ``check`` the validation summary of ``Ds`` from the same call."""
+    out = _h0_over_batch(Ds, method)
+    return (out, summary(Ds)) if check else out
 
 
 _MAX_GROUPS = 8
@@ -221,9 +223,19 @@ def h0_batched(Ds: ArrayLike, method: str = "auto", *, check: bool = True) -> H0
     method = _resolve(method)
     if isinstance(Ds, jax.core.Tracer):
         return _h0_over_batch(Ds, method)
-    Ds = as_distance_matrices(Ds, "Ds", batched=True) if check else Ds
-    parts = _run_batched(lambda part: _h0_batched_jit(jnp.asarray(part), method), Ds)
-    return _concat([_trim(_to_host(r), length) for r, length in parts])
+    if not check:
+        parts = _run_batched(lambda part: _h0_batched_jit(jnp.asarray(part), method), Ds)
+        return _concat([_trim(_to_host(r), length) for r, length in parts])
+    Ds = prepare_distance_matrices(Ds, "Ds", batched=True)
+    if Ds.size == 0:
+        parts = _run_batched(lambda part: _h0_batched_jit(part, method), Ds)
+        return _concat([_trim(_to_host(r), length) for r, length in parts])
+    # the data checks' one pass over Ds runs in the same compiled call as the
+    # trees; the trees are dropped if the summary says the input is invalid
+    parts = _run_batched(lambda part: _h0_batched_jit(part, method, True), Ds)
+    summ = [np.concatenate([np.ravel(s[1][k]) for s, _ in parts]) for k in range(4)]
+    check_summary(Ds, summ, "Ds", batched=True)
+    return _concat([_trim(_to_host(r[0]), length) for r, length in parts])
 
 
 def _trim(r: H0Result, length: int) -> H0Result:

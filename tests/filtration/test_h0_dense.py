@@ -9,6 +9,7 @@ import pytest
 from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import squareform
 
+import holejax as hj
 from holejax.filtration import H0Result, h0, h0_batched, h0_kernel
 from h0_helpers import cloud, dist32
 
@@ -57,8 +58,27 @@ def test_methods_agree_on_deaths():
     np.testing.assert_array_equal(h0(D, method="prim").deaths, h0(D, method="boruvka").deaths)
 
 
+@pytest.mark.parametrize("groups", [1, 2, 3])
+def test_batch_groups_per_core_agree_with_single_clouds(monkeypatch, groups):
+    """Prim on CPU runs the batch as one loop per core; any grouping gives the per-cloud answer."""
+    from holejax.filtration import dense
+
+    monkeypatch.setattr(dense, "_cores", lambda batch: min(batch, groups))
+    Xs = np.stack([cloud(s, 30) for s in range(5)]).astype(np.float32)
+    Ds = np.stack([dist32(X) for X in Xs])
+    for fn, arg in ((h0_batched, Ds), (dense.h0_batched_from_points, Xs)):
+        # a fresh trace for this grouping (the group count is fixed at trace time)
+        jax.clear_caches()
+        got = fn(arg, method="prim")
+        for i in range(5):
+            D = Ds[i] if fn is h0_batched else np.asarray(hj.pairwise_distances(Xs[i]))
+            ref = h0(D, method="prim")
+            for a, b in zip(ref, H0Result(*(f[i] for f in got))):
+                np.testing.assert_array_equal(a, b)
+
+
 def test_batch_spread_over_several_cpu_devices():
-    """With jax_num_cpu_devices=2 the batch is split over both devices, same answer."""
+    """With jax_num_cpu_devices=2 (one call on CPU, per-core loops inside) the answer is the same."""
     import json
     import subprocess
     import sys

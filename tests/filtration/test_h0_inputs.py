@@ -54,6 +54,18 @@ def test_value_errors(D):
     batch[1, 2, 3] = np.nan
     with pytest.raises(ValueError, match=r"Ds holds NaN at matrix 1, entry \(2, 3\)"):
         h0_batched(batch)
+    # the batched data checks come from the same compiled call as the trees
+    batch = np.stack([D, D, D])
+    batch[2, 1, 3] = batch[2, 3, 1] = -0.5
+    with pytest.raises(ValueError, match=r"Ds must be non-negative; got -0.5 at matrix 2, entry \(1, 3\)"):
+        h0_batched(batch)
+    batch = np.stack([D, D, D])
+    batch[1, 0, 5] += 1.0
+    with pytest.raises(ValueError, match=r"Ds must be symmetric.*at matrix 1, entry \(0, 5\)"):
+        h0_batched(batch)
+    batch = np.stack([D, D + np.eye(6, dtype=np.float32), D])
+    with pytest.raises(ValueError, match="Ds must have a zero diagonal"):
+        h0_batched(batch)
 
 
 def test_method_errors(D):
