@@ -17,7 +17,8 @@ it) during the timed part, and the tracemalloc peak from one extra, untimed
 run per mode (tracing slows every Python allocation, so it would distort the
 times). Repeats alternate the modes and report the median.
 
-    python benchmarks/bench_export.py [--quick] [--framework torch|flax|both] [--threads N] [--out PATH]
+    python benchmarks/bench_export.py [--quick] [--framework torch|flax|both] [--threads N]
+                                      [--compressors none|lz4|zstd] [--out PATH]
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def _bare_loop(framework: str, model, X, batch: int):
     return run, lambda: jax.block_until_ready(apply(variables, X[:batch]))
 
 
-def child(mode: str, framework: str, n: int, batch: int, store: str, threads: int, trace: bool = False) -> dict:
+def child(mode: str, framework: str, n: int, batch: int, store: str, threads: int, trace: bool = False,
+          compressors: str = "none") -> dict:
     import numpy as np
 
     if threads and framework == "torch":
@@ -147,7 +149,8 @@ def child(mode: str, framework: str, n: int, batch: int, store: str, threads: in
         data = X[:batch] if mode == "setup" else X
 
         def run() -> None:
-            hj.export_activations(model, data, layers=layer_type, store=store, batch_size=batch, progress=False)
+            hj.export_activations(model, data, layers=layer_type, store=store, batch_size=batch, progress=False,
+                                  compressors=None if compressors == "none" else compressors)
 
     else:
         run = run_bare
@@ -162,15 +165,19 @@ def child(mode: str, framework: str, n: int, batch: int, store: str, threads: in
     cpu0, t0 = time.process_time(), time.perf_counter()
     run()
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_rise_mib": (_rss_kib("VmHWM") - base) / 1024}
+    out = {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_rise_mib": (_rss_kib("VmHWM") - base) / 1024}
+    if mode == "export":
+        out["store_mib"] = sum(f.stat().st_size for f in Path(store).rglob("*") if f.is_file()) / 2**20
+    return out
 
 
 # -- parent --------------------------------------------------------------------
-def _run_child(mode: str, framework: str, n: int, batch: int, workdir: Path, threads: int, trace: bool = False) -> dict:
+def _run_child(mode: str, framework: str, n: int, batch: int, workdir: Path, threads: int, trace: bool = False,
+               compressors: str = "none") -> dict:
     store = workdir / f"{framework}-{mode}.zarr"
     shutil.rmtree(store, ignore_errors=True)
     cmd = [sys.executable, __file__, "--child", mode, "--framework", framework, "--n", str(n), "--batch", str(batch),
-           "--store", str(store), "--threads", str(threads)] + (["--trace"] if trace else [])
+           "--store", str(store), "--threads", str(threads), "--compressors", compressors] + (["--trace"] if trace else [])
     env = dict(os.environ)
     if threads:  # XLA reads its thread settings at start-up
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}"
@@ -192,10 +199,13 @@ def main() -> None:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--store", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--compressors", default="none", choices=["none", "lz4", "zstd"],
+                        help="compressors= of the export (default none, the export's default)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.framework, args.n, args.batch, args.store, args.threads, args.trace)))
+        print(json.dumps(child(args.child, args.framework, args.n, args.batch, args.store, args.threads, args.trace,
+                               args.compressors)))
         return
     if args.quick:
         args.n, args.repeats = 2_000, 1
@@ -210,10 +220,12 @@ def main() -> None:
             runs = {m: [] for m in modes}
             for _ in range(args.repeats):
                 for mode in modes:
-                    runs[mode].append(_run_child(mode, framework, args.n, args.batch, Path(tmp), args.threads))
+                    runs[mode].append(_run_child(mode, framework, args.n, args.batch, Path(tmp), args.threads,
+                                                 compressors=args.compressors))
             summary = {}
             for mode, rs in runs.items():
-                traced = _run_child(mode, framework, args.n, args.batch, Path(tmp), args.threads, trace=True)
+                traced = _run_child(mode, framework, args.n, args.batch, Path(tmp), args.threads, trace=True,
+                                    compressors=args.compressors)
                 summary[mode] = {
                     key: statistics.median(r[key] for r in rs) for key in rs[0]
                 } | {"all_seconds": [r["seconds"] for r in rs]} | traced
@@ -228,6 +240,7 @@ def main() -> None:
         "benchmark": "export",
         "config": {"n_samples": args.n, "batch_size": args.batch, "layers_captured": DEPTH,
                    "model": f"MLP {D_IN} -> {DEPTH - 1} x {WIDTH} -> {N_OUT}", "repeats": args.repeats, "compute_threads": args.threads or "default",
+                   "compressors": args.compressors,
                    "one_batch_of_activations_mib": batch_mib,
                    "all_activations_mib": args.n * units * 4 / 2**20},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -239,7 +252,8 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         saved = json.loads(out.read_text()) if out.is_file() else {}
         runs = saved.get("runs", {})
-        runs[f"threads={args.threads or 'default'}"] = report
+        key = f"threads={args.threads or 'default'}" + ("" if args.compressors == "none" else f",compressors={args.compressors}")
+        runs[key] = report
         out.write_text(json.dumps({"benchmark": "export", "runs": runs}, indent=2) + "\n")
     print(markdown(report))
 
@@ -250,6 +264,7 @@ def markdown(report: dict) -> str:
         f"{cfg['n_samples']:,} samples, batch {cfg['batch_size']}, {cfg['layers_captured']} layers of a {cfg['model']}; "
         f"one batch of activations = {cfg['one_batch_of_activations_mib']:.1f} MiB, all = "
         f"{cfg['all_activations_mib']:.0f} MiB. Compute threads: {cfg.get('compute_threads', 'default')}. "
+        f"Compressors: {cfg.get('compressors', 'none')}. "
         f"Median of {cfg['repeats']}.",
         "",
         "| framework | run | time (s) | CPU time (s) | samples/s | time / bare | peak RSS rise (MiB) | tracemalloc peak (MiB) |",
@@ -265,6 +280,10 @@ def markdown(report: dict) -> str:
                 f"{r['peak_rss_rise_mib']:.0f} | {r['tracemalloc_peak_mib']:.1f} |"
             )
         lines.append(f"| {fw} | export loop (export - setup) | | | | {summary['export']['loop_vs_bare']:.2f} | | |")
+    stores = ", ".join(f"{fw} {s['export']['store_mib']:.0f} MiB" for fw, s in report["results"].items()
+                       if "store_mib" in s["export"])
+    if stores:
+        lines += ["", f"Store size on disk: {stores}."]
     m = report["machine"]
     lines += ["", f"{m['cpus']} CPUs, load average {m['load_average_before'][0]:.1f} before / "
               f"{m['load_average_after'][0]:.1f} after."]
