@@ -53,7 +53,7 @@ def perturbations(quick: bool) -> list:
 LAYERS = {
     "torch-mlp": ["act1", "act2", "out"],
     "torch-cnn": ["act1", "act2", "act3", "out"],
-    "flax-mlp": None,  # the demo model's default capture points
+    "flax-mlp": ["act1", "act2", "out"],  # the same capture points in both frameworks
 }
 
 
