@@ -36,7 +36,7 @@ def analysed(tmp_path_factory):
     acts = write_store(make_acts(layers={"fc1": 6, HOSTILE: 4}, label_names=["cat", HOSTILE, "dog"]),
                        tmp / "acts.zarr")
     study = hj.analyze(acts, metrics=["euclidean", "cosine"])
-    study.attrs["source_store"] = str(tmp / "acts.zarr")
+    assert study.attrs["source"] == str(tmp / "acts.zarr")  # what `holejax report` opens
     hj.write_results(study, tmp / "results.zarr")
     return tmp, acts, study
 
@@ -83,3 +83,19 @@ def test_disconnected_geodesic_clouds_draw_infinite_distances():
     death = src["dg.deaths"].data["death"]
     assert np.isfinite(death).all() and death.max() == pytest.approx(rep.update.args["extra"]["sc.combo"]["cols"]["cap"][0])
     assert np.isfinite(src["hd.dendro"].data["h"]).all()
+
+
+def test_cli_report_with_a_topology_store(analysed, capsys):
+    tmp, acts, _ = analysed
+    topo = hj.topology_summary(tmp / "acts.zarr", weights={"fc1.weight": np.random.default_rng(0).normal(size=(4, 6))})
+    hj.write_results(topo, tmp / "topology.zarr", mode="overwrite")
+    out = tmp / "topology-report.html"
+    assert main(["report", str(tmp / "results.zarr"), "-o", str(out), "--topology", str(tmp / "topology.zarr")]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "tp.section" in text and "tp.np" in text and "Landscape (H1)" in text
+    plain = tmp / "plain.html"
+    assert main(["report", str(tmp / "results.zarr"), "-o", str(plain)]) == 0
+    assert "tp.section" not in plain.read_text(encoding="utf-8")
+    # the analysis results are not a topology store
+    with pytest.raises(SystemExit, match="not a topology results store"):
+        main(["report", str(tmp / "results.zarr"), "-o", str(out), "--topology", str(tmp / "results.zarr")])
