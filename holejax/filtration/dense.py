@@ -3,9 +3,9 @@
 Both run one jit-compiled kernel: an MST (dense Prim on CPU, Borůvka on GPU)
 followed by the vectorised Kruskal merge tree of :mod:`.result`. The batched
 form maps the single-cloud kernel over the batch in one place
-(:func:`_over_batch`): ``jax.vmap`` for Borůvka, on CPU one ``lax.map`` of
-Prim per core, which the runtime runs concurrently inside one call; with
-several accelerators one slice of the batch per device (:func:`_run_batched`).
+(:func:`_over_batch`): ``jax.vmap`` for Borůvka, ``lax.map`` for Prim on CPU;
+on CPU one range of the batch per core runs in a host thread, and with
+several accelerators one slice per device (:func:`_run`).
 :func:`h0_batched_from_points` also computes the distance matrices inside the
 same compiled program.
 """
@@ -13,6 +13,7 @@ same compiled program.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import jax
@@ -65,42 +66,22 @@ def _h0_jit(D: jax.Array, method: str) -> H0Result:
     return h0_kernel(D, method)
 
 
-def _over_batch(fn, xs, method: str, fn_at=None):
-    """The single-cloud ``fn`` over a leading batch axis.
+def _over_batch(fn, xs, method: str):
+    """The single-cloud ``fn`` over a leading batch axis, inside a traced program.
 
     Borůvka's rounds are wide parallel reductions: ``jax.vmap`` widens them
     further. Prim's steps are small and sequential: on CPU, running the
     clouds one after the other (``lax.map``) keeps each step a contiguous row
     read and a short reduction, which measured about twice as fast per element
-    as the vmapped (gathered) form. One such loop keeps one core busy, so the
-    batch is cut into one contiguous group per core, each group its own
-    ``lax.map``: the loops do not depend on each other and XLA's CPU runtime
-    runs independent operations concurrently on its thread pool, so the groups
-    run side by side within one compiled call. ``fn_at(xs, i)``, when given,
-    is ``fn(xs[i])`` written to read ``xs`` in place (no copy of the slice).
+    as the vmapped (gathered) form.
     """
-    if method != "prim" or jax.default_backend() != "cpu":
-        return jax.vmap(fn)(xs)
-    batch = xs.shape[0]
-    groups = _cores(batch)
-    if fn_at is None:
-        def fn_at(xs, i):
-            return fn(lax.dynamic_index_in_dim(xs, i, 0, False))
-
-    size, extra = divmod(batch, groups)
-    outs, lo = [], 0
-    for g in range(groups):
-        hi = lo + size + (g < extra)
-        idx = jnp.arange(lo, hi, dtype=jnp.int32)
-        outs.append(lax.map(lambda i: fn_at(xs, i), idx))
-        lo = hi
-    if groups == 1:
-        return outs[0]
-    return jax.tree.map(lambda *parts: jnp.concatenate(parts), *outs)
+    if method == "prim" and jax.default_backend() == "cpu":
+        return lax.map(fn, xs)
+    return jax.vmap(fn)(xs)
 
 
 def _prim_at(Ds: jax.Array, i: jax.Array) -> H0Result:
-    """Prim H0 of ``Ds[i]``, its rows read straight from the batch."""
+    """Prim H0 of ``Ds[i]``, its rows read straight from the batch (no copy of the matrix)."""
     n = Ds.shape[-1]
 
     def row(j):
@@ -109,55 +90,93 @@ def _prim_at(Ds: jax.Array, i: jax.Array) -> H0Result:
     return linkage_from_prim(*prim_order_from_rows(row, n, Ds.dtype))
 
 
-def _h0_over_batch(Ds: jax.Array, method: str) -> H0Result:
-    return _over_batch(partial(h0_kernel, method=method), Ds, method, _prim_at)
+def _over_range(one, xs: jax.Array, start: jax.Array, count: int, method: str):
+    """``one(xs, i)`` for ``i`` in ``[start, start + count)``, stacked (``lax.map`` or ``vmap``)."""
+    idx = start + jnp.arange(count, dtype=jnp.int32)
+    if method == "prim" and jax.default_backend() == "cpu":
+        return lax.map(lambda i: one(xs, i), idx)
+    return jax.vmap(lambda i: one(xs, i))(idx)
 
 
-@partial(jax.jit, static_argnames=("method", "check"))
-def _h0_batched_jit(Ds: jax.Array, method: str, check: bool = False):
-    """H0 of the batch, and with ``check`` the validation summary of ``Ds`` from the same call."""
-    out = _h0_over_batch(Ds, method)
-    return (out, summary(Ds)) if check else out
+@partial(jax.jit, static_argnames=("method", "count", "check"))
+def _h0_range_jit(Ds: jax.Array, start: jax.Array, method: str, count: int, check: bool):
+    """H0 of ``Ds[start : start + count]``; with ``check`` also each matrix's validation summary.
+
+    The summary (one pass over each matrix) runs in the same compiled call as
+    the trees; the caller drops the trees if it says the input is invalid.
+    """
+
+    def one(Ds, i):
+        if method == "prim":
+            r = _prim_at(Ds, i)
+        else:
+            r = h0_kernel(lax.dynamic_index_in_dim(Ds, i, 0, False), method)
+        return (r, summary(lax.dynamic_index_in_dim(Ds, i, 0, False))) if check else r
+
+    return _over_range(one, Ds, start, count, method)
 
 
-_MAX_GROUPS = 8
+_MAX_WORKERS = 8
+_POOL: list = []
 
 
 def _cores(batch: int) -> int:
-    """Concurrent Prim loops for a batch on CPU: one per core, at most one per cloud."""
+    """Host threads for a batch on CPU: one per core, at most one per cloud."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return max(1, min(batch, cores, _MAX_GROUPS))
+    return max(1, min(batch, cores, _MAX_WORKERS))
 
 
-def _run_batched(run, xs) -> list:
-    """``run`` over the batch axis of ``xs``; host results.
+def _pool() -> ThreadPoolExecutor:
+    """One thread pool for the process (starting threads per call costs milliseconds)."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=_MAX_WORKERS, thread_name_prefix="holejax-h0"))
+    return _POOL[0]
 
-    ``run`` maps a ``(slice, ...)`` array to an :class:`H0Result` (or a tuple
-    whose first item is one) of device arrays. On one device (the CPU, where
-    :func:`_over_batch` already spreads the batch over the cores) that is one
-    call. With several accelerator devices the batch is cut into one slice per
-    device, all padded to one length so one compilation serves them. Returns a
-    list of (host results, slice length) in batch order.
+
+def _run(run, xs) -> tuple:
+    """``run(xs, start, count)`` over the whole batch axis of ``xs``; host numpy results.
+
+    ``run`` returns device results for ``xs[start : start + count]`` with a
+    leading ``count`` axis. On CPU the sequential Prim loop keeps one core
+    busy, so the batch is cut into one contiguous range per core and the
+    ranges run in host threads (XLA executes concurrent calls in parallel; two
+    independent loops inside one program measured no faster than one after
+    the other), the way the peers' benchmark runs two processes. All ranges
+    have one length, so one compilation serves them: the last one starts
+    early and its overlap with the previous range is dropped. With several
+    accelerator devices the batch goes one slice per device instead.
     """
     batch = xs.shape[0]
     devices = jax.local_devices()
-    if len(devices) < 2 or batch < 2 or jax.default_backend() == "cpu":
-        return [(jax.device_get(run(xs)), batch)]
+    if jax.default_backend() == "cpu":
+        workers = _cores(batch)
+        count = -(-batch // workers) if batch else 0
+        if workers < 2:
+            return jax.device_get(run(jnp.asarray(xs), np.int32(0), batch))
+        xs = jnp.asarray(xs)  # one transfer, shared by the threads
+        lows = range(0, batch, count)
+        starts = [min(lo, batch - count) for lo in lows]
+        outs = list(_pool().map(lambda s: jax.device_get(run(xs, np.int32(s), count)), starts))
+        outs = [jax.tree.map(lambda a, skip=lo - s: a[skip:], o) for o, lo, s in zip(outs, lows, starts)]
+        return jax.tree.map(lambda *parts: np.concatenate(parts), *outs)
+    if len(devices) < 2 or batch < 2:
+        return jax.device_get(run(jnp.asarray(xs), np.int32(0), batch))
     k = min(len(devices), batch)
     size = -(-batch // k)
     slices = []
     for lo in range(0, batch, size):
-        part = xs[lo : lo + size]
+        part = np.asarray(xs[lo : lo + size])
         short = size - part.shape[0]
         if short:  # pad with copies of the last cloud: one shape, one compilation
-            part = np.concatenate([np.asarray(part), np.repeat(np.asarray(part[-1:]), short, axis=0)])
+            part = np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
         slices.append((part, size - short))
-    futures = [run(jax.device_put(p, dev)) for (p, _), dev in zip(slices, devices)]
-    outs = [jax.device_get(f) for f in futures]
-    return [(o, length) for o, (_, length) in zip(outs, slices)]
+    futures = [run(jax.device_put(p, dev), np.int32(0), size) for (p, _), dev in zip(slices, devices)]
+    outs = [jax.tree.map(lambda a, m=length: np.asarray(a)[:m], jax.device_get(f))
+            for f, (_, length) in zip(futures, slices)]
+    return jax.tree.map(lambda *parts: np.concatenate(parts), *outs)
 
 
 def _to_host(r: H0Result) -> H0Result:
@@ -222,24 +241,15 @@ def h0_batched(Ds: ArrayLike, method: str = "auto", *, check: bool = True) -> H0
     """
     method = _resolve(method)
     if isinstance(Ds, jax.core.Tracer):
-        return _h0_over_batch(Ds, method)
+        return _over_batch(partial(h0_kernel, method=method), Ds, method)
+    if check:
+        Ds = prepare_distance_matrices(Ds, "Ds", batched=True)
+    check = check and Ds.size > 0
+    out = _run(lambda xs, start, count: _h0_range_jit(xs, start, method, count, check), Ds)
     if not check:
-        parts = _run_batched(lambda part: _h0_batched_jit(jnp.asarray(part), method), Ds)
-        return _concat([_trim(_to_host(r), length) for r, length in parts])
-    Ds = prepare_distance_matrices(Ds, "Ds", batched=True)
-    if Ds.size == 0:
-        parts = _run_batched(lambda part: _h0_batched_jit(part, method), Ds)
-        return _concat([_trim(_to_host(r), length) for r, length in parts])
-    # the data checks' one pass over Ds runs in the same compiled call as the
-    # trees; the trees are dropped if the summary says the input is invalid
-    parts = _run_batched(lambda part: _h0_batched_jit(part, method, True), Ds)
-    summ = [np.concatenate([np.ravel(s[1][k]) for s, _ in parts]) for k in range(4)]
-    check_summary(Ds, summ, "Ds", batched=True)
-    return _concat([_trim(_to_host(r[0]), length) for r, length in parts])
-
-
-def _trim(r: H0Result, length: int) -> H0Result:
-    return H0Result(*(x[:length] for x in r))
+        return _to_host(out)
+    check_summary(Ds, out[1], "Ds", batched=True)
+    return _to_host(out[0])
 
 
 def _concat(parts: list[H0Result]) -> H0Result:
@@ -248,20 +258,22 @@ def _concat(parts: list[H0Result]) -> H0Result:
     return H0Result(*(np.concatenate(x) for x in zip(*parts)))
 
 
-@partial(jax.jit, static_argnames=("metric", "static", "method"))
-def _fused_jit(Xs: jax.Array, metric: str, static: tuple, arrays: dict, method: str):
+@partial(jax.jit, static_argnames=("metric", "static", "method", "count"))
+def _fused_jit(Xs: jax.Array, start: jax.Array, metric: str, static: tuple, arrays: dict,
+               method: str, count: int):
+    """Distances and H0 of the clouds ``Xs[start : start + count]``, and the metric's flags."""
     from holejax.metrics.registry import get_metric
 
     kernel = get_metric(metric).kernel
 
-    def one(X):
-        D, flags = kernel(X, **dict(static), **arrays)
+    def one(Xs, i):
+        D, flags = kernel(lax.dynamic_index_in_dim(Xs, i, 0, False), **dict(static), **arrays)
         return h0_kernel(D, method), flags
 
-    # each cloud's matrix is built and consumed in the same map step: one
+    # on CPU each cloud's matrix is built and consumed in one map step: one
     # (sample, sample) matrix alive at a time and plain 2-d matmuls, which XLA's
     # CPU dot runs several times faster than the batched dot a vmap would give
-    return _over_batch(one, Xs, method)
+    return _over_range(one, Xs, start, count, method)
 
 
 def h0_batched_from_points(
@@ -327,17 +339,16 @@ def h0_batched_from_points(
     arrays = {k: jnp.asarray(v, dtype=stacked.dtype) for k, v in arrays.items()}
     chunk = clouds_per_chunk(n, stacked.dtype.itemsize, memory_budget, batch)
     parts, flags = [], []
-    for start in range(0, batch, chunk):
-        part = stacked[start : start + chunk]
+    for lo in range(0, batch, chunk):
+        part = stacked[lo : lo + chunk]
         short = chunk - len(part)
         if short:  # pad so every chunk has one shape (one compilation)
             part = np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
-        outs = _run_batched(
-            lambda p: _fused_jit(jnp.asarray(p), metric, static, arrays, method), part
+        r, f = _run(
+            lambda xs, start, count: _fused_jit(xs, start, metric, static, arrays, method, count), part
         )
-        r = _concat([_trim(_to_host(o[0]), length) for o, length in outs])
-        parts.append(H0Result(*(x[: len(x) - short] for x in r)))
-        flags.append(np.concatenate([np.asarray(o[1])[:length] for o, length in outs])[: chunk - short])
+        parts.append(H0Result(*(x[: len(x) - short] for x in _to_host(r))))
+        flags.append(np.asarray(f)[: chunk - short])
     for b, fl in enumerate(np.concatenate(flags)):
         warn_flagged(spec, fl, full, cloud=b)
     return _concat(parts)
