@@ -149,7 +149,13 @@ def _execution_order(fn: Callable[[], Any], module_cls: type, path_of: Callable[
     try:
         result = fn()
     finally:
-        sys.setprofile(previous)
+        if previous is None or callable(previous):
+            sys.setprofile(previous)
+        else:  # a C-level profiler (cProfile) cannot be set back from Python: switch it on again
+            sys.setprofile(None)
+            enable = getattr(previous, "enable", None)
+            if callable(enable):
+                enable()
     return result, events, classes
 
 

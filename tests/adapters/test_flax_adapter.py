@@ -195,3 +195,21 @@ def test_flax_compression_goes_through_the_compress_module(monkeypatch, tmp_path
 def test_accepts_only_flax_models():
     assert not ADAPTER.accepts(object()) and not ADAPTER.accepts((1, 2))
     assert ADAPTER.accepts(NNXNet(nnx.Rngs(0)))
+
+
+def test_listing_layers_under_cprofile_keeps_the_profiler(linen):
+    import cProfile
+    import pstats
+
+    def after_listing():
+        return 1
+
+    def job():
+        table = hj.list_layers(linen, X)
+        after_listing()  # recorded only if the profiler is on again after the listing
+        return table
+
+    profile = cProfile.Profile()
+    assert profile.runcall(job).names[0] == "stem"
+    assert sys.getprofile() is None
+    assert any(func[2] == "after_listing" for func in pstats.Stats(profile).stats)
