@@ -279,15 +279,16 @@ def topology_summary(
     omega_fit = np.full((P, L), np.nan)
     betti = np.full((P, L, 3, thresholds.size), np.nan)
     theta = np.full(P, np.nan)
-    grid_layers = []
-    for layer in layer_list:
-        if _grid_shape(store[layer]) is None:
-            skipped[f"betti_decay (layer {layer!r})"] = _feature_map_reason(store[layer])
-        else:
-            grid_layers.append(layer)
+    grid_layers = [layer for layer in layer_list if _grid_shape(store[layer]) is not None]
     if not grid_layers:
-        skipped["betti_decay"] = "no layer holds feature maps (2 or 3 grid axes stored with pooling='flatten')"
-    elif len(grid_layers) == 1:
+        pooled = [n for n in layer_list if store[n].attrs.get("pooling", "flatten") not in ("flatten", "none")]
+        skipped["betti_decay"] = "no layer holds feature maps (2 or 3 grid axes stored with pooling='flatten')" + (
+            f"; layers {pooled} were stored pooled: export them with pooling='flatten'" if pooled else "")
+    else:
+        for layer in layer_list:
+            if layer not in grid_layers:
+                skipped[f"betti_decay (layer {layer!r})"] = _feature_map_reason(store[layer])
+    if len(grid_layers) == 1:
         skipped["betti_theta"] = f"only one feature-map layer ({grid_layers[0]!r}); the decay fit needs 2"
     depth = [layer_list.index(name) for name in grid_layers]
     for pi, pert in enumerate(pert_list):

@@ -144,7 +144,10 @@ def test_skips_are_recorded_never_raised():
     assert np.isfinite(ds.landscape_norm.sel(layer="fc")).all()
     pooled = acts.copy()
     pooled["one_map"].attrs["pooling"] = "mean"
-    assert "pooling 'mean'" in topology_summary(pooled).attrs["skipped"]["betti_decay (layer 'one_map')"]
+    assert "layers ['one_map'] were stored pooled" in topology_summary(pooled).attrs["skipped"]["betti_decay"]
+    both = store({"map1": rng.random((1, 20, 1, 5, 5)), "map2": rng.random((1, 20, 2, 3, 3)), "fc": rng.normal(size=(1, 20, 3))})
+    both["map2"].attrs["pooling"] = "max"
+    assert "pooling 'max'" in topology_summary(both).attrs["skipped"]["betti_decay (layer 'map2')"]
 
 
 def test_results_store_round_trip_and_subsets(summary, cnn_like, tmp_path):
