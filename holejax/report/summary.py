@@ -105,14 +105,15 @@ def summary_figure(
     sel = fig.line("x", quantity, source=hl, line_color="black", line_width=3, alpha=0.6)
     fig.scatter("x", quantity, source=cur, size=12, marker="diamond", fill_color="black", line_color="white")
     fig.add_tools(HoverTool(renderers=[sel], tooltips=[("layer", "$index"), ("value", f"@{{{quantity}}}{{0.000}}")]))
-    # each legend entry is drawn from a proxy glyph (its colour, or grey with its dash) and toggles its lines
+    # each legend entry toggles its lines; its swatch is the proxy glyph drawn last over them
+    # (its colour, or grey with its dash)
     items = []
     for p, rs in by_pert.items():
         proxy = fig.line([np.nan], [np.nan], line_color=Category10_10[p % 10], line_width=2)
-        items.append(LegendItem(label=f"perturbation: {perturbations[p]}", renderers=[proxy, *rs]))
+        items.append(LegendItem(label=f"perturbation: {perturbations[p]}", renderers=[*rs, proxy]))
     for m, rs in by_metric.items():
         proxy = fig.line([np.nan], [np.nan], line_color="#555555", line_dash=_DASHES[m % len(_DASHES)], line_width=2)
-        items.append(LegendItem(label=f"metric: {metrics[m]}", renderers=[proxy, *rs]))
+        items.append(LegendItem(label=f"metric: {metrics[m]}", renderers=[*rs, proxy]))
     legend = Legend(items=items, click_policy="hide", label_text_font_size="8pt", spacing=0, padding=4)
     fig.add_layout(legend, "right")
     return fig

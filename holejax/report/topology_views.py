@@ -229,11 +229,12 @@ def landscape_norm_figure(
     items = []
     for p, rs in by_pert.items():
         proxy = fig.line([np.nan], [np.nan], line_color=Category10_10[p % 10], line_width=2)
-        items.append(LegendItem(label=str(perturbations[p]), renderers=[proxy, *rs]))
+        items.append(LegendItem(label=str(perturbations[p]), renderers=[*rs, proxy]))
     for d, rs in by_degree.items():
         proxy = fig.line([np.nan], [np.nan], line_color="#555555", line_dash=_DEGREE_DASH[d], line_width=2)
-        items.append(LegendItem(label=f"H{d}", renderers=[proxy, *rs]))
-    _legend(fig, items)
+        items.append(LegendItem(label=f"H{d}", renderers=[*rs, proxy]))
+    _legend(fig, items)  # the proxy is drawn last, so each swatch shows its own colour or dash
+    fig.y_range.only_visible = True  # hiding H0 rescales to the smaller H1 norms
     return fig
 
 

@@ -19,8 +19,9 @@ def test_one_line_per_perturbation_and_metric():
     labels = [i.label.value for i in fig.legend[0].items]
     assert labels == ["perturbation: clean", "perturbation: noise", "perturbation: prune",
                       "metric: euclidean", "metric: cosine"]
-    assert fig.legend[0].items[0].renderers[1:] == lines[:2]  # a perturbation item toggles both metrics
-    assert fig.legend[0].items[3].renderers[1:] == lines[0::2]  # a metric item toggles every perturbation
+    assert fig.legend[0].items[0].renderers[:-1] == lines[:2]  # a perturbation item toggles both metrics
+    assert fig.legend[0].items[3].renderers[:-1] == lines[0::2]  # a metric item toggles every perturbation
+    assert fig.legend[0].items[3].renderers[-1].glyph.line_color == "#555555"  # swatch: the grey proxy, on top
     hl = next(m for m in fig.references() if m.name == "sum.hl")
     np.testing.assert_allclose(hl.data["purity"], values["purity"][1, :, 1].astype(np.float32))
     cur = summary_columns(values, 1, 2, 1)["sum.cur"]
