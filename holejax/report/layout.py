@@ -75,6 +75,8 @@ class Report(NamedTuple):
             document is ready so the page and the selectors agree.
         axes: the perturbations, layers, metrics and labels reported.
         heatmap_size: bins per side of the heatmaps.
+        topology_update: ``CustomJS`` of the topology section's selectors
+            (None when the report has no topology section).
     """
 
     layout: LayoutDOM
