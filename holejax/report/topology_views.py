@@ -392,7 +392,8 @@ def neural_persistence_figure(topology: xr.Dataset, *, width: int = 900, height:
         ("weight", "@weight"), ("NP", "@np_girrbach{0.000}"), ("L", "@np_lower{0.000}"), ("U", "@np_upper{0.000}"),
         ("normalised NP", "@np_normalized{0.000}"), ("weight variance", "@weight_variance{0.0000}"),
     ]))
-    _legend(fig, [LegendItem(label="NP", renderers=[line, pts]), LegendItem(label="bounds L, U", renderers=[band, lo, hi])])
+    _legend(fig, [LegendItem(label="NP", renderers=[line, pts]),
+                  LegendItem(label="bounds L, U", renderers=[band, lo, hi])])
     return fig
 
 
@@ -480,7 +481,9 @@ def topology_section(topology: xr.Dataset, *, degree: int = 1) -> tuple[LayoutDO
         betti_src = ColumnDataSource(betti_columns(curves, thresholds, 0, 0), name="tp.betti.data")
         none = not np.isfinite(curves[0, 0, 0]).any()
         finite = curves[np.isfinite(curves)]
-        betti_fig = betti_curve_figure(betti_src, y_max=float(finite.max()) if finite.size else None, title=f"Betti curves: {where}" + (" (not a feature map)" if none else ""))
+        betti_title = f"Betti curves: {where}" + (" (not a feature map)" if none else "")
+        betti_fig = betti_curve_figure(betti_src, y_max=float(finite.max()) if finite.size else None,
+                                       title=betti_title)
         figs["betti"], sources["betti"] = betti_fig, betti_src
         curve_row.append(betti_fig)
     else:
@@ -516,6 +519,6 @@ def topology_section(topology: xr.Dataset, *, degree: int = 1) -> tuple[LayoutDO
     widgets["perturbation"].js_on_change("value", update)
     widgets["degree"].js_on_change("active", update)
     header = Div(text=_notes(topology, axes), name="tp.header", width=1100)
-    section = column(header, row(widgets["layer"], widgets["perturbation"], column(Div(text="degree"), widgets["degree"])),
-                     *views, name="tp.section")
+    selectors = row(widgets["layer"], widgets["perturbation"], column(Div(text="degree"), widgets["degree"]))
+    section = column(header, selectors, *views, name="tp.section")
     return section, update
