@@ -374,12 +374,15 @@ def main() -> None:
                     row[f"ratio_{kind}"] = {"fastest_peer": fastest[0],
                                             "fastest_peer_s": fastest[1]["best_s"],
                                             "holejax_s": ours, "ratio": ours / fastest[1]["best_s"]}
-                # machine bound: reading the batch's n x n float32 matrices once (from D);
-                # plus the distance matmul and writing them (from points)
+                # machine bound (bytes at the measured copy rate, read and write bytes
+                # both counted; flops at the measured matmul rate): from D, reading the
+                # batch's n x n float32 matrices once; from points, the flops of the
+                # symmetric gram product (n^2 d per cloud, half the full product) plus
+                # writing the matrices and reading them once
                 bytes_D = BATCH * n * n * 4
-                bound_D = bytes_D / (bound["copy_bytes_per_s"] / 2)
-                bound_X = (2 * BATCH * n * n * d / bound["matmul_flops_per_s"]
-                           + 2 * bytes_D / (bound["copy_bytes_per_s"] / 2))
+                bound_D = bytes_D / bound["copy_bytes_per_s"]
+                bound_X = (BATCH * n * n * d / bound["matmul_flops_per_s"]
+                           + 2 * bytes_D / bound["copy_bytes_per_s"])
                 row["bound"] = {"D_s": bound_D, "X_s": bound_X,
                                 "holejax_D_over_bound": hj["D"]["steady_s"] / bound_D,
                                 "holejax_X_over_bound": hj["X"]["steady_s"] / bound_X}

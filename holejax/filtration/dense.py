@@ -23,7 +23,12 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from holejax._checks import check_choice
-from holejax.filtration._validate import as_distance_matrices, check_summary, prepare_distance_matrices, summary
+from holejax.filtration._validate import (
+    _summary,
+    as_distance_matrices,
+    check_summary,
+    prepare_distance_matrices,
+)
 from holejax.filtration.boruvka import boruvka_h0
 from holejax.filtration.prim import prim_order, prim_order_from_rows
 from holejax.filtration.result import H0Result, linkage_from_prim
@@ -98,20 +103,14 @@ def _over_range(one, xs: jax.Array, start: jax.Array, count: int, method: str):
     return jax.vmap(lambda i: one(xs, i))(idx)
 
 
-@partial(jax.jit, static_argnames=("method", "count", "check"))
-def _h0_range_jit(Ds: jax.Array, start: jax.Array, method: str, count: int, check: bool):
-    """H0 of ``Ds[start : start + count]``; with ``check`` also each matrix's validation summary.
-
-    The summary (one pass over each matrix) runs in the same compiled call as
-    the trees; the caller drops the trees if it says the input is invalid.
-    """
+@partial(jax.jit, static_argnames=("method", "count"))
+def _h0_range_jit(Ds: jax.Array, start: jax.Array, method: str, count: int) -> H0Result:
+    """H0 of ``Ds[start : start + count]``, read in place from the batch."""
 
     def one(Ds, i):
         if method == "prim":
-            r = _prim_at(Ds, i)
-        else:
-            r = h0_kernel(lax.dynamic_index_in_dim(Ds, i, 0, False), method)
-        return (r, summary(lax.dynamic_index_in_dim(Ds, i, 0, False))) if check else r
+            return _prim_at(Ds, i)
+        return h0_kernel(lax.dynamic_index_in_dim(Ds, i, 0, False), method)
 
     return _over_range(one, Ds, start, count, method)
 
@@ -242,14 +241,18 @@ def h0_batched(Ds: ArrayLike, method: str = "auto", *, check: bool = True) -> H0
     method = _resolve(method)
     if isinstance(Ds, jax.core.Tracer):
         return _over_batch(partial(h0_kernel, method=method), Ds, method)
+    summ = None
     if check:
         Ds = prepare_distance_matrices(Ds, "Ds", batched=True)
-    check = check and Ds.size > 0
-    out = _run(lambda xs, start, count: _h0_range_jit(xs, start, method, count, check), Ds)
-    if not check:
-        return _to_host(out)
-    check_summary(Ds, out[1], "Ds", batched=True)
-    return _to_host(out[0])
+        if Ds.size:
+            # dispatched asynchronously: the data checks' pass over Ds overlaps the
+            # trees (one batched pass measured faster than one pass per matrix
+            # inside the tree programs); the trees are dropped if it fails
+            summ = _summary(Ds)
+    out = _run(lambda xs, start, count: _h0_range_jit(xs, start, method, count), Ds)
+    if summ is not None:
+        check_summary(Ds, summ, "Ds", batched=True)
+    return _to_host(out)
 
 
 def _concat(parts: list[H0Result]) -> H0Result:
