@@ -199,7 +199,7 @@ def landscape_norm_figure(
 
     Returns:
         a figure named ``tp.norm``; legend items toggle a perturbation's lines
-        or all lines of a degree.
+        or all lines of a degree (in the browser, through ``js_link`` of visibility).
 
     Example:
         >>> fig = landscape_norm_figure(np.ones((2, 3, 2)), ["clean", "noise"], ["a", "b", "c"])
@@ -229,11 +229,18 @@ def landscape_norm_figure(
     items = []
     for p, rs in by_pert.items():
         proxy = fig.line([np.nan], [np.nan], line_color=Category10_10[p % 10], line_width=2)
-        items.append(LegendItem(label=str(perturbations[p]), renderers=[*rs, proxy]))
+        items.append(LegendItem(label=str(perturbations[p]), renderers=[proxy]))
+        for r in rs:
+            proxy.js_link("visible", r, "visible")
     for d, rs in by_degree.items():
-        proxy = fig.line([np.nan], [np.nan], line_color="#555555", line_dash=_DEGREE_DASH[d], line_width=2)
-        items.append(LegendItem(label=f"H{d}", renderers=[*rs, proxy]))
-    _legend(fig, items)  # the proxy is drawn last, so each swatch shows its own colour or dash
+        proxy = fig.line([np.nan], [np.nan], line_color="#555555", line_dash=_DEGREE_DASH[d], line_width=2,
+                         name=f"tp.norm.H{d}")
+        items.append(LegendItem(label=f"H{d}", renderers=[proxy]))
+        for r in rs:
+            proxy.js_link("visible", r, "visible")
+    # each swatch draws only its proxy (its colour, or grey with its dash); clicking it hides the
+    # proxy, and the proxy's visibility is linked to its lines and markers
+    _legend(fig, items)
     fig.y_range.only_visible = True  # hiding H0 rescales to the smaller H1 norms
     return fig
 

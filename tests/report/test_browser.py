@@ -262,6 +262,17 @@ def test_topology_section_draws_and_switches_offline(topology_page):
         assert px["colors"] > 3 and px["ink"] > 0.01, (name, px)
     topo = make_topology()
     np.testing.assert_allclose(page.data("tp.landscape.data", "k1"), topo.landscape.values[0, 0, 1, 0], rtol=1e-6)
+    # the H0 legend item hides the H0 lines and markers of every perturbation (2 x 2), and itself
+    hidden = page.page.evaluate("""async () => {
+      const doc = Bokeh.documents[0];
+      doc.get_model_by_name('tp.norm.H0').visible = false;
+      await new Promise((r) => setTimeout(r, 200));   // CustomJS callbacks run asynchronously
+      const n = doc.get_model_by_name('tp.norm').renderers.filter((r) => !r.visible).length;
+      doc.get_model_by_name('tp.norm.H0').visible = true;
+      await new Promise((r) => setTimeout(r, 200));
+      return n;
+    }""")
+    assert hidden == 2 * 2 + 1
     before = {name: page.pixels(name)["hash"] for name in ("tp.landscape", "tp.betti")}
     selects = page.page.locator("select")
     assert selects.count() == 5  # layer, perturbation, metric; topology layer, topology perturbation

@@ -76,8 +76,9 @@ def test_landscape_norm_lines_per_perturbation_and_degree():
     assert [i.label.value for i in fig.legend[0].items] == ["clean", "noise", "H0", "H1"]
     assert fig.xaxis[0].major_label_overrides == {0: "conv1", 1: "conv2", 2: "fc"}
     h1 = fig.legend[0].items[3].renderers
-    assert h1[-1].glyph.line_color == "#555555" and h1[-1].glyph.line_dash == [6]  # swatch drawn last
-    assert len(h1) == 2 * 2 + 1 and set(lines[1::2]) <= set(h1)  # both perturbations' H1 lines and markers
+    assert len(h1) == 1 and h1[0].glyph.line_color == "#555555" and h1[0].glyph.line_dash == [6]  # the swatch
+    linked = [cb.args["other"] for cb in h1[0].js_property_callbacks["change:visible"]]
+    assert set(lines[1::2]) <= set(linked) and len(linked) == 2 * 2  # both perturbations' H1 lines and markers
     assert fig.y_range.only_visible
     with pytest.raises(ValueError, match=r"expected \(perturbation, layer, degree\) = \(1, 3, 2\)"):
         landscape_norm_figure(np.zeros((2, 3, 2)), ["clean"], ["a", "b", "c"])
