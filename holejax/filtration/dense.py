@@ -285,10 +285,13 @@ def h0_batched_from_points(
 ) -> H0Result:
     """H0 of many point clouds, distances and MSTs in one compiled program.
 
-    Equal to ``h0_batched(hj.batched_pairwise_distances(Xs, metric, **params))``
-    but the distance matrices never leave the compiled program (no host round
-    trip, no re-validation), so the whole batch runs as one XLA call per chunk
-    of clouds that fits ``memory_budget``.
+    Equal to ``h0(hj.pairwise_distances(Xs[b], metric, **params))`` for every
+    cloud ``b``, but the distance matrices never leave the compiled program
+    (no host round trip, no re-validation): on CPU each cloud's matrix is
+    built and consumed in one step of a loop, one range of the batch per core
+    in a host thread, within chunks of clouds that fit ``memory_budget``.
+    (``hj.batched_pairwise_distances`` computes the same metric with one
+    batched matmul, whose rounding may differ in the last bit on large clouds.)
 
     Args:
         Xs: ``(batch, sample, unit)`` clouds of one shape, e.g. one layer under
