@@ -42,6 +42,14 @@ def test_demo_writes_stores_and_reports(demo_output):
         assert np.all((purity > 0) & (purity <= 1))
         # the trained models classify clean digits well
         assert float(results["accuracy"].sel(perturbation="clean")) > 0.7
+        # the topology summary is stored and drawn in the report
+        topology = hj.open_results(out / f"{name}-topology.zarr")
+        assert topology.attrs["content"] == "topology"
+        assert np.all(np.isfinite(topology["np"].values)) and np.all(topology["np"].values > 0)
+        assert "Landscape norm" in report.read_text(encoding="utf-8")
+    # the CNN's feature maps give a Betti-decay rate per perturbation
+    cnn_topology = hj.open_results(out / "torch-cnn-topology.zarr")
+    assert np.all(np.isfinite(cnn_topology["betti_theta"].values))
     # progress bars went to stderr
     assert "samples/s" in proc.stderr
 
@@ -52,6 +60,8 @@ def test_flax_and_torch_mlp_capture_the_same_layer_paths(demo_output):
     torch_layers = layer_names(hj.open_activations(out / "torch-mlp.zarr"))
     flax_layers = layer_names(hj.open_activations(out / "flax-mlp.zarr"))
     assert set(torch_layers) >= {"act1", "act2"} and set(flax_layers) >= {"act1", "act2"}
+    # both stores list their layers in the order the forward pass ran them
+    assert torch_layers == flax_layers == ["fc1", "act1", "fc2", "act2", "out"]
 
 
 @pytest.mark.slow
