@@ -22,6 +22,7 @@ __all__ = [
     "STAGES",
     "StudyAxes",
     "read_axes",
+    "require_variables",
     "layer_cloud",
     "distance_matrices",
     "finite_cap",
@@ -87,6 +88,25 @@ def _subset(requested: Sequence[str] | None, available: tuple[str, ...], argumen
     return chosen
 
 
+def require_variables(ds: xr.Dataset, required: dict, argument: str, producer: str) -> None:
+    """Raise a ValueError naming ``argument`` unless ``ds`` holds every ``required`` variable with its dims.
+
+    ``required`` maps variable names to dims tuples; ``producer`` names the
+    function whose Dataset is expected (``"hj.analyze"``).
+    """
+    for name, dims in required.items():
+        if name not in ds.data_vars:
+            raise ValueError(
+                f"{argument} has no variable {name!r}; expected a Dataset from {producer} "
+                f"(variables: {sorted(map(str, ds.data_vars))})."
+            )
+        if tuple(ds[name].dims) != dims:
+            raise ValueError(
+                f"{argument}[{name!r}] has dims {tuple(ds[name].dims)}; expected {dims}. "
+                f"Pass the Dataset {producer} returned, without transposing it."
+            )
+
+
 def read_axes(
     study: xr.Dataset,
     acts: xr.Dataset,
@@ -116,17 +136,7 @@ def read_axes(
                 f"{arg} must be an xarray.Dataset; got {type(ds).__name__}. "
                 f"Open it with hj.{'open_results' if arg == 'study' else 'open_activations'}(path)."
             )
-    for name, dims in _REQUIRED.items():
-        if name not in study.data_vars:
-            raise ValueError(
-                f"study has no variable {name!r}; expected a results Dataset from hj.analyze "
-                f"(variables: {sorted(map(str, study.data_vars))})."
-            )
-        if tuple(study[name].dims) != dims:
-            raise ValueError(
-                f"study[{name!r}] has dims {tuple(study[name].dims)}; expected {dims}. "
-                "Pass the Dataset hj.analyze returned, without transposing it."
-            )
+    require_variables(study, _REQUIRED, "study", "hj.analyze")
     stages = _names(study["stage"].values)
     if stages != STAGES:
         raise ValueError(f"study stage coordinate is {list(stages)}; expected {list(STAGES)}.")

@@ -44,6 +44,8 @@ from bokeh.models import (
 from bokeh.palettes import Category10_10, Dark2_8
 from bokeh.plotting import figure
 
+from holejax.report._study import require_variables
+
 __all__ = [
     "TopologyAxes",
     "TOPOLOGY_JS",
@@ -113,17 +115,7 @@ def check_topology(topology: Any) -> TopologyAxes:
             f"topology must be an xarray.Dataset from hj.topology_summary (or hj.open_results of its store); "
             f"got {type(topology).__name__}."
         )
-    for name, dims in _REQUIRED.items():
-        if name not in topology.data_vars:
-            raise ValueError(
-                f"topology has no variable {name!r}; expected a Dataset from hj.topology_summary "
-                f"(variables: {sorted(map(str, topology.data_vars))})."
-            )
-        if tuple(topology[name].dims) != dims:
-            raise ValueError(
-                f"topology[{name!r}] has dims {tuple(topology[name].dims)}; expected {dims}. Pass the Dataset "
-                "hj.topology_summary returned, without transposing it."
-            )
+    require_variables(topology, _REQUIRED, "topology", "hj.topology_summary")
     if [int(d) for d in np.asarray(topology["degree"].values)] != [0, 1]:
         raise ValueError(f"topology degree coordinate is {topology['degree'].values.tolist()}; expected [0, 1].")
     weights: tuple[str, ...] = ()
