@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from holejax._checks import as_cloud, where
+from holejax.topology._inputs import mapping_layers
 from holejax.topology.landscapes import (
     _check_count,
     _check_grid,
@@ -253,11 +254,7 @@ def _layer_clouds(
             return [(n, np.asarray(activations[n].sel(perturbation=perturbation).values)) for n in names]
         return [(n, np.asarray(activations[n].values)) for n in names]
     if isinstance(activations, Mapping):
-        names = list(activations) if layers is None else list(layers)
-        missing = [n for n in names if n not in activations]
-        if missing:
-            raise KeyError(f"layers {missing} are not in activations; it holds {list(activations)}.")
-        return [(str(n), np.asarray(activations[n])) for n in names]
+        return mapping_layers(activations, layers, "activations")
     raise TypeError(
         "activations must be a mapping {layer: (sample, unit) array} or an activation store "
         f"(xarray.Dataset from hj.open_activations); got {type(activations).__name__}."

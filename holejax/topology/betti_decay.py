@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from holejax.topology._inputs import mapping_layers
+
 __all__ = [
     "BettiDecay",
     "DecayFit",
@@ -282,11 +284,7 @@ def _feature_maps(activations: Any, layers: Sequence[str] | None, perturbation: 
             out.append((name, values.reshape((values.shape[0],) + shape)))
         return out
     if isinstance(activations, Mapping):
-        names = list(activations) if layers is None else list(layers)
-        missing = [n for n in names if n not in activations]
-        if missing:
-            raise KeyError(f"layers {missing} are not in feature_maps; it holds {list(activations)}.")
-        return [(str(n), np.asarray(activations[n])) for n in names]
+        return mapping_layers(activations, layers, "feature_maps")
     raise TypeError(
         "feature_maps must be a mapping {layer: (sample, channel, height, width) array} or an "
         f"activation store; got {type(activations).__name__}."
