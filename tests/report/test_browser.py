@@ -198,6 +198,18 @@ def test_hover_shows_sample_label_and_cluster(page):
     assert rows["cluster"] == (str(cluster) if cluster >= 0 else "outlier (small cluster)")
 
 
+def assert_names_stayed_inert(p):
+    """No image was created, no script element came out of a name, and the page logged no problem."""
+    p.page.wait_for_timeout(300)
+    assert p.page.locator("img").count() == 0
+    # the only scripts holding "alert(" are the JSON data
+    injected = p.page.evaluate(
+        "Array.from(document.scripts).filter(s => s.type !== 'application/json' && s.textContent.includes('alert(')).length"
+    )
+    assert injected == 0
+    assert p.problems() == [], p.problems()
+
+
 def test_hostile_names_stay_inert_text(browser, hostile_file):
     p = Page(browser, hostile_file)
     try:
@@ -223,14 +235,7 @@ def test_hostile_names_stay_inert_text(browser, hostile_file):
         tip = p.page.locator(".bk-tooltip-content").first
         assert HOSTILE in tip.inner_text()
         assert tip.locator("img").count() == 0
-        p.page.wait_for_timeout(300)
-        assert p.page.locator("img").count() == 0
-        # no script element came out of a name: the only ones holding "alert(" are the JSON data
-        injected = p.page.evaluate(
-            "Array.from(document.scripts).filter(s => s.type !== 'application/json' && s.textContent.includes('alert(')).length"
-        )
-        assert injected == 0
-        assert p.problems() == [], p.problems()
+        assert_names_stayed_inert(p)
     finally:
         p.page.close()
 
@@ -317,12 +322,6 @@ def test_hostile_topology_names_stay_inert_text(browser, hostile_case, tmp_path_
         assert HOSTILE_SCRIPT in p.page.locator("details").inner_text()
         title = p.page.evaluate("Bokeh.documents[0].get_model_by_name('tp.landscape').title.text")
         assert title == f"Landscape (H1): fc | {HOSTILE_SCRIPT}"
-        p.page.wait_for_timeout(300)
-        assert p.page.locator("img").count() == 0
-        injected = p.page.evaluate(
-            "Array.from(document.scripts).filter(s => s.type !== 'application/json' && s.textContent.includes('alert(')).length"
-        )
-        assert injected == 0
-        assert p.problems() == [], p.problems()
+        assert_names_stayed_inert(p)
     finally:
         p.page.close()
