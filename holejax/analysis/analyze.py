@@ -21,7 +21,6 @@ persistent components) is cheap numpy / scikit-learn work.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -74,31 +73,6 @@ def _names(value: Any, argument: str, available: Sequence[str], what: str) -> li
     if not out:
         raise ValueError(f"{argument} is empty; pass at least one {what} or None for all.")
     return out
-
-
-def _as_dataset(acts: Any) -> tuple[Any, str | None]:
-    import xarray as xr
-
-    if isinstance(acts, (str, os.PathLike)):
-        from holejax.store import open_activations
-
-        return open_activations(acts), os.fspath(acts)
-    if not isinstance(acts, xr.Dataset):
-        raise TypeError(
-            f"acts must be an activation store (xarray.Dataset from hj.open_activations or "
-            f"hj.export_activations) or its path; got {type(acts).__name__}."
-        )
-    kind = acts.attrs.get("holejax_store", "activations")
-    if kind != "activations":
-        raise ValueError(
-            f"acts is a holejax {kind!r} store, not an activation store; pass the activations "
-            "(hj.open_activations(path))."
-        )
-    for coord in ("perturbation", "sample"):
-        if coord not in acts.dims:
-            raise ValueError(f"acts has no {coord!r} dimension; it is not an activation store.")
-    source = acts.encoding.get("source")
-    return acts, None if source is None else str(source)
 
 
 def _metric_params(metrics: list[str], metric_params: Any) -> dict[str, dict]:
@@ -222,9 +196,9 @@ def analyze(
 
     from holejax import __version__
     from holejax.metrics import METRICS
-    from holejax.store import layer_names, unit_dim
+    from holejax.store import as_activation_store, layer_names, unit_dim
 
-    acts, source = _as_dataset(acts)
+    acts, source = as_activation_store(acts)
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     if not metrics:
         raise ValueError("metrics is empty; pass at least one metric name, e.g. ['euclidean'].")

@@ -37,7 +37,7 @@ from holejax.store.schema import (
     validate_activations,
 )
 
-__all__ = ["ActivationWriter", "open_activations", "write_results", "open_results"]
+__all__ = ["ActivationWriter", "as_activation_store", "open_activations", "write_results", "open_results"]
 
 MODES = ("error", "overwrite", "resume", "append")
 _CHUNK_BYTES = 4 * 2**20
@@ -459,6 +459,38 @@ def open_activations(store: str | os.PathLike, *, allow_incomplete: bool = False
     ds = _open_dataset(path, attrs)
     validate_activations(ds, path, allow_incomplete=allow_incomplete)
     return ds
+
+
+def as_activation_store(acts: Any, accepted: str = "") -> tuple[xr.Dataset, str | None]:
+    """An activation store and its path (``None`` when unknown) from a store or its path.
+
+    Args:
+        acts: ``xarray.Dataset`` from ``hj.open_activations`` / ``hj.export_activations``,
+            or the path of a store (opened with :func:`open_activations`).
+        accepted: further accepted kinds, named in the TypeError (", or a mapping ...").
+
+    Raises:
+        TypeError: ``acts`` is neither. ValueError: a results store, or a Dataset
+            without ``perturbation`` / ``sample`` dimensions.
+    """
+    if isinstance(acts, (str, os.PathLike)):
+        return open_activations(acts), os.fspath(acts)
+    if not isinstance(acts, xr.Dataset):
+        raise TypeError(
+            f"acts must be an activation store (xarray.Dataset from hj.open_activations or "
+            f"hj.export_activations) or its path{accepted}; got {type(acts).__name__}."
+        )
+    kind = acts.attrs.get("holejax_store", "activations")
+    if kind != "activations":
+        raise ValueError(
+            f"acts is a holejax {kind!r} store, not an activation store; pass the activations "
+            "(hj.open_activations(path))."
+        )
+    for coord in ("perturbation", "sample"):
+        if coord not in acts.dims:
+            raise ValueError(f"acts has no {coord!r} dimension; it is not an activation store.")
+    source = acts.encoding.get("source")
+    return acts, None if source is None else str(source)
 
 
 def write_results(results: xr.Dataset, store: str | os.PathLike, *, mode: str = "error") -> Path:

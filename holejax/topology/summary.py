@@ -15,7 +15,6 @@ NaN and the reason is recorded in ``attrs["skipped"]`` (``{what: reason}``).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 import functools
 from typing import Any
@@ -32,10 +31,6 @@ def _as_store(acts: Any):
     """(xarray.Dataset, source path or None) from a store, its path, or a {layer: array} mapping."""
     import xarray as xr
 
-    if isinstance(acts, (str, os.PathLike)):
-        from holejax.store import open_activations
-
-        return open_activations(acts), os.fspath(acts)
     if isinstance(acts, Mapping) and not isinstance(acts, xr.Dataset):
         if not acts:
             raise ValueError("acts is an empty mapping; pass {layer: (sample, ...) array} with at least one layer.")
@@ -50,19 +45,9 @@ def _as_store(acts: Any):
             data[str(name)] = (("perturbation", "sample", f"{name}:unit"), arr.reshape(1, n, -1),
                                {"shape": list(arr.shape[1:]), "pooling": "flatten"})
         return xr.Dataset(data, coords={"perturbation": ["clean"], "sample": np.arange(n)}), None
-    if not isinstance(acts, xr.Dataset):
-        raise TypeError(
-            "acts must be an activation store (xarray.Dataset from hj.open_activations), its path, or a "
-            f"mapping {{layer: (sample, ...) array}}; got {type(acts).__name__}."
-        )
-    kind = acts.attrs.get("holejax_store", "activations")
-    if kind != "activations":
-        raise ValueError(f"acts is a holejax {kind!r} store, not an activation store; pass hj.open_activations(path).")
-    for coord in ("perturbation", "sample"):
-        if coord not in acts.dims:
-            raise ValueError(f"acts has no {coord!r} dimension; it is not an activation store.")
-    source = acts.encoding.get("source")
-    return acts, None if source is None else str(source)
+    from holejax.store import as_activation_store
+
+    return as_activation_store(acts, accepted=", or a mapping {layer: (sample, ...) array}")
 
 
 def _names(requested: Sequence[str] | None, available: list[str], argument: str) -> list[str]:
