@@ -217,7 +217,38 @@ def _linen_param_paths(variables: Mapping) -> dict[tuple, None]:
     return paths
 
 
+def _shapes(tree: Any) -> tuple:
+    """A hashable key of a pytree's structure and its leaves' shapes and dtypes."""
+    import jax
+
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((tuple(np.shape(a)), str(getattr(a, "dtype", type(a).__name__))) for a in leaves)
+
+
+_MEMO_SIZE = 32
+
+
+def _memo(cache: dict, key: tuple, build: Callable[[], Any]) -> Any:
+    """``cache[key]``, built on a miss; the oldest entry goes beyond 32, and an
+    unhashable key (call arguments such as a list) is built without caching."""
+    try:
+        hit = cache.get(key)
+    except TypeError:
+        return build()
+    if hit is None:
+        hit = cache[key] = build()
+        while len(cache) > _MEMO_SIZE:
+            cache.pop(next(iter(cache)))
+    return hit
+
+
+_LISTS: dict = {}
+_CAPTURE_FNS: dict = {}
+
+
 def _linen_list(module: Any, variables: Any, kwargs: dict, example: np.ndarray) -> list[LayerInfo]:
+    """The layer table of a Linen model. It depends on shapes only (the forward
+    pass is traced, not run), so it is kept per module, call arguments and shapes."""
     import flax.linen as nn
     import jax
 
@@ -227,12 +258,23 @@ def _linen_list(module: Any, variables: Any, kwargs: dict, example: np.ndarray) 
             variables, example,
         )
 
-    (_, state), events, classes = _execution_order(forward, nn.Module, lambda m: tuple(m.scope.path))
-    modules = {**_linen_param_paths(variables), **classes}
-    return _infos(state.get("intermediates", {}), events, classes, len(example), modules)
+    def build() -> tuple[LayerInfo, ...]:
+        (_, state), events, classes = _execution_order(forward, nn.Module, lambda m: tuple(m.scope.path))
+        modules = {**_linen_param_paths(variables), **classes}
+        return tuple(_infos(state.get("intermediates", {}), events, classes, len(example), modules))
+
+    key = ("linen", module, tuple(sorted(kwargs.items())), _shapes(variables), example.shape, str(example.dtype))
+    return list(_memo(_LISTS, key, build))
 
 
 def _linen_runner(module: Any, variables: Any, kwargs: dict, names: Sequence[str]) -> Callable:
+    """``run(x) -> {name: array}`` for a Linen model; the compiled function is shared by
+    every export of the same module, call arguments and layers."""
+    key = ("linen", module, tuple(sorted(kwargs.items())), tuple(names))
+    return functools.partial(_memo(_CAPTURE_FNS, key, lambda: _linen_capture_fn(module, kwargs, names)), variables)
+
+
+def _linen_capture_fn(module: Any, kwargs: dict, names: Sequence[str]) -> Callable:
     import jax
 
     wanted = {tuple(split_layer_name(n)[0].split(".")) for n in names}
@@ -245,7 +287,7 @@ def _linen_runner(module: Any, variables: Any, kwargs: dict, names: Sequence[str
         _, state = module.apply(variables, x, capture_intermediates=keep, mutable=["intermediates"], **kwargs)
         return _pick(state.get("intermediates", {}), names)
 
-    return functools.partial(run, variables)
+    return run
 
 
 # -- NNX ---------------------------------------------------------------------
@@ -256,32 +298,45 @@ def _nnx_modules(model: Any) -> dict[tuple, type]:
 
 
 def _nnx_list(model: Any, example: np.ndarray) -> list[LayerInfo]:
+    """The layer table of an NNX model, kept per graph and shapes like :func:`_linen_list`."""
     import jax
     from flax import nnx
 
     graphdef, state = nnx.split(model)
-    paths: dict[int, tuple] = {}
 
-    def forward(state: Any, x: Any) -> Any:
-        copy = nnx.merge(graphdef, state)
-        copy.eval()
-        paths.update({id(m): tuple(path) for path, m in nnx.iter_modules(copy)})
-        _, inter = nnx.capture(copy, nnx.Intermediate, method_outputs=nnx.Intermediate)(x)
-        return nnx.to_pure_dict(inter)
+    def build() -> tuple[LayerInfo, ...]:
+        paths: dict[int, tuple] = {}
 
-    inter, events, classes = _execution_order(
-        lambda: jax.eval_shape(forward, state, example),  # traced for shapes only: nothing is computed
-        nnx.Module,
-        lambda m: paths.get(id(m), ("?",)),
-    )
-    return _infos(inter, events, classes, len(example), _nnx_modules(model))
+        def forward(state: Any, x: Any) -> Any:
+            copy = nnx.merge(graphdef, state)
+            copy.eval()
+            paths.update({id(m): tuple(path) for path, m in nnx.iter_modules(copy)})
+            _, inter = nnx.capture(copy, nnx.Intermediate, method_outputs=nnx.Intermediate)(x)
+            return nnx.to_pure_dict(inter)
+
+        inter, events, classes = _execution_order(
+            lambda: jax.eval_shape(forward, state, example),  # traced for shapes only: nothing is computed
+            nnx.Module,
+            lambda m: paths.get(id(m), ("?",)),
+        )
+        return tuple(_infos(inter, events, classes, len(example), _nnx_modules(model)))
+
+    key = ("nnx", graphdef, _shapes(state), example.shape, str(example.dtype))
+    return list(_memo(_LISTS, key, build))
 
 
 def _nnx_runner(model: Any, names: Sequence[str]) -> Callable:
-    import jax
+    """``run(x) -> {name: array}`` for an NNX model, compiled once per graph and layers."""
     from flax import nnx
 
     graphdef, state = nnx.split(model)
+    key = ("nnx", graphdef, tuple(names))
+    return functools.partial(_memo(_CAPTURE_FNS, key, lambda: _nnx_capture_fn(graphdef, names)), state)
+
+
+def _nnx_capture_fn(graphdef: Any, names: Sequence[str]) -> Callable:
+    import jax
+    from flax import nnx
 
     @jax.jit
     def run(state: Any, x: Any) -> dict:
@@ -290,7 +345,7 @@ def _nnx_runner(model: Any, names: Sequence[str]) -> Callable:
         _, inter = nnx.capture(copy, nnx.Intermediate, method_outputs=nnx.Intermediate)(x)
         return _pick(nnx.to_pure_dict(inter), names)
 
-    return functools.partial(run, state)
+    return run
 
 
 @functools.lru_cache(maxsize=16)

@@ -213,3 +213,54 @@ def test_listing_layers_under_cprofile_keeps_the_profiler(linen):
     assert profile.runcall(job).names[0] == "stem"
     assert sys.getprofile() is None
     assert any(func[2] == "after_listing" for func in pstats.Stats(profile).stats)
+
+
+def _traced_calls(monkeypatch) -> list:
+    """Empties the adapter's caches and records each layer listing (a traced forward pass) it runs."""
+    from holejax_flax import adapter
+
+    monkeypatch.setattr(adapter, "_LISTS", {})
+    monkeypatch.setattr(adapter, "_CAPTURE_FNS", {})
+    calls = []
+    original = adapter._execution_order
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(adapter, "_execution_order", counting)
+    return calls
+
+
+def test_repeated_linen_exports_reuse_listing_and_compiled_capture(monkeypatch, tmp_path):
+    from holejax_flax import adapter
+
+    listings = _traced_calls(monkeypatch)
+    module = LinenNet()
+    runs = [module.init(jax.random.key(k), X[:2]) for k in (1, 2)]
+    outs = [
+        hj.export_activations((LinenNet(), v), X, layers=["block.fc", "head"], store=tmp_path / f"{k}.zarr",
+                              batch_size=8, progress=False)
+        for k, v in enumerate(runs)
+    ]
+    fns = [fn for key, fn in adapter._CAPTURE_FNS.items() if key[:2] == ("linen", module)]
+    assert len(listings) == 1 and len(fns) == 1 and fns[0]._cache_size() == 1
+    for ds, v in zip(outs, runs):  # each export used its own weights
+        np.testing.assert_allclose(ds["head"].values[0], np.asarray(module.apply(v, X)), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(outs[0]["head"].values, outs[1]["head"].values)
+
+
+def test_repeated_nnx_exports_reuse_listing_and_compiled_capture(monkeypatch, tmp_path):
+    from holejax_flax import adapter
+
+    listings = _traced_calls(monkeypatch)
+    models = [NNXNet(nnx.Rngs(k)) for k in (3, 4)]
+    outs = [
+        hj.export_activations(m, X, layers=["seq"], store=tmp_path / f"{k}.zarr", batch_size=8, progress=False)
+        for k, m in enumerate(models)
+    ]
+    graphdef = nnx.split(models[0])[0]
+    fns = [fn for key, fn in adapter._CAPTURE_FNS.items() if key[:2] == ("nnx", graphdef)]
+    assert len(listings) == 1 and len(fns) == 1 and fns[0]._cache_size() == 1
+    for ds, m in zip(outs, models):
+        np.testing.assert_allclose(ds["seq"].values[0], hj.predict(m, X), rtol=1e-5, atol=1e-6)
