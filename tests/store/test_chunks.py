@@ -61,6 +61,60 @@ def test_direct_chunks_hold_the_bytes_zarr_writes(tmp_path, compressors):
     np.testing.assert_array_equal(plain["fc"].values[0], acts["fc"])
 
 
+WIDE = [LayerSpec("wide", (700,)), LayerSpec("fc", (4,))]  # a 30-sample chunk of "wide": 84,000 bytes
+
+
+def wide_data(n: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    return {s.name: rng.normal(size=(n, s.units)).astype(np.float32) for s in WIDE}
+
+
+def direct_opens(monkeypatch, refuse: str | None = None) -> list[int]:
+    """Records the flags of each ``O_DIRECT`` open; ``refuse`` = "open" / "write" makes that step fail."""
+    from holejax.store import chunks
+
+    if not chunks._O_DIRECT:
+        pytest.skip("this system has no O_DIRECT")
+    opened, real_open, real_write, direct_fds = [], os.open, os.write, set()
+
+    def open_(path, flags, *args, **kwargs):
+        if flags & chunks._O_DIRECT:
+            opened.append(flags)
+            if refuse == "open":
+                raise OSError(22, "Invalid argument")
+            fd = real_open(path, flags, *args, **kwargs)
+            direct_fds.add(fd)
+            return fd
+        return real_open(path, flags, *args, **kwargs)
+
+    def write_(fd, data):
+        if refuse == "write" and fd in direct_fds:
+            raise OSError(22, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "write", write_)
+    return opened
+
+
+@pytest.mark.parametrize("refuse", [None, "open", "write"])
+def test_large_chunks_skip_the_page_cache_and_hold_zarrs_bytes(tmp_path, monkeypatch, refuse):
+    """Chunks of 64 KiB+ are written with O_DIRECT (padded to pages, then cut back);
+    a file system that refuses it gets buffered writes, with the same bytes and no leftovers."""
+    acts = wide_data(75)
+    opened = direct_opens(monkeypatch, refuse)
+    ours = write(tmp_path / "ours.zarr", acts, batch=30, chunk=30, layers=WIDE)
+    monkeypatch.undo()
+    ref = write(tmp_path / "ref.zarr", acts, batch=30, chunk=30, layers=WIDE, through_zarr=True)
+    # two whole "wide" chunks of 84,000 bytes; "fc" chunks are small and stay buffered
+    assert len(opened) == (1 if refuse else 2)
+    for name in acts:
+        assert chunk_files(tmp_path / "ours.zarr", name) == chunk_files(tmp_path / "ref.zarr", name)
+        np.testing.assert_array_equal(ours[name].values[0], acts[name])
+    assert len((tmp_path / "ours.zarr" / "wide" / "c.0.0.0").read_bytes()) == 30 * 700 * 4
+    assert not list((tmp_path / "ours.zarr").rglob("*.partial"))
+
+
 def test_compressors_shrink_relu_outputs_and_none_stores_raw_bytes(tmp_path):
     acts = data(64)
     sizes = {}
