@@ -47,7 +47,15 @@ def where(layer: str | None = None, perturbation: str | None = None) -> str:
 
 
 def first_nonfinite_row(X: np.ndarray) -> int | None:
-    """Index of the first row of a 2-D array holding NaN or Inf, or None."""
+    """Index of the first row of a 2-D array holding NaN or Inf, or None.
+
+    A finite sum proves every entry finite (NaN and Inf propagate through it),
+    so the common case costs one vectorised reduction; only a non-finite sum
+    (a bad entry, or finite values that overflow) pays the elementwise scan.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if X.size == 0 or np.isfinite(np.add.reduce(X, axis=None)):
+            return None
     bad = ~np.isfinite(X).reshape(X.shape[0], -1).all(axis=1)
     return int(np.argmax(bad)) if bad.any() else None
 

@@ -356,7 +356,7 @@ class ActivationWriter:
                     f"every layer of a batch must hold the same, non-zero number of samples; "
                     f"layer {spec.name!r} has {arr.shape[0]}, expected {batch}."
                 )
-            bad = None if np.isfinite(np.add.reduce(arr, axis=None)) else first_nonfinite_row(arr)
+            bad = first_nonfinite_row(arr)
             if bad is not None:
                 raise ValueError(
                     f"layer {spec.name!r} produced NaN or Inf for sample {int(start) + bad} "

@@ -25,6 +25,19 @@ def test_nonfinite_values_name_the_sample_and_layer(bad, cloud):
         hj.pairwise_distances(X, layer="fc2")
 
 
+def test_huge_finite_values_pass_and_an_inf_among_them_is_found():
+    """The finite check sums first; a sum that overflows must not be mistaken for bad input."""
+    from holejax._checks import first_nonfinite_row
+
+    X = np.full((5, 3), 3e38, np.float32)  # finite, but their sum overflows float32
+    assert first_nonfinite_row(X) is None
+    assert np.isfinite(np.asarray(hj.pairwise_distances(X, "cosine"))).all()
+    X[3, 2] = np.inf
+    assert first_nonfinite_row(X) == 3
+    X[1, 0] = -np.inf
+    assert first_nonfinite_row(X) == 1
+
+
 def test_nonfinite_in_a_batch_names_the_cloud_and_perturbation(cloud):
     Xs = np.stack([cloud(8, 3), cloud(8, 3, seed=1)])
     Xs[1, 2, 0] = np.nan
