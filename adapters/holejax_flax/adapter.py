@@ -244,6 +244,12 @@ def _memo(cache: dict, key: tuple, build: Callable[[], Any]) -> Any:
 
 _LISTS: dict = {}
 _CAPTURE_FNS: dict = {}
+_PREDICT_FNS: dict = {}
+
+
+def _linen_key(module: Any, kwargs: dict) -> tuple:
+    """The part of a cache key that names a Linen model: module and call arguments."""
+    return "linen", module, tuple(sorted(kwargs.items()))
 
 
 def _linen_list(module: Any, variables: Any, kwargs: dict, example: np.ndarray) -> list[LayerInfo]:
@@ -263,14 +269,14 @@ def _linen_list(module: Any, variables: Any, kwargs: dict, example: np.ndarray) 
         modules = {**_linen_param_paths(variables), **classes}
         return tuple(_infos(state.get("intermediates", {}), events, classes, len(example), modules))
 
-    key = ("linen", module, tuple(sorted(kwargs.items())), _shapes(variables), example.shape, str(example.dtype))
+    key = (*_linen_key(module, kwargs), _shapes(variables), example.shape, str(example.dtype))
     return list(_memo(_LISTS, key, build))
 
 
 def _linen_runner(module: Any, variables: Any, kwargs: dict, names: Sequence[str]) -> Callable:
     """``run(x) -> {name: array}`` for a Linen model; the compiled function is shared by
     every export of the same module, call arguments and layers."""
-    key = ("linen", module, tuple(sorted(kwargs.items())), tuple(names))
+    key = (*_linen_key(module, kwargs), tuple(names))
     return functools.partial(_memo(_CAPTURE_FNS, key, lambda: _linen_capture_fn(module, kwargs, names)), variables)
 
 
@@ -348,34 +354,33 @@ def _nnx_capture_fn(graphdef: Any, names: Sequence[str]) -> Callable:
     return run
 
 
-@functools.lru_cache(maxsize=16)
-def _linen_predict_fn(module: Any, kwargs: tuple) -> Callable:
-    import jax
-
-    return jax.jit(lambda variables, x: module.apply(variables, x, **dict(kwargs)))
-
-
 def _linen_predict(module: Any, variables: Any, kwargs: dict, x: np.ndarray) -> Any:
-    items = tuple(sorted(kwargs.items()))
-    try:
-        fn = _linen_predict_fn(module, items)
-    except TypeError:  # unhashable call arguments: compile without caching
-        fn = _linen_predict_fn.__wrapped__(module, items)
-    return fn(variables, x)
+    """The Linen model's output, compiled once per module and call arguments."""
+
+    def build() -> Callable:
+        import jax
+
+        return jax.jit(lambda variables, x: module.apply(variables, x, **kwargs))
+
+    return _memo(_PREDICT_FNS, _linen_key(module, kwargs), build)(variables, x)
 
 
-@functools.lru_cache(maxsize=16)
-def _nnx_predict_fn(graphdef: Any) -> Callable:
-    import jax
-    from flax import nnx
+def _nnx_predict(graphdef: Any, state: Any, x: np.ndarray) -> Any:
+    """The NNX model's output (an eval copy), compiled once per graph."""
 
-    @jax.jit
-    def run(state: Any, x: Any) -> Any:
-        copy = nnx.merge(graphdef, state)
-        copy.eval()
-        return nnx.capture(copy)(x)  # sow is a no-op inside capture
+    def build() -> Callable:
+        import jax
+        from flax import nnx
 
-    return run
+        @jax.jit
+        def run(state: Any, x: Any) -> Any:
+            copy = nnx.merge(graphdef, state)
+            copy.eval()
+            return nnx.capture(copy)(x)  # sow is a no-op inside capture
+
+        return run
+
+    return _memo(_PREDICT_FNS, ("nnx", graphdef), build)(state, x)
 
 
 # -- shared ------------------------------------------------------------------
@@ -449,8 +454,7 @@ class FlaxAdapter:
         else:
             from flax import nnx
 
-            graphdef, state = nnx.split(model)
-            out = _nnx_predict_fn(graphdef)(state, x)
+            out = _nnx_predict(*nnx.split(model), x)
         leaves = output_leaves(out, _is_array)
         if not leaves:
             raise TypeError(f"{self.model_class(model)} returned {type(out).__name__}, which holds no array.")
