@@ -264,3 +264,25 @@ def test_repeated_nnx_exports_reuse_listing_and_compiled_capture(monkeypatch, tm
     assert len(listings) == 1 and len(fns) == 1 and fns[0]._cache_size() == 1
     for ds, m in zip(outs, models):
         np.testing.assert_allclose(ds["seq"].values[0], hj.predict(m, X), rtol=1e-5, atol=1e-6)
+
+
+def test_unhashable_call_arguments_run_uncached(monkeypatch, tmp_path):
+    """Call arguments such as a list cannot key a cache: predict and export still run, without caching."""
+    from holejax_flax import adapter
+
+    _traced_calls(monkeypatch)
+    monkeypatch.setattr(adapter, "_PREDICT_FNS", {})
+
+    class Scaled(nn.Module):
+        @nn.compact
+        def __call__(self, x, scales=(1.0,)):
+            return nn.Dense(3, name="head")(x) * scales[0]
+
+    module = Scaled()
+    variables = module.init(jax.random.key(0), X[:2])
+    model = (module, variables, {"scales": [2.0]})
+    expected = 2.0 * np.asarray(module.apply(variables, X))
+    np.testing.assert_allclose(hj.predict(model, X), expected, rtol=1e-5, atol=1e-6)
+    ds = hj.export_activations(model, X, layers=["head"], store=tmp_path / "a.zarr", progress=False)
+    np.testing.assert_allclose(ds["head"].values[0], expected / 2.0, rtol=1e-5, atol=1e-6)
+    assert not adapter._PREDICT_FNS and not adapter._CAPTURE_FNS and not adapter._LISTS
