@@ -82,3 +82,36 @@ def test_bad_density_parameters(cloud):
         hj.pairwise_distances(X, "density_cosine", k=10)
     with pytest.raises(TypeError, match=r"metric='density_euclidean' got unexpected parameter\(s\) \['covariance'\]"):
         hj.pairwise_distances(X, "density_euclidean", covariance="oas")
+
+
+@pytest.mark.parametrize(
+    "width, k", [(7, 1), (7, 7), (50, 5), (301, 1), (301, 17), (1000, 5), (1000, 17), (1601, 1), (1601, 5)]
+)
+def test_row_smallest_matches_a_full_sort(width, k):
+    """Grouped selection (wide rows) and plain top_k (narrow rows) against np.sort, ties and inf included."""
+    rng = np.random.default_rng(width + k)
+    A = rng.integers(0, 40, size=(9, width)).astype(np.float32)  # many ties
+    A[rng.random(A.shape) < 0.3] = np.inf
+    A[0] = np.inf  # a row of inf only
+    A[1, -k:] = -1.0  # the smallest values in the last, partial group
+    want = np.sort(A, axis=1)[:, :k]
+    np.testing.assert_array_equal(np.asarray(jax.jit(den.row_smallest, static_argnums=1)(A, k)), want)
+    batched = jax.vmap(lambda a: den.row_smallest(a, k))(np.stack([A, A[::-1]]))
+    np.testing.assert_array_equal(np.asarray(batched[1]), want[::-1])
+
+
+def test_row_smallest_in_float64():
+    A = np.random.default_rng(0).random((5, 2000))
+    with jax.enable_x64(True):
+        out = den.row_smallest(A, 6)
+        assert out.dtype == np.float64
+        np.testing.assert_array_equal(np.asarray(out), np.sort(A, axis=1)[:, :6])
+
+
+@pytest.mark.parametrize("scale", ["mean", "kth"])
+def test_density_on_wide_rows_matches_reference(scale, cloud, assert_rel):
+    """A cloud large enough for the grouped nearest-neighbour selection."""
+    X = cloud(700, 5, seed=11)
+    X[10] = X[20]  # a duplicate pair: its zero distance is one of the k nearest
+    D = hj.pairwise_distances(X, "density_euclidean", k=5, scale=scale)
+    assert_rel(D, reference(X, "euclidean", 5, scale), 2e-5)
