@@ -26,12 +26,19 @@ def _is_tensor(x: Any) -> bool:
 
 
 def _numpy(t: Any) -> np.ndarray:
-    """A CPU numpy copy of a tensor; half precision becomes float32."""
+    """A CPU numpy copy of a tensor; half precision becomes float32.
+
+    Always a copy: a hook sees a module's output before the rest of the
+    forward pass, which may still change it in place (``nn.ReLU(inplace=True)``
+    after a ``Linear``), and a view would then hold the later values.
+    """
     torch = _torch()
     t = t.detach()
     if t.dtype in (torch.float16, torch.bfloat16):
-        t = t.float()
-    return t.cpu().numpy()
+        return t.float().cpu().numpy()  # .float() copies
+    if t.device.type != "cpu":
+        return t.cpu().numpy()  # the transfer copies
+    return t.clone().numpy()
 
 
 def _dtype_name(t: Any) -> str:

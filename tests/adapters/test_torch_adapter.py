@@ -118,6 +118,20 @@ def test_capture_equals_a_manual_forward_and_restores_modes(tmp_path):
     assert all(p.grad is None for p in net.parameters())
 
 
+def test_outputs_changed_in_place_later_keep_their_captured_values(tmp_path):
+    """An in-place ReLU after a captured Linear must not rewrite the stored Linear outputs."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(inplace=True), nn.Linear(8, 3), nn.ReLU(inplace=True))
+    ds = hj.export_activations(net, X, layers=["0", "1", "2"], store=tmp_path / "a.zarr", batch_size=16, progress=False)
+    with torch.no_grad():
+        pre = net[0](torch.from_numpy(X)).numpy()
+        out = net[2](torch.relu(torch.from_numpy(pre))).numpy()
+    assert (pre < 0).any() and (out < 0).any()  # the in-place ReLUs had something to change
+    np.testing.assert_allclose(ds["0"].sel(perturbation="clean").values, pre, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ds["1"].sel(perturbation="clean").values, np.maximum(pre, 0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ds["2"].sel(perturbation="clean").values, out, rtol=1e-6, atol=1e-6)
+
+
 def test_hooks_are_removed_after_an_error(tmp_path):
     net = Net()
     bad = X.copy()
