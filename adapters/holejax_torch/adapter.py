@@ -1,4 +1,13 @@
-"""Capture PyTorch activations with forward hooks, in eval mode under ``torch.inference_mode``."""
+"""Capture PyTorch activations with forward hooks, in eval mode without gradients.
+
+A forward hook sees a module's output before the rest of the forward pass,
+which may still change it in place (``nn.ReLU(inplace=True)`` after a
+``Linear``, ``out += identity`` in a residual block). Captured outputs are
+therefore views checked against their tensor version counters after the
+pass: a layer whose output changed is copied from then on, and that batch
+runs again. The model never sees the caller's input memory, so an in-place
+operation on its input cannot change the caller's data either.
+"""
 
 from __future__ import annotations
 
@@ -26,19 +35,12 @@ def _is_tensor(x: Any) -> bool:
 
 
 def _numpy(t: Any) -> np.ndarray:
-    """A CPU numpy copy of a tensor; half precision becomes float32.
-
-    Always a copy: a hook sees a module's output before the rest of the
-    forward pass, which may still change it in place (``nn.ReLU(inplace=True)``
-    after a ``Linear``), and a view would then hold the later values.
-    """
+    """A CPU numpy array of a tensor (a view of CPU tensors); half precision becomes float32."""
     torch = _torch()
     t = t.detach()
     if t.dtype in (torch.float16, torch.bfloat16):
-        return t.float().cpu().numpy()  # .float() copies
-    if t.device.type != "cpu":
-        return t.cpu().numpy()  # the transfer copies
-    return t.clone().numpy()
+        t = t.float()
+    return t.cpu().numpy()
 
 
 def _dtype_name(t: Any) -> str:
@@ -58,16 +60,27 @@ def _eval_mode(model: Any) -> Iterator[None]:
 
 
 def _as_input(model: Any, batch: np.ndarray) -> Any:
-    """A tensor on the model's device; floating inputs take the model's floating dtype."""
+    """A tensor on the model's device that shares no memory with ``batch``.
+
+    Floating inputs take the model's floating dtype.
+    """
     torch = _torch()
-    x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch))
+    if isinstance(batch, torch.Tensor):
+        given, callers = batch, True
+    else:
+        contiguous = np.ascontiguousarray(batch)
+        given, callers = torch.from_numpy(contiguous), np.may_share_memory(contiguous, batch)
     ref = next((p for p in model.parameters() if p.is_floating_point()), None)
     if ref is None:
         ref = next((b for b in model.buffers() if b.is_floating_point()), None)
-    if x.is_floating_point():
+    if given.is_floating_point():
         dtype = ref.dtype if ref is not None else torch.get_default_dtype()
-        return x.to(device=ref.device if ref is not None else x.device, dtype=dtype)
-    return x if ref is None else x.to(ref.device)
+        x = given.to(device=ref.device if ref is not None else given.device, dtype=dtype)
+    else:
+        x = given if ref is None else given.to(ref.device)
+    if callers and x.device == given.device and x.untyped_storage().data_ptr() == given.untyped_storage().data_ptr():
+        x = x.clone()  # in-place operations on the input must not reach the caller's data
+    return x
 
 
 class _Capture:
@@ -85,8 +98,8 @@ class _Capture:
             raise ValueError(f"layers {unknown} are not modules of this {type(model).__name__}.")
         self.modules = {p: modules[p] for p in self.wanted}
         self.calls: dict[str, int] = {}
-        self.out: dict[str, np.ndarray] = {}
-        self.handles: list[Any] = []
+        self.out: dict[str, tuple[Any, int]] = {}  # name -> (tensor, its version when captured)
+        self.copied: set[str] = set()  # layers whose outputs the forward pass changes in place
         self.stack = contextlib.ExitStack()
 
     def _hook(self, path: str) -> Callable:
@@ -100,7 +113,9 @@ class _Capture:
                 return
             for pick, leaf in output_leaves(output, _is_tensor):
                 if pick in picks:
-                    self.out[picks[pick]] = _numpy(leaf)
+                    name = picks[pick]
+                    leaf = leaf.detach()  # shares the version counter
+                    self.out[name] = (leaf.clone() if name in self.copied else leaf, leaf._version)
 
         return hook
 
@@ -115,20 +130,23 @@ class _Capture:
         self.stack.close()
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        self.calls, self.out = {}, {}
-        with _torch().inference_mode():
-            self.model(_as_input(self.model, batch))
-        out, self.out = self.out, {}
-        return out
+        while True:
+            self.calls, self.out = {}, {}
+            with _torch().no_grad():  # not inference_mode: its tensors keep no version counters
+                self.model(_as_input(self.model, batch))
+            out, self.out = self.out, {}
+            changed = {name for name, (t, version) in out.items() if t._version != version}
+            if not changed:
+                return {name: _numpy(t) for name, (t, _) in out.items()}
+            self.copied |= changed  # copy these from now on, and run this batch again
 
 
 class TorchAdapter:
     """The PyTorch adapter (entry point ``torch``): any ``torch.nn.Module``.
 
     Layers are module outputs named by ``named_modules()`` paths; each
-    requested module gets a forward hook, the model runs in eval mode under
-    ``torch.inference_mode``, and every submodule's train/eval flag is
-    restored afterwards. Inputs move to the device of the model's
+    requested module gets a forward hook, the model runs in eval mode without
+    gradients, and every submodule's train/eval flag is restored afterwards. Inputs move to the device of the model's
     parameters; floating inputs take their dtype.
     """
 

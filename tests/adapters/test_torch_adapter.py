@@ -118,18 +118,68 @@ def test_capture_equals_a_manual_forward_and_restores_modes(tmp_path):
     assert all(p.grad is None for p in net.parameters())
 
 
-def test_outputs_changed_in_place_later_keep_their_captured_values(tmp_path):
-    """An in-place ReLU after a captured Linear must not rewrite the stored Linear outputs."""
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(inplace=True), nn.Linear(8, 3), nn.ReLU(inplace=True))
-    ds = hj.export_activations(net, X, layers=["0", "1", "2"], store=tmp_path / "a.zarr", batch_size=16, progress=False)
+class InPlaceNet(nn.Module):
+    """In-place operations on the input, on a captured output (ReLU) and in a residual sum."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = nn.Linear(6, 8)
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Linear(8, 8)
+        self.fc3 = nn.Linear(8, 3)
+        self.forwards = 0
+
+    def forward(self, x):
+        self.forwards += 1
+        x.mul_(2.0)
+        h = self.act(self.fc1(x))
+        r = self.fc2(h)
+        r += h  # residual sum into the captured fc2 output
+        return self.fc3(r)
+
+
+def in_place_reference(net: InPlaceNet, x: np.ndarray) -> dict[str, np.ndarray]:
     with torch.no_grad():
-        pre = net[0](torch.from_numpy(X)).numpy()
-        out = net[2](torch.relu(torch.from_numpy(pre))).numpy()
-    assert (pre < 0).any() and (out < 0).any()  # the in-place ReLUs had something to change
-    np.testing.assert_allclose(ds["0"].sel(perturbation="clean").values, pre, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(ds["1"].sel(perturbation="clean").values, np.maximum(pre, 0), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(ds["2"].sel(perturbation="clean").values, out, rtol=1e-6, atol=1e-6)
+        pre = net.fc1(2.0 * torch.from_numpy(x))
+        h = torch.relu(pre)
+        r = net.fc2(h)
+        return {"fc1": pre.numpy(), "act": h.numpy(), "fc2": r.numpy(), "fc3": net.fc3(r + h).numpy()}
+
+
+def test_outputs_and_inputs_changed_in_place_keep_their_values(tmp_path):
+    """Later in-place operations neither rewrite stored outputs nor reach the caller's inputs."""
+    net = InPlaceNet()
+    x = X.copy()
+    noise = hj.gaussian(sigma=0.1)
+    ds = hj.export_activations(
+        net, x, layers=["fc1", "act", "fc2", "fc3"], perturbations=[noise],
+        store=tmp_path / "a.zarr", batch_size=16, progress=False,
+    )
+    np.testing.assert_array_equal(x, X)  # the caller's array, untouched
+    ref = in_place_reference(net, X)
+    assert (ref["fc1"] < 0).any()  # the in-place ReLU had something to change
+    for name, want in ref.items():
+        np.testing.assert_allclose(ds[name].sel(perturbation="clean").values, want, rtol=1e-5, atol=1e-6, err_msg=name)
+    noisy = noise.apply_at(X, seed=0, start=0)
+    np.testing.assert_allclose(
+        ds["fc1"].sel(perturbation=noise.name).values, in_place_reference(net, np.asarray(noisy))["fc1"],
+        rtol=1e-5, atol=1e-6,
+    )
+    # one listing pass, 3 batches x 2 perturbations, and one repeat of the first batch that found the
+    # in-place changes (fc1 and fc2 are copied from then on)
+    assert net.forwards == 1 + 3 * 2 + 1
+
+
+def test_captured_outputs_are_views_when_nothing_changes_them():
+    """Outputs nothing changes later are not copied (no extra pass, no copy)."""
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    capture = ADAPTER.capture(net, ["0", "1"])
+    with capture as run:
+        first, second = run(X), run(X)
+    assert capture.copied == set()
+    np.testing.assert_array_equal(first["1"], np.maximum(first["0"], 0))
+    assert not np.shares_memory(first["0"], second["0"])  # each batch has its own outputs
 
 
 def test_hooks_are_removed_after_an_error(tmp_path):
