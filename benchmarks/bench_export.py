@@ -23,7 +23,11 @@ run per mode (tracing slows every Python allocation, so it would distort the
 times). Repeats alternate the modes and report the median.
 
     python benchmarks/bench_export.py [--quick] [--framework torch|flax|both] [--threads N]
-                                      [--compressors none|lz4|zstd] [--out PATH]
+                                      [--compressors none|lz4|zstd] [--inplace-relu] [--out PATH]
+
+``--inplace-relu`` builds the PyTorch MLP with ``nn.ReLU(inplace=True)``: every
+captured Linear output is then changed in place later in the forward pass, so
+the adapter copies it (Flax is unaffected: JAX arrays are immutable).
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def _reset_peak_rss() -> None:
         pass
 
 
-def _torch_model():
+def _torch_model(inplace_relu: bool = False):
     import torch
     from torch import nn
 
@@ -68,7 +72,7 @@ def _torch_model():
     layers, d = [], D_IN
     for i in range(DEPTH):
         out = N_OUT if i == DEPTH - 1 else WIDTH
-        layers += [nn.Linear(d, out)] + ([nn.ReLU()] if i < DEPTH - 1 else [])
+        layers += [nn.Linear(d, out)] + ([nn.ReLU(inplace=inplace_relu)] if i < DEPTH - 1 else [])
         d = out
     return nn.Sequential(*layers).eval(), "Linear"
 
@@ -123,7 +127,7 @@ def _bare_loop(framework: str, model, X, batch: int):
 
 
 def child(mode: str, framework: str, n: int, batch: int, store: str, threads: int, trace: bool = False,
-          compressors: str = "none") -> dict:
+          compressors: str = "none", inplace_relu: bool = False) -> dict:
     import numpy as np
 
     if threads and framework == "torch":
@@ -134,7 +138,7 @@ def child(mode: str, framework: str, n: int, batch: int, store: str, threads: in
     import holejax as hj
     from holejax.capture import find_adapter, pool, select_layers
 
-    model, layer_type = _torch_model() if framework == "torch" else _flax_model()
+    model, layer_type = _torch_model(inplace_relu) if framework == "torch" else _flax_model()
     X = np.random.default_rng(0).standard_normal((n, D_IN), dtype=np.float32)
     run_bare, warm = _bare_loop(framework, model, X, batch)
     warm()  # framework start-up and the peer's compilation are not timed
@@ -186,11 +190,11 @@ def child(mode: str, framework: str, n: int, batch: int, store: str, threads: in
 
 # -- parent --------------------------------------------------------------------
 def _run_child(mode: str, framework: str, n: int, batch: int, workdir: Path, threads: int, trace: bool = False,
-               compressors: str = "none") -> dict:
+               compressors: str = "none", inplace_relu: bool = False) -> dict:
     store = workdir / f"{framework}-{mode}.zarr"
     shutil.rmtree(store, ignore_errors=True)
     cmd = [sys.executable, __file__, "--child", mode, "--framework", framework, "--n", str(n), "--batch", str(batch),
-           "--store", str(store), "--threads", str(threads), "--compressors", compressors] + (["--trace"] if trace else [])
+           "--store", str(store), "--threads", str(threads), "--compressors", compressors] + (["--trace"] if trace else []) + (["--inplace-relu"] if inplace_relu else [])
     env = dict(os.environ)
     if threads:  # XLA reads its thread settings at start-up
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}"
@@ -214,11 +218,13 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--compressors", default="none", choices=["none", "lz4", "zstd"],
                         help="compressors= of the export (default none, the export's default)")
+    parser.add_argument("--inplace-relu", action="store_true",
+                        help="PyTorch MLP with nn.ReLU(inplace=True): the captured Linear outputs are copied")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.framework, args.n, args.batch, args.store, args.threads, args.trace,
-                               args.compressors)))
+                               args.compressors, args.inplace_relu)))
         return
     if args.quick:
         args.n, args.repeats = 2_000, 1
@@ -234,11 +240,11 @@ def main() -> None:
             for _ in range(args.repeats):
                 for mode in modes:
                     runs[mode].append(_run_child(mode, framework, args.n, args.batch, Path(tmp), args.threads,
-                                                 compressors=args.compressors))
+                                                 compressors=args.compressors, inplace_relu=args.inplace_relu))
             summary = {}
             for mode, rs in runs.items():
                 traced = _run_child(mode, framework, args.n, args.batch, Path(tmp), args.threads, trace=True,
-                                    compressors=args.compressors)
+                                    compressors=args.compressors, inplace_relu=args.inplace_relu)
                 summary[mode] = {
                     key: statistics.median(r[key] for r in rs) for key in rs[0]
                 } | {"all_seconds": [r["seconds"] for r in rs]} | traced
@@ -252,7 +258,7 @@ def main() -> None:
         "benchmark": "export",
         "config": {"n_samples": args.n, "batch_size": args.batch, "layers_captured": DEPTH,
                    "model": f"MLP {D_IN} -> {DEPTH - 1} x {WIDTH} -> {N_OUT}", "repeats": args.repeats, "compute_threads": args.threads or "default",
-                   "compressors": args.compressors,
+                   "compressors": args.compressors, "inplace_relu": args.inplace_relu,
                    "one_batch_of_activations_mib": batch_mib,
                    "all_activations_mib": args.n * units * 4 / 2**20},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -264,7 +270,8 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         saved = json.loads(out.read_text()) if out.is_file() else {}
         runs = saved.get("runs", {})
-        key = f"threads={args.threads or 'default'}" + ("" if args.compressors == "none" else f",compressors={args.compressors}")
+        key = (f"threads={args.threads or 'default'}" + ("" if args.compressors == "none" else f",compressors={args.compressors}")
+               + (",inplace_relu" if args.inplace_relu else ""))
         runs[key] = report
         out.write_text(json.dumps({"benchmark": "export", "runs": runs}, indent=2) + "\n")
     print(markdown(report))
@@ -277,7 +284,8 @@ def markdown(report: dict) -> str:
         f"one batch of activations = {cfg['one_batch_of_activations_mib']:.1f} MiB, all = "
         f"{cfg['all_activations_mib']:.0f} MiB. Compute threads: {cfg.get('compute_threads', 'default')}. "
         f"Compressors: {cfg.get('compressors', 'none')}. "
-        f"Median of {cfg['repeats']}.",
+        + ("PyTorch ReLUs in place (captured Linear outputs copied). " if cfg.get("inplace_relu") else "")
+        + f"Median of {cfg['repeats']}.",
         "",
         "| framework | run | time (s) | CPU time (s) | samples/s | time / bare | peak RSS rise (MiB) | tracemalloc peak (MiB) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
