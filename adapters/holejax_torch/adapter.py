@@ -146,8 +146,9 @@ class TorchAdapter:
 
     Layers are module outputs named by ``named_modules()`` paths; each
     requested module gets a forward hook, the model runs in eval mode without
-    gradients, and every submodule's train/eval flag is restored afterwards. Inputs move to the device of the model's
-    parameters; floating inputs take their dtype.
+    gradients, and every submodule's train/eval flag is restored afterwards.
+    Inputs move to the device of the model's parameters; floating inputs
+    take their dtype.
     """
 
     name = "torch"
