@@ -5,8 +5,10 @@ which may still change it in place (``nn.ReLU(inplace=True)`` after a
 ``Linear``, ``out += identity`` in a residual block). Captured outputs are
 therefore views checked against their tensor version counters after the
 pass: a layer whose output changed is copied from then on, and that batch
-runs again. The model never sees the caller's input memory, so an in-place
-operation on its input cannot change the caller's data either.
+runs again. The first batch runs twice, so outputs that live in module
+state and change in the next pass are found too. The model never sees the
+caller's input memory, so an in-place operation on its input cannot change
+the caller's data either.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ class _Capture:
         self.modules = {p: modules[p] for p in self.wanted}
         self.calls: dict[str, int] = {}
         self.out: dict[str, tuple[Any, int]] = {}  # name -> (tensor, its version when captured)
-        self.copied: set[str] = set()  # layers whose outputs the forward pass changes in place
+        self.copied: set[str] = set()  # layers whose outputs change after their hook ran
+        self.checked_across_passes = False
         self.stack = contextlib.ExitStack()
 
     def _hook(self, path: str) -> Callable:
@@ -114,8 +117,10 @@ class _Capture:
             for pick, leaf in output_leaves(output, _is_tensor):
                 if pick in picks:
                     name = picks[pick]
-                    leaf = leaf.detach()  # shares the version counter
-                    self.out[name] = (leaf.clone() if name in self.copied else leaf, leaf._version)
+                    kept = leaf.detach()  # a view: shares the version counter
+                    if name in self.copied:
+                        kept = kept.clone()
+                    self.out[name] = (kept, kept._version)
 
         return hook
 
@@ -129,16 +134,31 @@ class _Capture:
     def __exit__(self, *exc: Any) -> None:
         self.stack.close()
 
+    def _forward(self, batch: np.ndarray) -> dict[str, tuple[Any, int]]:
+        self.calls, self.out = {}, {}
+        with _torch().no_grad():  # not inference_mode: its tensors keep no version counters
+            self.model(_as_input(self.model, batch))
+        out, self.out = self.out, {}
+        return out
+
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The captured outputs of one batch, as numpy arrays.
+
+        Outputs changed after their hook ran are copied from then on, and
+        the batch runs again. The first batch also runs a second time:
+        outputs of the first pass that the second pass changes live in
+        state that outlives a pass (a module writing into its own buffer),
+        and a view of them would change while the writer still holds it.
+        """
         while True:
-            self.calls, self.out = {}, {}
-            with _torch().no_grad():  # not inference_mode: its tensors keep no version counters
-                self.model(_as_input(self.model, batch))
-            out, self.out = self.out, {}
+            out = self._forward(batch)
+            if not self.checked_across_passes:
+                self.checked_across_passes = False
+                self._forward(batch)
             changed = {name for name, (t, version) in out.items() if t._version != version}
-            if not changed:
+            if not changed - self.copied:
                 return {name: _numpy(t) for name, (t, _) in out.items()}
-            self.copied |= changed  # copy these from now on, and run this batch again
+            self.copied |= changed
 
 
 class TorchAdapter:

@@ -166,9 +166,38 @@ def test_outputs_and_inputs_changed_in_place_keep_their_values(tmp_path):
         ds["fc1"].sel(perturbation=noise.name).values, in_place_reference(net, np.asarray(noisy))["fc1"],
         rtol=1e-5, atol=1e-6,
     )
-    # one listing pass, 3 batches x 2 perturbations, and one repeat of the first batch that found the
-    # in-place changes (fc1 and fc2 are copied from then on)
-    assert net.forwards == 1 + 3 * 2 + 1
+    # one listing pass, 3 batches x 2 perturbations, the first batch's second pass, and its third
+    # after the in-place changes were found (fc1 and fc2 are copied from then on)
+    assert net.forwards == 1 + 3 * 2 + 2
+
+
+class Scratch(nn.Module):
+    """Returns its input copied into a view of its own buffer, which every pass rewrites."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.register_buffer("buffer", torch.zeros(N, width))
+
+    def forward(self, x):
+        out = self.buffer[: len(x)]
+        out.copy_(x)
+        return out
+
+
+def test_outputs_living_in_module_state_are_copied():
+    """A view of state that the next pass rewrites would change while the writer still holds it."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), Scratch(8), nn.Linear(8, 3))
+    capture = ADAPTER.capture(net, ["0", "1"])
+    with capture as run:
+        first = run(X[:16])
+        second = run(X[16:32])
+    assert capture.copied == {"1"}  # the Linear output is fresh in every pass
+    with torch.no_grad():
+        for got, rows in [(first, X[:16]), (second, X[16:32])]:
+            want = net[0](torch.from_numpy(rows)).numpy()
+            np.testing.assert_allclose(got["0"], want, rtol=1e-6)
+            np.testing.assert_allclose(got["1"], want, rtol=1e-6)
 
 
 def test_captured_outputs_are_views_when_nothing_changes_them():
