@@ -153,7 +153,7 @@ class _Capture:
         while True:
             out = self._forward(batch)
             if not self.checked_across_passes:
-                self.checked_across_passes = False
+                self.checked_across_passes = True
                 self._forward(batch)
             changed = {name for name, (t, version) in out.items() if t._version != version}
             if not changed - self.copied:
