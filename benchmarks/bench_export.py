@@ -26,8 +26,9 @@ times). Repeats alternate the modes and report the median.
                                       [--compressors none|lz4|zstd] [--inplace-relu] [--out PATH]
 
 ``--inplace-relu`` builds the PyTorch MLP with ``nn.ReLU(inplace=True)``: every
-captured Linear output is then changed in place later in the forward pass, so
-the adapter copies it (Flax is unaffected: JAX arrays are immutable).
+captured Linear output but the last is then changed in place later in the
+forward pass, so the adapter copies it (Flax is unaffected: JAX arrays are
+immutable).
 """
 
 from __future__ import annotations
