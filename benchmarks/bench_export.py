@@ -23,12 +23,14 @@ run per mode (tracing slows every Python allocation, so it would distort the
 times). Repeats alternate the modes and report the median.
 
     python benchmarks/bench_export.py [--quick] [--framework torch|flax|both] [--threads N]
-                                      [--compressors none|lz4|zstd] [--inplace-relu] [--out PATH]
+                                      [--compressors none|lz4|zstd] [--inplace-relu] [--buffered-writes]
+                                      [--out PATH]
 
 ``--inplace-relu`` builds the PyTorch MLP with ``nn.ReLU(inplace=True)``: every
 captured Linear output but the last is then changed in place later in the
 forward pass, so the adapter copies it (Flax is unaffected: JAX arrays are
-immutable).
+immutable). ``--buffered-writes`` turns off the store's ``O_DIRECT`` chunk
+writes, so both ways of writing can be compared.
 """
 
 from __future__ import annotations
@@ -127,19 +129,23 @@ def _bare_loop(framework: str, model, X, batch: int):
     return run, lambda: jax.block_until_ready(apply(variables, X[:batch]))
 
 
-def child(mode: str, framework: str, n: int, batch: int, store: str, threads: int, trace: bool = False,
-          compressors: str = "none", inplace_relu: bool = False) -> dict:
+def child(mode: str, framework: str, store: str, args: argparse.Namespace) -> dict:
     import numpy as np
 
-    if threads and framework == "torch":
+    n, batch, compressors = args.n, args.batch, args.compressors
+    if args.threads and framework == "torch":
         import torch
 
-        torch.set_num_threads(threads)
+        torch.set_num_threads(args.threads)
 
     import holejax as hj
     from holejax.capture import find_adapter, pool, select_layers
 
-    model, layer_type = _torch_model(inplace_relu) if framework == "torch" else _flax_model()
+    if args.buffered_writes:
+        import holejax.store.chunks
+
+        holejax.store.chunks._O_DIRECT = 0  # every chunk file takes the buffered write
+    model, layer_type = _torch_model(args.inplace_relu) if framework == "torch" else _flax_model()
     X = np.random.default_rng(0).standard_normal((n, D_IN), dtype=np.float32)
     run_bare, warm = _bare_loop(framework, model, X, batch)
     warm()  # framework start-up and the peer's compilation are not timed
@@ -172,7 +178,7 @@ def child(mode: str, framework: str, n: int, batch: int, store: str, threads: in
 
     else:
         run = run_bare
-    if trace:  # memory pass: tracemalloc slows every Python allocation, so this run is not timed
+    if args.trace:  # memory pass: tracemalloc slows every Python allocation, so this run is not timed
         tracemalloc.start()
         run()
         _, traced_peak = tracemalloc.get_traced_memory()
@@ -190,15 +196,18 @@ def child(mode: str, framework: str, n: int, batch: int, store: str, threads: in
 
 
 # -- parent --------------------------------------------------------------------
-def _run_child(mode: str, framework: str, n: int, batch: int, workdir: Path, threads: int, trace: bool = False,
-               compressors: str = "none", inplace_relu: bool = False) -> dict:
+def _run_child(mode: str, framework: str, workdir: Path, args: argparse.Namespace, trace: bool = False) -> dict:
     store = workdir / f"{framework}-{mode}.zarr"
     shutil.rmtree(store, ignore_errors=True)
-    cmd = [sys.executable, __file__, "--child", mode, "--framework", framework, "--n", str(n), "--batch", str(batch),
-           "--store", str(store), "--threads", str(threads), "--compressors", compressors] + (["--trace"] if trace else []) + (["--inplace-relu"] if inplace_relu else [])
+    cmd = [sys.executable, __file__, "--child", mode, "--framework", framework, "--n", str(args.n),
+           "--batch", str(args.batch), "--store", str(store), "--threads", str(args.threads),
+           "--compressors", args.compressors]
+    for flag, on in [("--trace", trace), ("--inplace-relu", args.inplace_relu), ("--buffered-writes", args.buffered_writes)]:
+        cmd += [flag] if on else []
     env = dict(os.environ)
-    if threads:  # XLA reads its thread settings at start-up
-        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}"
+    if args.threads:  # XLA reads its thread settings at start-up
+        env["XLA_FLAGS"] = (f"{env.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false "
+                            f"intra_op_parallelism_threads={args.threads}")
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode:
         raise RuntimeError(f"{mode} ({framework}) failed:\n{out.stderr[-3000:]}")
@@ -221,11 +230,12 @@ def main() -> None:
                         help="compressors= of the export (default none, the export's default)")
     parser.add_argument("--inplace-relu", action="store_true",
                         help="PyTorch MLP with nn.ReLU(inplace=True): the captured Linear outputs are copied")
+    parser.add_argument("--buffered-writes", action="store_true",
+                        help="chunk files through the page cache instead of O_DIRECT")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.framework, args.n, args.batch, args.store, args.threads, args.trace,
-                               args.compressors, args.inplace_relu)))
+        print(json.dumps(child(args.child, args.framework, args.store, args)))
         return
     if args.quick:
         args.n, args.repeats = 2_000, 1
@@ -240,12 +250,10 @@ def main() -> None:
             runs = {m: [] for m in modes}
             for _ in range(args.repeats):
                 for mode in modes:
-                    runs[mode].append(_run_child(mode, framework, args.n, args.batch, Path(tmp), args.threads,
-                                                 compressors=args.compressors, inplace_relu=args.inplace_relu))
+                    runs[mode].append(_run_child(mode, framework, Path(tmp), args))
             summary = {}
             for mode, rs in runs.items():
-                traced = _run_child(mode, framework, args.n, args.batch, Path(tmp), args.threads, trace=True,
-                                    compressors=args.compressors, inplace_relu=args.inplace_relu)
+                traced = _run_child(mode, framework, Path(tmp), args, trace=True)
                 summary[mode] = {
                     key: statistics.median(r[key] for r in rs) for key in rs[0]
                 } | {"all_seconds": [r["seconds"] for r in rs]} | traced
@@ -260,6 +268,7 @@ def main() -> None:
         "config": {"n_samples": args.n, "batch_size": args.batch, "layers_captured": DEPTH,
                    "model": f"MLP {D_IN} -> {DEPTH - 1} x {WIDTH} -> {N_OUT}", "repeats": args.repeats, "compute_threads": args.threads or "default",
                    "compressors": args.compressors, "inplace_relu": args.inplace_relu,
+                   "buffered_writes": args.buffered_writes,
                    "one_batch_of_activations_mib": batch_mib,
                    "all_activations_mib": args.n * units * 4 / 2**20},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -272,7 +281,7 @@ def main() -> None:
         saved = json.loads(out.read_text()) if out.is_file() else {}
         runs = saved.get("runs", {})
         key = (f"threads={args.threads or 'default'}" + ("" if args.compressors == "none" else f",compressors={args.compressors}")
-               + (",inplace_relu" if args.inplace_relu else ""))
+               + (",inplace_relu" if args.inplace_relu else "") + (",buffered_writes" if args.buffered_writes else ""))
         runs[key] = report
         out.write_text(json.dumps({"benchmark": "export", "runs": runs}, indent=2) + "\n")
     print(markdown(report))
@@ -286,6 +295,7 @@ def markdown(report: dict) -> str:
         f"{cfg['all_activations_mib']:.0f} MiB. Compute threads: {cfg.get('compute_threads', 'default')}. "
         f"Compressors: {cfg.get('compressors', 'none')}. "
         + ("PyTorch ReLUs in place (captured Linear outputs copied). " if cfg.get("inplace_relu") else "")
+        + ("Buffered chunk writes (no O_DIRECT). " if cfg.get("buffered_writes") else "")
         + f"Median of {cfg['repeats']}.",
         "",
         "| framework | run | time (s) | CPU time (s) | samples/s | time / bare | peak RSS rise (MiB) | tracemalloc peak (MiB) |",

@@ -8,11 +8,10 @@ little-endian bytes, then the array's compressor through the same numcodecs
 codec Zarr uses) and writes it to the chunk's file under the key Zarr's own
 metadata gives, through a temporary file renamed into place as Zarr does;
 chunks of 64 KiB and more go past the page cache (``O_DIRECT``) where the
-system allows, which keeps the writes off the CPU that computes the next
-batch (:meth:`ChunkFiles._write_file`). The store stays an ordinary Zarr v3
-store: every byte equals what Zarr would have written, which the tests check. Anything else (a partial or edge chunk,
-a codec it does not know, a store that is not a local folder) goes through
-Zarr.
+system allows (:meth:`ChunkFiles._write_file`). The store stays an ordinary
+Zarr v3 store: every byte equals what Zarr would have written, which the
+tests check. Anything else (a partial or edge chunk, a codec it does not
+know, a store that is not a local folder) goes through Zarr.
 """
 
 from __future__ import annotations
