@@ -368,6 +368,18 @@ def _row_line(row: dict) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def updated_report(old: dict, new: dict, command: str) -> dict:
+    """``old`` with its rows for the (metric, n, d) cells measured in ``new`` replaced.
+
+    Replaced rows carry ``rerun`` (the command and the date), so a results
+    file assembled from several runs says which figures came from which.
+    """
+    stamp = {"command": command, "date": time.strftime("%Y-%m-%d"), "versions": new["versions"]}
+    fresh = {(r["metric"], r["n"], r["d"]): {**r, "rerun": stamp} for r in new["results"]}
+    rows = [fresh.pop((r["metric"], r["n"], r["d"]), r) for r in old["results"]]
+    return {**old, "results": rows + list(fresh.values())}
+
+
 def markdown(report: dict) -> str:
     head = ["metric", "n", "d", "jax ms", "jax compile s", *[f"{p} ms" for p in PEERS], "fastest peer",
             "jax / fastest (medians)", "jax / fastest (minima)"]  # fmt: skip
@@ -384,6 +396,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default=None, help="comma-separated NxD list, e.g. 4000x512,1000x64")
     parser.add_argument("--ablation-only", action="store_true", help="only the cosine ablation")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--update", action="store_true",
+                        help="replace only the measured (metric, n, d) rows of the results file, "
+                             "each marked with this command and date; keep the rest")  # fmt: skip
     args = parser.parse_args(argv)
 
     import holejax as hj
@@ -406,6 +421,8 @@ def main(argv=None) -> int:
     report = run(sizes, metrics, repeat)
     report["cosine_ablation"] = ablation
     report["command"] = "python benchmarks/bench_metrics.py" + (" --quick" if args.quick else "")
+    if args.update and out.exists():
+        report = updated_report(json.loads(out.read_text()), report, " ".join(["python", *sys.argv]))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     print(f"\nwrote {out}")

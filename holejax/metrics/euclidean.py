@@ -21,9 +21,9 @@ distance. Squared distances under that rounding floor are reported as 0
 (:func:`identity_sq`), so exact duplicates come out exactly 0. Enable x64
 (``jax.enable_x64``) and pass float64 when such near-duplicates matter.
 
-Manhattan and chebyshev have no such identity; they are computed over row
-blocks of ``(block, unit, sample)`` differences reduced on the fly, so memory
-stays ``O(block * n * d)`` instead of ``O(n^2 d)``.
+Manhattan and chebyshev have no such identity; they fold one unit at a time
+into a ``(block, sample)`` accumulator that stays in cache, so memory stays
+``O(block * n)`` besides the output, never ``O(n^2 d)``.
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ __all__ = [
     "identity_sq",
 ]
 
-# bytes of (block, d, n) differences that one step of the blocked kernels may hold
+# bytes of the (block, n) accumulator that one step of the manhattan / chebyshev kernels holds
 _BLOCK_BYTES = 1 << 22
+# units folded into one fused pass over that accumulator
+_UNROLL_UNITS = 16
 
 
 def gram(A: ArrayLike, B: ArrayLike | None = None) -> jax.Array:
@@ -185,53 +187,73 @@ def euclidean_distances(X: ArrayLike) -> jax.Array:
     return jnp.sqrt(sqeuclidean_distances(X))
 
 
-def _reduce_block(A: jax.Array, B: jax.Array, reduce) -> jax.Array:
-    """``reduce(|a_i - b_j|)`` over the unit axis for all rows of ``A`` and ``B``.
+def _accumulate_units(A: jax.Array, B: jax.Array, step, init: jax.Array) -> jax.Array:
+    """Fold ``step(acc, |a_iu - b_ju|)`` over the units ``u``, for all rows of ``A`` and ``B``.
 
-    Computed one small block of ``A`` rows at a time. ``B`` is held transposed,
-    ``(unit, sample)``, so the reduction runs over the middle axis of
-    ``(block, unit, sample)`` differences and the vector lanes walk along
-    contiguous samples; blocks of ~4 MiB of differences keep each step in
-    cache. (Reducing over a trailing ``unit`` axis instead measured 2-3x
-    slower on XLA:CPU.)
+    The rows of ``A`` go in blocks whose ``(block, len(B))`` accumulator
+    fits in ~4 MiB of cache; within a block a ``fori_loop`` over units
+    updates the accumulator with one column of differences at a time,
+    unrolled 16 units deep so that XLA fuses 16 updates into one pass over
+    it. Nothing of size ``block * unit * len(B)`` is ever built. (Building
+    the ``(block, unit, sample)`` differences and reducing them, the form
+    this replaced, measured 3-6x slower on XLA:CPU.)
+
+    Args:
+        A: ``(sample_a, unit)``.
+        B: ``(sample_b, unit)``.
+        step: ``(acc, diff) -> acc`` on ``(block, sample_b)`` arrays.
+        init: scalar starting value; its dtype is the accumulator's.
+
+    Returns:
+        ``(sample_a, sample_b)`` accumulators.
     """
     na, d = A.shape
     nb = B.shape[0]
-    itemsize = jnp.dtype(A.dtype).itemsize
-    block = int(max(1, min(na, _BLOCK_BYTES // max(1, nb * d * itemsize))))
+    block = int(max(1, min(na, _BLOCK_BYTES // max(1, nb * init.dtype.itemsize))))
     n_blocks = -(-na // block)
     Ap = jnp.pad(A, ((0, n_blocks * block - na), (0, 0))).reshape(n_blocks, block, d)
     BT = B.T
 
     def rows(R):
-        return reduce(jnp.abs(R[:, :, None] - BT[None, :, :]), axis=1)
+        def body(u, acc):
+            return step(acc, jnp.abs(R[:, u][:, None] - BT[u][None, :]))
+
+        acc = jnp.full((block, nb), init)
+        return lax.fori_loop(0, d, body, acc, unroll=min(_UNROLL_UNITS, d))
 
     return lax.map(rows, Ap).reshape(n_blocks * block, nb)[:na]
 
 
-def _blocked_reduce(X: jax.Array, reduce) -> jax.Array:
-    """Pairwise ``reduce(|x_i - x_j|)``: upper-triangle panels for clouds of 512+ samples.
+def _pairwise_fold(X: jax.Array, fold: Callable[[jax.Array, jax.Array], jax.Array]) -> jax.Array:
+    """Pairwise ``fold(A, B)`` with a zero diagonal: upper-triangle panels for 512+ samples.
 
     These metrics cost ``O(n^2 d)`` elementwise work whatever ``d`` is, so
     computing each pair once (:func:`symmetric_blocks`) pays off already for
     moderate ``n``.
     """
     if X.shape[0] < _REDUCE_PANEL_MIN_SAMPLES:
-        return _zero_diagonal(_reduce_block(X, X, reduce))
-    return _zero_diagonal(
-        symmetric_blocks(X, lambda A, B: _reduce_block(A, B, reduce), panels=_REDUCE_PANELS)
-    )
+        return _zero_diagonal(fold(X, X))
+    return _zero_diagonal(symmetric_blocks(X, fold, panels=_REDUCE_PANELS))
 
 
-def _max_nonnegative(A: jax.Array, axis: int) -> jax.Array:
-    """``max`` of non-negative finite floats as an integer max of their bit patterns.
+def _sum_abs_differences(A: jax.Array, B: jax.Array) -> jax.Array:
+    """``sum_u |a_iu - b_ju|`` for all rows of ``A`` and ``B``."""
+    return _accumulate_units(A, B, jnp.add, jnp.zeros((), A.dtype))
+
+
+def _max_abs_differences(A: jax.Array, B: jax.Array) -> jax.Array:
+    """``max_u |a_iu - b_ju|`` for all rows of ``A`` and ``B``, as an integer max of float bits.
 
     IEEE order of non-negative floats equals the order of their bits read as
     signed integers, and an integer max vectorises without the NaN handling
     XLA adds to a float max (measured ~2x faster on XLA:CPU).
     """
     ints = jnp.int32 if A.dtype == jnp.float32 else jnp.int64
-    best = jnp.max(lax.bitcast_convert_type(A, ints), axis=axis)
+
+    def step(acc, diff):
+        return jnp.maximum(acc, lax.bitcast_convert_type(diff, ints))
+
+    best = _accumulate_units(A, B, step, jnp.zeros((), ints))
     return lax.bitcast_convert_type(best, A.dtype)
 
 
@@ -248,7 +270,7 @@ def manhattan_distances(X: ArrayLike) -> jax.Array:
         >>> manhattan_distances(jnp.array([[0.0, 0.0], [3.0, -4.0]])).tolist()
         [[0.0, 7.0], [7.0, 0.0]]
     """
-    return _blocked_reduce(jnp.asarray(X), jnp.sum)
+    return _pairwise_fold(jnp.asarray(X), _sum_abs_differences)
 
 
 def chebyshev_distances(X: ArrayLike) -> jax.Array:
@@ -264,4 +286,4 @@ def chebyshev_distances(X: ArrayLike) -> jax.Array:
         >>> chebyshev_distances(jnp.array([[0.0, 0.0], [3.0, -4.0]])).tolist()
         [[0.0, 4.0], [4.0, 0.0]]
     """
-    return _blocked_reduce(jnp.asarray(X), _max_nonnegative)
+    return _pairwise_fold(jnp.asarray(X), _max_abs_differences)

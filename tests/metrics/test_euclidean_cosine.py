@@ -105,6 +105,29 @@ def test_parallel_and_opposite_directions(cloud, assert_rel):
     assert A[0, 1] < 1e-3
 
 
+@pytest.mark.parametrize("metric", ["manhattan", "chebyshev"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unit_fold_blocks_and_unroll_remainder(metric, dtype, monkeypatch, cloud, assert_rel):
+    # several row blocks with a short last one (45 rows in blocks of 6) and a unit
+    # loop whose length is no multiple of its unroll depth (9 units, 4 deep)
+    monkeypatch.setattr(euc_mod, "_REDUCE_PANEL_MIN_SAMPLES", 1000)
+    monkeypatch.setattr(euc_mod, "_BLOCK_BYTES", 6 * 45 * np.dtype(dtype).itemsize)
+    monkeypatch.setattr(euc_mod, "_UNROLL_UNITS", 4)
+    kernel = KERNELS[metric]
+    clouds = np.stack([cloud(45, 9, seed=s, dtype=dtype) for s in range(3)])
+    clouds[1, 7] = clouds[1, 30]  # duplicates in different blocks
+    with jax.enable_x64(dtype == np.float64):
+        single = np.asarray(jax.jit(lambda X: kernel(X))(clouds[0]))
+        batched = np.asarray(jax.jit(jax.vmap(kernel))(clouds))
+    assert single.dtype == batched.dtype == dtype
+    np.testing.assert_array_equal(batched[0], single)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for X, D in zip(clouds, batched):
+        np.testing.assert_array_equal(np.diag(D), 0.0)
+        assert_rel(D, reference(X, metric), rtol, metric)
+    assert batched[1, 7, 30] == batched[1, 30, 7] == 0.0
+
+
 @pytest.mark.parametrize("metric", list(KERNELS))
 def test_symmetric_panel_path_matches_scipy(metric, monkeypatch, cloud, assert_rel):
     # large clouds compute only the upper triangle in row panels: force that path on a small cloud
