@@ -41,3 +41,27 @@ def test_candidates_and_broken_entry_points(monkeypatch):
     assert adapters() == {}
     with pytest.raises(TypeError, match=r"adapter 'broken' failed to load: ImportError: No module named 'nowhere'"):
         find_adapter(object())
+
+
+def test_loaded_adapters_answer_without_a_scan_and_new_plugins_are_found(monkeypatch):
+    class Late:
+        name, value, group = "late", "somewhere:ADAPTER", ENTRY_POINT_GROUP
+
+        def load(self):
+            return ADAPTER
+
+    scans = []
+    installed = [Late()]
+
+    def entry_points():
+        scans.append(1)
+        return tuple(installed)
+
+    monkeypatch.setattr(registry, "_entry_points", entry_points)
+    monkeypatch.setattr(registry, "_loaded", {})
+    monkeypatch.setattr(registry, "_failed", {})
+    assert find_adapter(NumpyNet()) is ADAPTER and len(scans) == 1
+    assert find_adapter(NumpyNet()) is ADAPTER and len(scans) == 1  # answered by the loaded adapter
+    with pytest.raises(TypeError):
+        find_adapter(object())  # nothing loaded accepts it: the entry points are scanned again
+    assert len(scans) > 1
