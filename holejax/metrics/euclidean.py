@@ -22,7 +22,7 @@ distance. Squared distances under that rounding floor are reported as 0
 (``jax.enable_x64``) and pass float64 when such near-duplicates matter.
 
 Manhattan and chebyshev have no such identity; they fold one unit at a time
-into a ``(block, sample)`` accumulator that stays in cache, so memory stays
+into a ``(block, sample)`` accumulator of ~4 MiB, so memory stays
 ``O(block * n)`` besides the output, never ``O(n^2 d)``.
 """
 
@@ -191,7 +191,8 @@ def _accumulate_units(A: jax.Array, B: jax.Array, step, init: jax.Array) -> jax.
     """Fold ``step(acc, |a_iu - b_ju|)`` over the units ``u``, for all rows of ``A`` and ``B``.
 
     The rows of ``A`` go in blocks whose ``(block, len(B))`` accumulator
-    fits in ~4 MiB of cache; within a block a ``fori_loop`` over units
+    takes ~4 MiB (of 0.25, 1 and 4 MiB, 4 measured fastest on XLA:CPU, with
+    16 units per pass ahead of 4, 32 and 64); within a block a ``fori_loop`` over units
     updates the accumulator with one column of differences at a time,
     unrolled 16 units deep so that XLA fuses 16 updates into one pass over
     it. Nothing of size ``block * unit * len(B)`` is ever built. (Building
