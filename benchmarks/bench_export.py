@@ -23,14 +23,13 @@ run per mode (tracing slows every Python allocation, so it would distort the
 times). Repeats alternate the modes and report the median.
 
     python benchmarks/bench_export.py [--quick] [--framework torch|flax|both] [--threads N]
-                                      [--compressors none|lz4|zstd] [--inplace-relu] [--buffered-writes]
+                                      [--compressors none|lz4|zstd] [--inplace-relu]
                                       [--out PATH]
 
 ``--inplace-relu`` builds the PyTorch MLP with ``nn.ReLU(inplace=True)``: every
 captured Linear output but the last is then changed in place later in the
 forward pass, so the adapter copies it (Flax is unaffected: JAX arrays are
-immutable). ``--buffered-writes`` turns off the store's ``O_DIRECT`` chunk
-writes, so both ways of writing can be compared.
+immutable).
 """
 
 from __future__ import annotations
@@ -141,10 +140,6 @@ def child(mode: str, framework: str, store: str, args: argparse.Namespace) -> di
     import holejax as hj
     from holejax.capture import find_adapter, pool, select_layers
 
-    if args.buffered_writes:
-        import holejax.store.chunks
-
-        holejax.store.chunks._O_DIRECT = 0  # every chunk file takes the buffered write
     model, layer_type = _torch_model(args.inplace_relu) if framework == "torch" else _flax_model()
     X = np.random.default_rng(0).standard_normal((n, D_IN), dtype=np.float32)
     run_bare, warm = _bare_loop(framework, model, X, batch)
@@ -202,7 +197,7 @@ def _run_child(mode: str, framework: str, workdir: Path, args: argparse.Namespac
     cmd = [sys.executable, __file__, "--child", mode, "--framework", framework, "--n", str(args.n),
            "--batch", str(args.batch), "--store", str(store), "--threads", str(args.threads),
            "--compressors", args.compressors]
-    for flag, on in [("--trace", trace), ("--inplace-relu", args.inplace_relu), ("--buffered-writes", args.buffered_writes)]:
+    for flag, on in [("--trace", trace), ("--inplace-relu", args.inplace_relu)]:
         cmd += [flag] if on else []
     env = dict(os.environ)
     if args.threads:  # XLA reads its thread settings at start-up
@@ -230,8 +225,6 @@ def main() -> None:
                         help="compressors= of the export (default none, the export's default)")
     parser.add_argument("--inplace-relu", action="store_true",
                         help="PyTorch MLP with nn.ReLU(inplace=True): the captured Linear outputs are copied")
-    parser.add_argument("--buffered-writes", action="store_true",
-                        help="chunk files through the page cache instead of O_DIRECT")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     if args.child:
@@ -268,7 +261,6 @@ def main() -> None:
         "config": {"n_samples": args.n, "batch_size": args.batch, "layers_captured": DEPTH,
                    "model": f"MLP {D_IN} -> {DEPTH - 1} x {WIDTH} -> {N_OUT}", "repeats": args.repeats, "compute_threads": args.threads or "default",
                    "compressors": args.compressors, "inplace_relu": args.inplace_relu,
-                   "buffered_writes": args.buffered_writes,
                    "one_batch_of_activations_mib": batch_mib,
                    "all_activations_mib": args.n * units * 4 / 2**20},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -281,7 +273,7 @@ def main() -> None:
         saved = json.loads(out.read_text()) if out.is_file() else {}
         runs = saved.get("runs", {})
         key = (f"threads={args.threads or 'default'}" + ("" if args.compressors == "none" else f",compressors={args.compressors}")
-               + (",inplace_relu" if args.inplace_relu else "") + (",buffered_writes" if args.buffered_writes else ""))
+               + (",inplace_relu" if args.inplace_relu else ""))
         runs[key] = report
         out.write_text(json.dumps({"benchmark": "export", "runs": runs}, indent=2) + "\n")
     print(markdown(report))
@@ -295,7 +287,6 @@ def markdown(report: dict) -> str:
         f"{cfg['all_activations_mib']:.0f} MiB. Compute threads: {cfg.get('compute_threads', 'default')}. "
         f"Compressors: {cfg.get('compressors', 'none')}. "
         + ("PyTorch ReLUs in place (captured Linear outputs copied). " if cfg.get("inplace_relu") else "")
-        + ("Buffered chunk writes (no O_DIRECT). " if cfg.get("buffered_writes") else "")
         + f"Median of {cfg['repeats']}.",
         "",
         "| framework | run | time (s) | CPU time (s) | samples/s | time / bare | peak RSS rise (MiB) | tracemalloc peak (MiB) |",

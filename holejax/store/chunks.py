@@ -6,9 +6,8 @@ trip), which is most of an export's write time. An export writes whole
 chunks in order, so :class:`ChunkFiles` encodes each whole chunk itself (raw
 little-endian bytes, then the array's compressor through the same numcodecs
 codec Zarr uses) and writes it to the chunk's file under the key Zarr's own
-metadata gives, through a temporary file renamed into place as Zarr does;
-chunks of 64 KiB and more go past the page cache (``O_DIRECT``) where the
-system allows (:meth:`ChunkFiles._write_file`). The store stays an ordinary
+metadata gives, through a temporary file renamed into place as Zarr does.
+The store stays an ordinary
 Zarr v3 store: every byte equals what Zarr would have written, which the
 tests check. Anything else (a partial or edge chunk, a codec it does not
 know, a store that is not a local folder) goes through Zarr.
@@ -28,9 +27,6 @@ import zarr
 __all__ = ["COMPRESSORS", "ChunkFiles", "resolve_compressors"]
 
 COMPRESSORS = (None, "lz4", "zstd")
-_O_DIRECT = getattr(os, "O_DIRECT", 0)  # 0 where the system has none (macOS, Windows)
-_PAGE = 4096  # alignment of O_DIRECT buffers and lengths (a multiple of every common block size)
-_DIRECT_MIN_BYTES = 1 << 16
 
 
 def resolve_compressors(compressors: Any, dtype: np.dtype) -> tuple | None:
@@ -120,8 +116,6 @@ class ChunkFiles:
         self.chunk = int(array.chunks[1])
         self.dtype = np.dtype(array.dtype).newbyteorder("<")
         self._made: set[Path] = set()
-        self._direct = _O_DIRECT != 0
-        self._scratch: memoryview | None = None
 
     @classmethod
     def of(cls, array: zarr.Array) -> "ChunkFiles | None":
@@ -152,58 +146,12 @@ class ChunkFiles:
             buf = encoder.encode(np.frombuffer(buf, dtype=np.uint8))
         tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
         try:
-            self._write_file(tmp, memoryview(buf).cast("B"))
+            with open(tmp, "xb") as f:
+                f.write(memoryview(buf).cast("B"))
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-
-    def _aligned(self, size: int) -> memoryview:
-        """A reused, page-aligned scratch buffer of at least ``size`` bytes."""
-        if self._scratch is None or len(self._scratch) < size:
-            raw = np.empty(size + _PAGE, np.uint8)
-            offset = -raw.ctypes.data % _PAGE
-            self._scratch = memoryview(raw[offset : offset + size])
-        return self._scratch
-
-    def _write_file(self, path: Path, data: memoryview) -> None:
-        """Write ``data`` to the new file ``path``, past the page cache where the system allows.
-
-        A buffered write makes the kernel take fresh page-cache pages for
-        every byte; on virtual machines whose free memory goes back to the
-        host that costs as much CPU as a small model's forward pass (see the
-        export section of benchmarks/README.md). ``O_DIRECT`` hands the
-        bytes to the disk instead. It needs page-aligned memory and lengths,
-        so the chunk is copied into an aligned buffer, written padded to whole
-        pages, and the file cut back to its length. Chunks under 64 KiB, and
-        systems or file systems without ``O_DIRECT`` (the first refusal turns
-        it off for this array), take an ordinary buffered write.
-        """
-        n = len(data)
-        if self._direct and n >= _DIRECT_MIN_BYTES:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_DIRECT, 0o644)
-            except OSError:
-                self._direct = False
-            else:
-                try:
-                    padded = -(-n // _PAGE) * _PAGE
-                    buf = self._aligned(padded)
-                    buf[:n] = data
-                    buf[n:padded] = bytes(padded - n)
-                    done = 0
-                    while done < padded:
-                        done += os.write(fd, buf[done:padded])
-                    if padded != n:
-                        os.ftruncate(fd, n)
-                    return
-                except OSError:
-                    self._direct = False  # the file system refused: write again, buffered
-                finally:
-                    os.close(fd)
-                os.unlink(path)
-        with open(path, "wb") as f:
-            f.write(data)
 
     def write(self, p_index: int, start: int, data: np.ndarray) -> None:
         """Store ``data`` ``(sample, unit)`` at ``[p_index, start:start + len(data)]``.
