@@ -128,6 +128,25 @@ def test_unit_fold_blocks_and_unroll_remainder(metric, dtype, monkeypatch, cloud
     assert batched[1, 7, 30] == batched[1, 30, 7] == 0.0
 
 
+def test_manhattan_of_wide_clouds_keeps_float32_accuracy(assert_rel):
+    # a running float32 sum over 16384 units drifts by ~8e-6 relative; chunked sums stay near 5e-7
+    X = np.random.default_rng(3).normal(3.0, 1.0, size=(20, 16384)).astype(np.float32)
+    D = np.asarray(hj.pairwise_distances(X, "manhattan"))
+    assert_rel(D, reference(X, "manhattan"), 2e-6, "manhattan")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_manhattan_chunks_pad_units_to_whole_passes(dtype, monkeypatch, cloud, assert_rel):
+    # 45 units in chunks of at most 16: three chunks of 16, the last one padded with zero units
+    monkeypatch.setattr(euc_mod, "_SUM_CHUNK_UNITS", 16)
+    monkeypatch.setattr(euc_mod, "_UNROLL_UNITS", 4)
+    X = cloud(30, 45, seed=4, dtype=dtype)
+    with jax.enable_x64(dtype == np.float64):
+        D = np.asarray(jax.jit(lambda X: euc_mod.manhattan_distances(X))(X))
+    assert D.dtype == dtype
+    assert_rel(D, reference(X, "manhattan"), 1e-5 if dtype == np.float32 else 1e-12, "manhattan")
+
+
 @pytest.mark.parametrize("metric", list(KERNELS))
 def test_symmetric_panel_path_matches_scipy(metric, monkeypatch, cloud, assert_rel):
     # large clouds compute only the upper triangle in row panels: force that path on a small cloud
