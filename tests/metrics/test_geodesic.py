@@ -118,3 +118,19 @@ def test_bad_k_and_mutual(cloud):
         hj.metrics.knn_graph(X, k=True)
     with pytest.raises(TypeError, match="mutual must be True or False"):
         hj.metrics.knn_graph(X, k=3, mutual="yes")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_geodesic_sources_in_blocks_match_one_search(dtype, monkeypatch, cloud):
+    # blocks of 7 sources over 30 samples (the last block short), two graph components
+    monkeypatch.setattr(geo, "_SOURCE_BLOCK_BYTES", 7 * 8 * 30)
+    X = cloud(30, 3, seed=6, dtype=dtype)
+    X[20:] += 100.0
+    with jax.enable_x64(dtype == np.float64):  # float64 edge lengths need x64 in the kNN kernel
+        D, components = geo.geodesic_distances(X, k=3)
+    ref = shortest_path(sklearn_graph(X, 3), method="D", directed=False)
+    assert D.dtype == dtype and components.tolist() == [0] * 20 + [1] * 10
+    assert np.isinf(D[:20, 20:]).all() and np.isinf(D[20:, :20]).all()
+    finite = np.isfinite(ref)
+    np.testing.assert_array_equal(np.isfinite(D), finite)
+    np.testing.assert_allclose(D[finite], ref[finite], rtol=1e-5 if dtype == np.float32 else 1e-10)
