@@ -20,8 +20,6 @@ scale of the cloud instead (1 if every scale is 0), and
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -30,58 +28,11 @@ from jax.typing import ArrayLike
 from holejax.metrics.cosine import cosine_distances
 from holejax.metrics.euclidean import _zero_diagonal, euclidean_distances
 from holejax.metrics.mahalanobis import mahalanobis_distances
+from holejax.metrics.selection import row_smallest
 
-__all__ = ["SCALES", "row_smallest", "local_scales", "density_normalise", "density_distances"]
+__all__ = ["SCALES", "local_scales", "density_normalise", "density_distances"]
 
 SCALES = ("mean", "kth")
-
-
-def _group_size(m: int, k: int) -> int:
-    """Columns per group: the power of two nearest ``sqrt(m / k)``, at least 4.
-
-    It balances the two selections of :func:`row_smallest`, over ``m / s``
-    group minima and over ``k * s`` candidates.
-    """
-    return max(4, 2 ** round(math.log2(math.sqrt(m / k))))
-
-
-def row_smallest(A: ArrayLike, k: int) -> jax.Array:
-    """The ``k`` smallest values of every row, ascending.
-
-    Equal to ``-lax.top_k(-A, k)[0]``, but selects from far fewer values on
-    wide rows: the row is cut into groups of ``s`` consecutive columns, and
-    only the ``k`` groups with the smallest minima can hold the ``k``
-    smallest values (every value of another group is at least the minima of
-    those ``k`` groups, so it is never needed). One pass computes the group
-    minima; ``top_k`` then runs over ``m / s`` minima and over the ``k * s``
-    values of the chosen groups instead of all ``m``. XLA's CPU ``top_k``
-    slows down sharply on long rows (4000 columns: ~50 ms for 4000 rows,
-    against ~9 ms this way; see benchmarks/README.md).
-
-    Args:
-        A: ``(row, column)`` values; no NaN (``inf`` is fine).
-        k: values per row, ``1 <= k <= column`` (static).
-
-    Returns:
-        ``(row, k)`` values, each row ascending.
-
-    Example:
-        >>> A = jnp.array([[5.0, 1.0, 4.0, 2.0, 3.0, 0.5]])
-        >>> row_smallest(A, 2).tolist()
-        [[0.5, 1.0]]
-    """
-    A = jnp.asarray(A)
-    rows, m = A.shape
-    s = _group_size(m, k)
-    groups = -(-m // s)
-    if k * s + groups >= m // 2:  # too few columns for the groups to save work
-        return -lax.top_k(-A, k)[0]
-    inf = jnp.array(jnp.inf, A.dtype)
-    minima = lax.reduce_window(A, inf, lax.min, (1, s), (1, s), padding=((0, 0), (0, groups * s - m)))
-    _, chosen = lax.top_k(-minima, k)  # (row, k) group indices
-    columns = (chosen[:, :, None] * s + jnp.arange(s)).reshape(rows, k * s)
-    candidates = jnp.take_along_axis(A, columns, axis=1, mode="fill", fill_value=float("inf"))  # past the end: inf
-    return -lax.top_k(-candidates, k)[0]
 
 
 def local_scales(D: ArrayLike, k: int = 5, scale: str = "mean") -> jax.Array:
@@ -104,7 +55,7 @@ def local_scales(D: ArrayLike, k: int = 5, scale: str = "mean") -> jax.Array:
     D = jnp.asarray(D)
     n = D.shape[0]
     eye = lax.broadcasted_iota(jnp.int32, (n, n), 0) == lax.broadcasted_iota(jnp.int32, (n, n), 1)
-    nearest = row_smallest(jnp.where(eye, jnp.inf, D), k)
+    nearest, _ = row_smallest(jnp.where(eye, jnp.inf, D), k)
     if scale == "kth":
         return nearest[:, -1]
     return jnp.mean(nearest, axis=1)

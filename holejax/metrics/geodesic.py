@@ -32,6 +32,7 @@ from jax.typing import ArrayLike
 from scipy.sparse.csgraph import connected_components, shortest_path
 
 from holejax.metrics.euclidean import gram
+from holejax.metrics.selection import row_smallest
 
 __all__ = ["KNNGraph", "knn", "knn_graph", "geodesic_distances"]
 
@@ -112,7 +113,7 @@ def knn(X: ArrayLike, k: int) -> tuple[jax.Array, jax.Array]:
         r_idx = start + jnp.arange(block)
         D2 = (sq[None, :] + jnp.sum(R * R, axis=1)[:, None]) - 2 * gram(R, X)
         D2 = jnp.where(r_idx[:, None] == jnp.arange(n)[None, :], jnp.inf, D2)
-        _, idx = lax.top_k(-D2, k)
+        _, idx = row_smallest(D2, k)
         diff = R[:, None, :] - X[idx]
         dist = jnp.sqrt(jnp.sum(diff * diff, axis=-1))
         order = jnp.argsort(dist, axis=1, stable=True)

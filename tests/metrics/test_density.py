@@ -10,6 +10,7 @@ from scipy.spatial.distance import cdist
 
 import holejax as hj
 from holejax.metrics import density as den
+from holejax.metrics.selection import row_smallest
 
 
 def reference(X, base, k, scale):
@@ -87,25 +88,32 @@ def test_bad_density_parameters(cloud):
 @pytest.mark.parametrize(
     "width, k", [(7, 1), (7, 7), (50, 5), (301, 1), (301, 17), (1000, 5), (1000, 17), (1601, 1), (1601, 5)]
 )
-def test_row_smallest_matches_a_full_sort(width, k):
-    """Grouped selection (wide rows) and plain top_k (narrow rows) against np.sort, ties and inf included."""
+def test_row_smallest_matches_a_stable_sort(width, k):
+    """Grouped selection (wide rows) and plain top_k (narrow rows) against a stable argsort:
+    the same values and the same columns, ties (in column order) and inf included."""
     rng = np.random.default_rng(width + k)
     A = rng.integers(0, 40, size=(9, width)).astype(np.float32)  # many ties
     A[rng.random(A.shape) < 0.3] = np.inf
     A[0] = np.inf  # a row of inf only
     A[1, -k:] = -1.0  # the smallest values in the last, partial group
-    want = np.sort(A, axis=1)[:, :k]
-    np.testing.assert_array_equal(np.asarray(jax.jit(den.row_smallest, static_argnums=1)(A, k)), want)
-    batched = jax.vmap(lambda a: den.row_smallest(a, k))(np.stack([A, A[::-1]]))
-    np.testing.assert_array_equal(np.asarray(batched[1]), want[::-1])
+    A[2] = 3.0  # one value everywhere: the first k columns
+    want_at = np.argsort(A, axis=1, kind="stable")[:, :k]
+    want = np.take_along_axis(A, want_at, axis=1)
+    values, columns = jax.jit(row_smallest, static_argnums=1)(A, k)
+    np.testing.assert_array_equal(np.asarray(values), want)
+    np.testing.assert_array_equal(np.asarray(columns), want_at)
+    b_values, b_columns = jax.vmap(lambda a: row_smallest(a, k))(np.stack([A, A[::-1]]))
+    np.testing.assert_array_equal(np.asarray(b_values[1]), want[::-1])
+    np.testing.assert_array_equal(np.asarray(b_columns[1]), want_at[::-1])
 
 
 def test_row_smallest_in_float64():
     A = np.random.default_rng(0).random((5, 2000))
     with jax.enable_x64(True):
-        out = den.row_smallest(A, 6)
-        assert out.dtype == np.float64
-        np.testing.assert_array_equal(np.asarray(out), np.sort(A, axis=1)[:, :6])
+        values, columns = row_smallest(A, 6)
+        assert values.dtype == np.float64
+        np.testing.assert_array_equal(np.asarray(values), np.sort(A, axis=1)[:, :6])
+        np.testing.assert_array_equal(np.asarray(columns), np.argsort(A, axis=1)[:, :6])
 
 
 @pytest.mark.parametrize("scale", ["mean", "kth"])

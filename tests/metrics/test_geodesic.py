@@ -41,6 +41,19 @@ def test_knn_under_vmap(cloud):
         np.testing.assert_allclose(np.asarray(dist[b]), np.asarray(d1), rtol=1e-6)
 
 
+def test_knn_on_wide_rows_breaks_ties_by_index():
+    # 1000 samples select from rows of 1000 in groups; integer points and their negations
+    # (mean exactly 0) keep every squared distance exact, so ties are exact: the lower index wins
+    half = np.random.default_rng(5).integers(-3, 4, size=(500, 3)).astype(np.float32)
+    X = np.concatenate([half, -half])
+    D2 = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(D2, np.inf)
+    want = np.argsort(D2, axis=1, kind="stable")[:, :10]
+    idx, dist = jax.jit(geo.knn, static_argnames="k")(X, k=10)
+    np.testing.assert_array_equal(np.asarray(idx), want)
+    np.testing.assert_allclose(np.asarray(dist), np.sqrt(np.take_along_axis(D2, want, axis=1)), rtol=1e-6)
+
+
 @pytest.mark.parametrize("mutual", [False, True])
 def test_knn_graph_matches_sklearn(mutual, cloud):
     X = cloud(70, 5, seed=2)
