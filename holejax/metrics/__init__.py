@@ -12,8 +12,10 @@ Topic modules hold the single-cloud kernels (traceable, usable inside your own
 manhattan, chebyshev), :mod:`~holejax.metrics.cosine` (cosine, angular),
 :mod:`~holejax.metrics.mahalanobis` (shrinkage covariances, whitening),
 :mod:`~holejax.metrics.geodesic` (kNN graphs, shortest paths on the host),
-:mod:`~holejax.metrics.density` (density normalisation). The one ``vmap``
-over clouds lives in :mod:`~holejax.metrics.batch`.
+:mod:`~holejax.metrics.density` (density normalisation), and
+:mod:`~holejax.metrics.selection` (the ``k`` smallest entries of every row,
+for nearest neighbours and local scales). The one ``vmap`` over clouds
+lives in :mod:`~holejax.metrics.batch`.
 
 Example:
     >>> import numpy as np, holejax.metrics as hm
