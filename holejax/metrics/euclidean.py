@@ -196,10 +196,10 @@ def _accumulate_units(
 
     The rows of ``A`` go in blocks whose ``(block, len(B))`` accumulator
     takes ~4 MiB (of 0.25, 1 and 4 MiB, 4 measured fastest on XLA:CPU, with
-    16 units per pass ahead of 4, 32 and 64); within a block a ``fori_loop`` over units
-    updates the accumulator with one column of differences at a time,
-    unrolled 16 units deep so that XLA fuses 16 updates into one pass over
-    it. Nothing of size ``block * unit * len(B)`` is ever built. (Building
+    16 units per pass ahead of 4, 32 and 64). Within a block a ``fori_loop``
+    over units updates the accumulator with one column of differences at a
+    time, unrolled 16 units deep so that XLA fuses 16 updates into one pass
+    over it. Nothing of size ``block * unit * len(B)`` is ever built. (Building
     the ``(block, unit, sample)`` differences and reducing them, the form
     this replaced, measured 3-6x slower on XLA:CPU.)
 
@@ -207,8 +207,8 @@ def _accumulate_units(
     proportion to ``d`` (8e-6 relative at d = 16384 in float32). With
     ``chunk_units``, wider clouds are folded in chunks of at most that many
     units, each into a fresh accumulator added to the total, so no sum runs
-    over more than ``chunk_units`` or ``d / chunk_units`` terms (4.5e-7 at
-    d = 16384 with 256). Units are padded with zero columns to whole chunks,
+    over more than ``chunk_units`` or ``d / chunk_units`` terms (at most 6e-7
+    from d = 512 to 16384 with 256). Units are padded with zero columns to whole chunks,
     which adds ``|0 - 0| = 0``.
 
     Args:

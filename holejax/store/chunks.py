@@ -8,8 +8,9 @@ little-endian bytes, then the array's compressor through the same numcodecs
 codec Zarr uses) and writes it to the chunk's file under the key Zarr's own
 metadata gives, through a temporary file renamed into place as Zarr does.
 The store stays an ordinary Zarr v3 store: every byte equals what Zarr would
-have written, which the tests check. Anything else (a partial or edge chunk, a codec it does not
-know, a store that is not a local folder) goes through Zarr.
+have written, which the tests check. Anything else (a partial or edge chunk,
+a codec it does not know, a store that is not a local folder) goes through
+Zarr.
 """
 
 from __future__ import annotations
