@@ -113,6 +113,73 @@ def _remove_store(path: Path, kind: str) -> None:
     shutil.rmtree(path)
 
 
+_BYTES_CODEC = {"name": "bytes", "configuration": {"endian": "little"}}
+_COORD_CODECS = [_BYTES_CODEC, {"name": "zstd", "configuration": {"level": 0, "checksum": False}}]
+_STRING_CODECS = [{"name": "vlen-utf8", "configuration": {}}, _COORD_CODECS[1]]
+
+
+def _array_metadata(
+    shape: Sequence[int], chunks: Sequence[int], data_type: str, fill_value: Any, codecs: list[dict],
+    dims: Sequence[str], attributes: Mapping[str, Any] | None = None, separator: str = "/",
+) -> Any:
+    """The metadata of one Zarr v3 array, from the document the Zarr v3 specification defines."""
+    from zarr.core.metadata import ArrayV3Metadata
+
+    return ArrayV3Metadata.from_dict({
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": list(shape),
+        "data_type": data_type,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": separator}},
+        "fill_value": fill_value,
+        "codecs": codecs,
+        "attributes": dict(attributes or {}),
+        "dimension_names": list(dims),
+    })
+
+
+def _create_nodes(
+    path: Path, root_attrs: dict, n_samples: int, perturbations: list[str], labels: np.ndarray | None,
+    layers: Sequence[LayerSpec], chunks: Mapping[str, int], dtype: np.dtype, codecs: tuple | None,
+) -> dict[str, zarr.Array]:
+    """Create the group, its coordinates and the NaN-filled layer arrays; return the layer arrays.
+
+    The coordinates (``sample``, ``perturbation`` and ``label``, the last
+    named in the group's ``coordinates`` attribute) take the layout that
+    ``xarray.Dataset.to_zarr`` gives them, so the store opens with plain
+    ``xarray.open_zarr``. Every node is created in one concurrent
+    ``zarr.create_hierarchy`` call: about a third of the time of writing the
+    coordinates through xarray and then creating the arrays one by one.
+    """
+    from zarr.core.group import GroupMetadata
+    from zarr.storage import LocalStore
+
+    attrs = dict(root_attrs, **({"coordinates": "label"} if labels is not None else {}))
+    p = len(perturbations)
+    nodes: dict[str, Any] = {
+        "": GroupMetadata(attributes=json_safe(attrs)),
+        "sample": _array_metadata((n_samples,), (n_samples,), "int64", 0, _COORD_CODECS, ["sample"]),
+        "perturbation": _array_metadata((p,), (p,), "string", "", _STRING_CODECS, ["perturbation"]),
+    }
+    if labels is not None:
+        nodes["label"] = _array_metadata((n_samples,), (n_samples,), "int64", 0, _COORD_CODECS, ["sample"])
+    layer_codecs = [_BYTES_CODEC, *(c.to_dict() for c in codecs or ())]
+    for spec in layers:
+        nodes[spec.name] = _array_metadata(
+            (p, n_samples, spec.units), (1, chunks[spec.name], spec.units), dtype.name, "NaN", layer_codecs,
+            ["perturbation", "sample", unit_dim(spec.name)],
+            {"layer": spec.name, "shape": list(spec.shape), "pooling": spec.pooling},
+            separator=".",  # one folder of chunks per layer
+        )
+    created = dict(zarr.create_hierarchy(store=LocalStore(path), nodes=nodes))
+    created["sample"][:] = np.arange(n_samples, dtype=np.int64)
+    created["perturbation"][:] = np.array(perturbations, dtype=object)
+    if labels is not None:
+        created["label"][:] = labels
+    return {spec.name: created[spec.name] for spec in layers}
+
+
 class ActivationWriter:
     """Streams activations into a Zarr v3 activation store.
 
@@ -130,16 +197,19 @@ class ActivationWriter:
         ((1, 4, 3), True)
     """
 
-    def __init__(self, path: Path, group: zarr.Group, layers: list[LayerSpec], perturbations: list[str], n_samples: int):
+    def __init__(
+        self, path: Path, arrays: Mapping[str, zarr.Array], layers: list[LayerSpec], perturbations: list[str],
+        n_samples: int,
+    ):
         self.path = path
-        self._group = group
         self.layers = layers
         self.perturbations = perturbations
         self.n_samples = n_samples
-        self._arrays = {spec.name: group[spec.name] for spec in layers}
+        self._arrays = {spec.name: arrays[spec.name] for spec in layers}
         self._files = {name: ChunkFiles.of(arr) for name, arr in self._arrays.items()}
-        self._progress: dict[str, int] = {p: int(v) for p, v in dict(group.attrs.get("progress", {})).items()}
         self._root = json.loads((path / "zarr.json").read_text())  # the writer owns the root metadata now
+        progress = self._root.get("attributes", {}).get("progress", {})
+        self._progress: dict[str, int] = {p: int(v) for p, v in dict(progress).items()}
 
     # -- construction -----------------------------------------------------
     @classmethod
@@ -213,12 +283,6 @@ class ActivationWriter:
         if exists:  # overwrite
             _remove_store(path, ACTIVATIONS_KIND)
 
-        coords: dict[str, Any] = {
-            "sample": np.arange(n_samples, dtype=np.int64),
-            "perturbation": np.array([n for n, _ in entries], dtype=object),
-        }
-        if label_arr is not None:
-            coords["label"] = ("sample", label_arr)
         root_attrs = {
             "holejax_store": ACTIVATIONS_KIND,
             "holejax_version": __version__,
@@ -230,24 +294,14 @@ class ActivationWriter:
             **json_safe(dict(attrs or {})),
             "layers": names,
         }
-        xr.Dataset(coords=coords, attrs=root_attrs).to_zarr(
-            path, mode="w", zarr_format=3, consolidated=False
+        chunks = {
+            spec.name: min(int(sample_chunk or max(1, _CHUNK_BYTES // (spec.units * dtype.itemsize))), n_samples)
+            for spec in layers
+        }
+        arrays = _create_nodes(
+            path, root_attrs, n_samples, [n for n, _ in entries], label_arr, layers, chunks, dtype, codecs
         )
-        group = zarr.open_group(path, mode="a", zarr_format=3, use_consolidated=False)
-        for spec in layers:
-            chunk = sample_chunk or max(1, min(n_samples, _CHUNK_BYTES // (spec.units * dtype.itemsize)))
-            group.create_array(
-                spec.name,
-                shape=(len(entries), n_samples, spec.units),
-                chunks=(1, min(int(chunk), n_samples), spec.units),
-                dtype=dtype,
-                fill_value=np.nan,
-                compressors=codecs,
-                chunk_key_encoding={"name": "default", "separator": "."},  # one folder of chunks per layer
-                dimension_names=["perturbation", "sample", unit_dim(spec.name)],
-                attributes={"layer": spec.name, "shape": list(spec.shape), "pooling": spec.pooling},
-            )
-        return cls(path, group, layers, [n for n, _ in entries], n_samples)
+        return cls(path, arrays, layers, [n for n, _ in entries], n_samples)
 
     @classmethod
     def _reopen(cls, path, layers, n_samples, entries, label_arr, mode) -> "ActivationWriter":
@@ -297,7 +351,7 @@ class ActivationWriter:
             group.attrs["layers"] = [spec.name for spec in layers]
         order = {spec.name: spec for spec in layers}
         layers = [order[name] for name in stored]
-        return cls(path, group, layers, present + [n for n, _ in new], n_samples)
+        return cls(path, {name: group[name] for name in stored}, layers, present + [n for n, _ in new], n_samples)
 
     # -- writing ----------------------------------------------------------
     def next_sample(self, perturbation: str) -> int:

@@ -246,3 +246,49 @@ def test_store_metadata_is_plain_json(tmp_path):
     assert meta["zarr_format"] == 3
     assert meta["attributes"]["holejax_store"] == "activations"
     assert not list(path.rglob("*.pkl"))
+
+
+def _documents(path) -> dict[str, dict]:
+    """Every node's ``zarr.json`` of a store, by node path."""
+    return {
+        str(f.parent.relative_to(path)): json.loads(f.read_text()) for f in sorted(path.rglob("zarr.json"))
+    }
+
+
+@pytest.mark.parametrize("labels", [None, [0, 1, 1, 0, 1]])
+@pytest.mark.parametrize("compressors", [None, "zstd"])
+def test_new_store_matches_the_layout_xarray_and_zarr_write(tmp_path, labels, compressors):
+    import zarr
+
+    from holejax.store.chunks import resolve_compressors
+
+    path = tmp_path / "acts.zarr"
+    ActivationWriter.create(
+        path, LAYERS, 5, perturbations=["clean", "gaussian(sigma=0.1)"], labels=labels,
+        attrs={"framework": "test"}, sample_chunk=2, compressors=compressors,
+    )
+    ours = _documents(path)
+
+    # the same store written the plain way: coordinates through xarray, each layer through zarr
+    ref = tmp_path / "ref.zarr"
+    attrs = dict(ours["."]["attributes"])
+    attrs.pop("coordinates", None)
+    coords = {"sample": np.arange(5), "perturbation": np.array(["clean", "gaussian(sigma=0.1)"], dtype=object)}
+    if labels is not None:
+        coords["label"] = ("sample", np.asarray(labels, dtype=np.int64))
+    xr.Dataset(coords=coords, attrs=attrs).to_zarr(ref, mode="w", zarr_format=3, consolidated=False)
+    group = zarr.open_group(ref, mode="a", zarr_format=3)
+    for spec in LAYERS:
+        group.create_array(
+            spec.name, shape=(2, 5, spec.units), chunks=(1, 2, spec.units), dtype="float32", fill_value=np.nan,
+            compressors=resolve_compressors(compressors, np.dtype("float32")),
+            chunk_key_encoding={"name": "default", "separator": "."},
+            dimension_names=["perturbation", "sample", f"{spec.name}:unit"],
+            attributes={"layer": spec.name, "shape": list(spec.shape), "pooling": spec.pooling},
+        )
+    assert ours == _documents(ref)
+    opened, reference = (xr.open_zarr(p, zarr_format=3, consolidated=False) for p in (path, ref))
+    assert set(opened.coords) == set(reference.coords) == {"sample", "perturbation"} | ({"label"} if labels else set())
+    for name in reference.coords:
+        np.testing.assert_array_equal(opened[name].values, reference[name].values)
+    assert all(np.isnan(opened[spec.name].values).all() for spec in LAYERS)
