@@ -26,6 +26,12 @@ times). Repeats alternate the modes and report the median.
                                       [--compressors none|lz4|zstd] [--inplace-relu]
                                       [--out PATH]
 
+``--threads N`` gives each framework N compute threads: ``torch.set_num_threads``
+for PyTorch; for JAX, whose XLA_FLAGS have no such setting, the CPU backend
+starts while the process is restricted to N CPUs (XLA sizes its thread pool
+from the affinity mask), which is lifted again before anything runs. Left out,
+each framework uses every CPU.
+
 ``--inplace-relu`` builds the PyTorch MLP with ``nn.ReLU(inplace=True)``: every
 captured Linear output but the last is then changed in place later in the
 forward pass, so the adapter copies it (Flax is unaffected: JAX arrays are
@@ -128,6 +134,25 @@ def _bare_loop(framework: str, model, X, batch: int):
     return run, lambda: jax.block_until_ready(apply(variables, X[:batch]))
 
 
+def _limit_xla_threads(threads: int) -> None:
+    """Start JAX's CPU backend with a thread pool of ``threads`` compute threads.
+
+    XLA sizes that pool from the process's CPU affinity mask when the backend
+    starts (the way JAX's maintainers point to in jax-ml/jax#1539; XLA_FLAGS
+    have no such setting), and its threads keep the mask they started with.
+    The mask is restored right after, so threads started later (the export's
+    writer) may run on every CPU, as with ``torch.set_num_threads``.
+    """
+    import jax
+
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, sorted(cpus)[:threads])
+    try:
+        jax.devices()  # starts the backend and its thread pool
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
 def child(mode: str, framework: str, store: str, args: argparse.Namespace) -> dict:
     import numpy as np
 
@@ -136,6 +161,8 @@ def child(mode: str, framework: str, store: str, args: argparse.Namespace) -> di
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.threads and framework == "flax":
+        _limit_xla_threads(args.threads)
 
     import holejax as hj
     from holejax.capture import find_adapter, pool, select_layers
@@ -199,11 +226,7 @@ def _run_child(mode: str, framework: str, workdir: Path, args: argparse.Namespac
            "--compressors", args.compressors]
     for flag, on in [("--trace", trace), ("--inplace-relu", args.inplace_relu)]:
         cmd += [flag] if on else []
-    env = dict(os.environ)
-    if args.threads:  # XLA reads its thread settings at start-up
-        env["XLA_FLAGS"] = (f"{env.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false "
-                            f"intra_op_parallelism_threads={args.threads}")
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"{mode} ({framework}) failed:\n{out.stderr[-3000:]}")
     shutil.rmtree(store, ignore_errors=True)
