@@ -7,10 +7,11 @@ chunks in order, so :class:`ChunkFiles` encodes each whole chunk itself (raw
 little-endian bytes, then the array's compressor through the same numcodecs
 codec Zarr uses) and writes it to the chunk's file under the key Zarr's own
 metadata gives, through a temporary file renamed into place as Zarr does.
-The store stays an ordinary Zarr v3 store: every byte equals what Zarr would
-have written, which the tests check. Anything else (a partial or edge chunk,
-a codec it does not know, a store that is not a local folder) goes through
-Zarr.
+The edge chunk is written whole as well, padded with the fill value, as Zarr
+stores it. The store stays an ordinary Zarr v3 store: every byte equals what
+Zarr would have written, which the tests check. Anything else (part of a
+chunk, a codec it does not know, a store that is not a local folder) goes
+through Zarr.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ class ChunkFiles:
         self.encoders = encoders
         self.chunk = int(array.chunks[1])
         self.dtype = np.dtype(array.dtype).newbyteorder("<")
+        self.fill = array.metadata.fill_value
         self._made: set[Path] = set()
 
     @classmethod
@@ -156,17 +158,20 @@ class ChunkFiles:
     def write(self, p_index: int, start: int, data: np.ndarray) -> None:
         """Store ``data`` ``(sample, unit)`` at ``[p_index, start:start + len(data)]``.
 
-        Whole chunks are encoded and written here; the pieces of partial
-        chunks (the store's last chunk, batches not aligned to chunks) go
-        through ``zarr.Array.__setitem__``.
+        Whole chunks are encoded and written here, the edge chunk too when
+        ``data`` holds all of its samples (Zarr stores edge chunks whole,
+        padded with the fill value); the pieces of partial chunks (batches
+        not aligned to chunks) go through ``zarr.Array.__setitem__``.
         """
         data = np.ascontiguousarray(data, dtype=self.dtype)
         stop = start + len(data)
-        c = self.chunk
+        c, n = self.chunk, self.array.shape[1]
         for k in range(start // c, -(-stop // c)):
             lo, hi = max(start, k * c), min(stop, (k + 1) * c)
             piece = data[lo - start : hi - start]
-            if lo == k * c and hi == (k + 1) * c:
+            if lo == k * c and hi == min((k + 1) * c, n):
+                if hi - lo < c:  # the edge chunk: stored whole, its rows past the end hold the fill value
+                    piece = np.concatenate([piece, np.full((c - len(piece), piece.shape[1]), self.fill, self.dtype)])
                 self._put(self.array.metadata.encode_chunk_key((p_index, k, 0)), piece)
             else:
                 self.array[p_index, lo:hi, :] = piece

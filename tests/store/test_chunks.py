@@ -47,13 +47,22 @@ def chunk_files(path, layer) -> dict[str, bytes]:
      [BloscCodec(cname="lz4", clevel=1, shuffle="noshuffle", typesize=4), ZstdCodec(level=2, checksum=True)]],
     ids=["none", "lz4", "zstd", "blosc-zstd-bitshuffle", "two-codecs"],
 )
-def test_direct_chunks_hold_the_bytes_zarr_writes(tmp_path, compressors):
+def test_direct_chunks_hold_the_bytes_zarr_writes(tmp_path, compressors, monkeypatch):
     acts = data(23)
-    ours = write(tmp_path / "ours.zarr", acts, batch=5, chunk=5, compressors=compressors)
     ref = write(tmp_path / "ref.zarr", acts, batch=5, chunk=5, compressors=compressors, through_zarr=True)
+
+    setitem = zarr.Array.__setitem__
+
+    def through_zarr(array, key, value):
+        assert array.basename not in acts, f"a chunk of {array.basename!r} went through zarr.Array.__setitem__"
+        setitem(array, key, value)  # the coordinates
+
+    with monkeypatch.context() as m:
+        m.setattr(zarr.Array, "__setitem__", through_zarr)
+        ours = write(tmp_path / "ours.zarr", acts, batch=5, chunk=5, compressors=compressors)
     for name in acts:
         files = chunk_files(tmp_path / "ours.zarr", name)
-        assert len(files) == 5  # 4 whole chunks written directly, the edge chunk through Zarr
+        assert len(files) == 5  # 4 whole chunks and the edge chunk (3 samples, padded with NaN), all direct
         assert files == chunk_files(tmp_path / "ref.zarr", name)
         np.testing.assert_array_equal(ours[name].values[0], acts[name])
         np.testing.assert_array_equal(ref[name].values[0], acts[name])
