@@ -270,7 +270,12 @@ class ActivationWriter:
             raise TypeError(f"dtype must be a floating dtype; got {dtype}.")
         codecs = resolve_compressors(compressors, dtype)
 
-        exists = path.exists() and (_is_store(path) or (path.is_dir() and any(path.iterdir())))
+        if path.exists() and not path.is_dir():
+            raise StoreError(
+                f"store {str(path)!r} is a file; a store is a folder. Pass the path of a new folder or of a "
+                "holejax activation store."
+            )
+        exists = path.exists() and (_is_store(path) or any(path.iterdir()))
         if exists and mode == "error":
             attrs_now = _read_root_attrs(path)
             if attrs_now.get("holejax_store") == ACTIVATIONS_KIND and not attrs_now.get("complete"):

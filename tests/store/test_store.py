@@ -159,6 +159,15 @@ def test_overwrite_refuses_foreign_folder(tmp_path):
     assert (foreign / "cat.jpg").exists()
 
 
+def test_store_path_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "acts.zarr"
+    path.write_text("notes")
+    for mode in ("error", "overwrite", "resume"):
+        with pytest.raises(StoreError, match="is a file; a store is a folder"):
+            ActivationWriter.create(path, LAYERS, 4, mode=mode)
+    assert path.read_text() == "notes"
+
+
 def test_store_written_by_another_tool(tmp_path):
     path = tmp_path / "other.zarr"
     xr.Dataset({"x": ("a", np.arange(3))}).to_zarr(path, zarr_format=3, consolidated=False)
