@@ -128,7 +128,7 @@ def batched_pairwise_distances(
             short = chunk - len(part)
             if short:  # pad with copies so every chunk has one shape (one compile)
                 part = np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
-            D, f = _batched(jax.device_put(part), metric, static, arrays)
+            D, f = _batched(part, metric, static, arrays)  # the jit call transfers the host array
             pieces.append(D[: chunk - short] if short else D)
             flag_pieces.append(np.asarray(f)[: chunk - short])
         Ds = pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)

@@ -156,7 +156,7 @@ def knn_graph(X: ArrayLike, k: int = 10, mutual: bool = False) -> KNNGraph:
 
 def _graph_from_cloud(arr: np.ndarray, k: int, mutual: bool) -> KNNGraph:
     n = arr.shape[0]
-    idx, dist = _knn_jit(jax.device_put(arr), k=k)
+    idx, dist = _knn_jit(arr, k=k)  # the jit call transfers the host array
     idx = np.asarray(idx, dtype=np.int64)
     dist = np.asarray(dist)
     src = np.repeat(np.arange(n, dtype=np.int64), k)

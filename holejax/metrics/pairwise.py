@@ -29,6 +29,19 @@ def device_dtype(arr: np.ndarray) -> np.dtype:
     return np.dtype(np.float32)
 
 
+def device_input(X: Any, arr: np.ndarray) -> Any:
+    """What a compiled call should receive for the validated host array ``arr`` of input ``X``.
+
+    ``X`` itself when it is a ``jax.Array`` holding exactly ``arr`` (no
+    second transfer); otherwise ``arr``: a jit call transfers a host array
+    itself, ~0.1 ms sooner than a ``jax.device_put`` first (1000 x 64
+    float32: 1.23 against 1.36 ms for the whole euclidean call).
+    """
+    if isinstance(X, jax.Array) and X.shape == arr.shape and X.dtype == arr.dtype:
+        return X
+    return arr
+
+
 def prepare_cloud(
     X: Any, metric: str, params: dict, *, argument: str = "X", layer=None, perturbation=None
 ) -> tuple[np.ndarray, MetricSpec, dict]:
@@ -112,7 +125,7 @@ def pairwise_distances(
     else:
         static, arrays = split_params(spec, full)
         arrays = {k: jnp.asarray(v, dtype=arr.dtype) for k, v in arrays.items()}
-        D, flagged = _single(jax.device_put(arr), metric, static, arrays)
+        D, flagged = _single(device_input(X, arr), metric, static, arrays)
     warn_flagged(spec, flagged, full, layer=layer, perturbation=perturbation)
     # device_put: several times faster than jnp.asarray for large host matrices
     return D if isinstance(D, jax.Array) else jax.device_put(D)

@@ -138,3 +138,21 @@ def test_jax_input_and_lists(cloud):
     a = np.asarray(hj.pairwise_distances(jnp.asarray(X), "cosine"))
     b = np.asarray(hj.pairwise_distances(X.tolist(), "cosine"))
     np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_compiled_call_gets_the_callers_jax_array_or_the_checked_host_array(cloud):
+    from holejax.metrics.pairwise import device_input, prepare_cloud
+
+    X = cloud(6, 3).astype(np.float32)
+    Xj = jnp.asarray(X)
+    arr, _, _ = prepare_cloud(Xj, "euclidean", {})
+    assert device_input(Xj, arr) is Xj  # already on the device: not transferred again
+    host, _, _ = prepare_cloud(X, "euclidean", {})
+    assert device_input(X, host) is host
+    half = jnp.asarray(X, dtype=jnp.float16)
+    arr16, _, _ = prepare_cloud(half, "euclidean", {})
+    assert arr16.dtype == np.float32 and device_input(half, arr16) is arr16  # the converted copy
+    np.testing.assert_array_equal(
+        np.asarray(hj.pairwise_distances(half)), np.asarray(hj.pairwise_distances(np.asarray(half, np.float32)))
+    )
+    np.testing.assert_array_equal(np.asarray(hj.pairwise_distances(Xj)), np.asarray(hj.pairwise_distances(X)))
