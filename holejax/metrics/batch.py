@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from holejax.metrics.host import adopt, aligned_empty
 from holejax.metrics.pairwise import prepare_cloud, warn_flagged
 from holejax.metrics.registry import get_metric, split_params
 
@@ -116,8 +117,11 @@ def batched_pairwise_distances(
         )
 
     if spec.host_kernel is not None:
-        outs, flags = zip(*(spec.host_kernel(X, **full) for X in stacked))
-        Ds, flagged = jax.device_put(np.stack(outs)), np.stack(flags)
+        Ds_host, flags = aligned_empty((batch, n, n), stacked.dtype), []
+        for b, X in enumerate(stacked):
+            Ds_host[b], f = spec.host_kernel(X, **full)
+            flags.append(f)
+        Ds, flagged = adopt(Ds_host), np.stack(flags)
     else:
         static, arrays = split_params(spec, full)
         arrays = {k: jnp.asarray(v, dtype=stacked.dtype) for k, v in arrays.items()}

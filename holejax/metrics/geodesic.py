@@ -32,6 +32,7 @@ from jax.typing import ArrayLike
 from scipy.sparse.csgraph import connected_components, shortest_path
 
 from holejax.metrics.euclidean import gram
+from holejax.metrics.host import aligned_empty
 from holejax.metrics.selection import row_smallest
 
 __all__ = ["KNNGraph", "knn", "knn_graph", "geodesic_distances"]
@@ -203,7 +204,7 @@ def geodesic_distances(
     n = arr.shape[0]
     graph = _graph_from_cloud(arr, k, mutual)
     adjacency = graph.to_csr()
-    D = np.empty((n, n), arr.dtype)
+    D = aligned_empty((n, n), arr.dtype)  # handed to XLA without a copy (holejax.metrics.host)
     step = max(1, _SOURCE_BLOCK_BYTES // (8 * n))
     for lo in range(0, n, step):
         # the adjacency holds both directions of every edge, so a directed search sees the

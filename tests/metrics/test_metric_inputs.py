@@ -141,7 +141,8 @@ def test_jax_input_and_lists(cloud):
 
 
 def test_compiled_call_gets_the_callers_jax_array_or_the_checked_host_array(cloud):
-    from holejax.metrics.pairwise import device_input, prepare_cloud
+    from holejax.metrics.host import device_input
+    from holejax.metrics.pairwise import prepare_cloud
 
     X = cloud(6, 3).astype(np.float32)
     Xj = jnp.asarray(X)
@@ -156,3 +157,31 @@ def test_compiled_call_gets_the_callers_jax_array_or_the_checked_host_array(clou
         np.asarray(hj.pairwise_distances(half)), np.asarray(hj.pairwise_distances(np.asarray(half, np.float32)))
     )
     np.testing.assert_array_equal(np.asarray(hj.pairwise_distances(Xj)), np.asarray(hj.pairwise_distances(X)))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (3, 5, 11)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_host_results_are_aligned_and_handed_over_intact(shape, dtype):
+    from holejax.metrics.host import adopt, aligned_empty
+
+    a = aligned_empty(shape, dtype)
+    assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous and a.ctypes.data % 64 == 0
+    a[...] = np.arange(a.size).reshape(shape)
+    expected = a.copy()
+    np.testing.assert_array_equal(np.asarray(adopt(a)), expected)
+    unaligned = np.empty(a.size + 1, dtype)[1:].reshape(shape)  # numpy memory, 8 bytes off
+    unaligned[...] = expected
+    np.testing.assert_array_equal(np.asarray(adopt(unaligned)), expected)
+
+
+def test_geodesic_results_arrive_intact_single_and_batched(cloud):
+    from scipy.sparse.csgraph import shortest_path
+    from sklearn.neighbors import kneighbors_graph
+
+    X = cloud(40, 3)
+    G = kneighbors_graph(X.astype(np.float64), 5, mode="distance")
+    ref = shortest_path(G.maximum(G.T), method="D", directed=False)
+    np.testing.assert_allclose(np.asarray(hj.pairwise_distances(X, "geodesic", k=5)), ref, rtol=1e-5)
+    both = np.asarray(hj.batched_pairwise_distances(np.stack([X, X[::-1]]), "geodesic", k=5))
+    np.testing.assert_allclose(both[0], ref, rtol=1e-5)
+    np.testing.assert_allclose(both[1], ref[::-1, ::-1], rtol=1e-5)
