@@ -15,7 +15,8 @@ manhattan, chebyshev), :mod:`~holejax.metrics.cosine` (cosine, angular),
 :mod:`~holejax.metrics.density` (density normalisation), and
 :mod:`~holejax.metrics.selection` (the ``k`` smallest entries of every row,
 for nearest neighbours and local scales). The one ``vmap`` over clouds
-lives in :mod:`~holejax.metrics.batch`.
+lives in :mod:`~holejax.metrics.batch`; :mod:`~holejax.metrics.host` hands
+host arrays to XLA without needless copies.
 
 Example:
     >>> import numpy as np, holejax.metrics as hm
