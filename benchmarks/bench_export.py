@@ -145,6 +145,10 @@ def _limit_xla_threads(threads: int) -> None:
     """
     import jax
 
+    if not hasattr(os, "sched_setaffinity"):  # not Linux
+        print(f"--threads {threads}: no CPU affinity on this system; JAX keeps its default threads",
+              file=sys.stderr)
+        return
     cpus = os.sched_getaffinity(0)
     os.sched_setaffinity(0, sorted(cpus)[:threads])
     try:
