@@ -12,6 +12,7 @@ with slow page faults.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import jax
@@ -20,6 +21,8 @@ import numpy as np
 __all__ = ["device_input", "aligned_empty", "adopt"]
 
 _ALIGN = 64  # bytes; XLA:CPU adopts host buffers aligned like this, and copies others
+# JAX releases before device_put's may_alias always copy, which is still correct
+_MAY_ALIAS = {"may_alias": True} if "may_alias" in inspect.signature(jax.device_put).parameters else {}
 
 
 def device_input(X: Any, arr: np.ndarray) -> Any:
@@ -70,4 +73,4 @@ def adopt(host: np.ndarray) -> jax.Array:
         >>> np.asarray(adopt(a)).tolist()
         [[1.0, 1.0], [1.0, 1.0]]
     """
-    return jax.device_put(host, may_alias=True)
+    return jax.device_put(host, **_MAY_ALIAS)
