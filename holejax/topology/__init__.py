@@ -2,7 +2,8 @@
 activation landscapes, neural persistence of weights, Betti-number decay.
 
 Modules:
-    diagrams                bottleneck / Wasserstein distances, total persistence, persistent entropy
+    diagrams                bottleneck / Wasserstein distances (gudhi; batched H0 in JAX),
+                            total persistence, persistent entropy
     landscapes              persistence landscapes on a grid, norms (JAX)
     activation_landscapes   activation landscapes per layer (Wheeler, Bouza & Bubenik)
     landscape_stats         permutation test and PCA view over groups of landscapes
@@ -30,6 +31,7 @@ from holejax.topology.diagrams import (
     as_diagram,
     bottleneck_distance,
     diagram_distance,
+    h0_diagram_distances,
     persistent_entropy,
     split_essential,
     total_persistence,
@@ -77,6 +79,7 @@ __all__ = [
     "as_diagram",
     "bottleneck_distance",
     "diagram_distance",
+    "h0_diagram_distances",
     "persistent_entropy",
     "split_essential",
     "total_persistence",

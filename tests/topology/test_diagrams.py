@@ -19,6 +19,7 @@ from holejax.topology import (
     as_diagram,
     bottleneck_distance,
     diagram_distance,
+    h0_diagram_distances,
     persistent_entropy,
     total_persistence,
     wasserstein_distance,
@@ -68,6 +69,37 @@ def test_large_h0_diagrams_match_gudhi():
     b = np.c_[np.zeros(399), np.sort(linkage(Y, "single")[:, 2])]
     assert diagram_distance(a, b) == pytest.approx(gudhi.bottleneck_distance(a, b, 0), abs=1e-12)
     assert diagram_distance(a, b, "wasserstein") == pytest.approx(gudhi_wasserstein(a, b, 1.0, math.inf), rel=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["bottleneck", "wasserstein"])
+def test_batched_h0_distances_match_gudhi(kind):
+    from scipy.cluster.hierarchy import linkage
+
+    rng = np.random.default_rng(6)
+    clean, noisy = [], []
+    for _ in range(6):
+        X = rng.normal(size=(40, 3))
+        clean.append(np.sort(linkage(X, "single")[:, 2]))
+        noisy.append(np.sort(linkage(X + rng.normal(scale=rng.uniform(0.01, 0.5), size=X.shape), "single")[:, 2]))
+    A, B = np.array(clean), np.array(noisy)
+    for order in ([1.0] if kind == "bottleneck" else [1.0, 2.0]):
+        ours = h0_diagram_distances(A, B, kind, order)
+        for i in range(len(A)):
+            a, b = np.c_[np.zeros(39), A[i]], np.c_[np.zeros(39), B[i]]
+            ref = gudhi.bottleneck_distance(a, b, 0) if kind == "bottleneck" else gudhi_wasserstein(a, b, order, math.inf)
+            assert ours[i] == pytest.approx(ref, rel=2e-6, abs=1e-9)
+            assert ours[i] == pytest.approx(diagram_distance(a, b, kind, order), rel=2e-6, abs=1e-9)
+
+
+def test_batched_h0_distances_handle_components_that_never_merge():
+    a = np.array([[1.0, 2.0, np.inf]])
+    assert h0_diagram_distances(a, np.array([[1.0, 2.5, np.inf]]))[0] == pytest.approx(0.5, rel=1e-6)
+    assert h0_diagram_distances(a, np.array([[1.0, 2.5, 3.0]])).tolist() == [np.inf]
+    assert h0_diagram_distances(np.zeros((2, 0)), np.zeros((2, 0))).tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match=r"shape \(batch, edge\)"):
+        h0_diagram_distances(np.ones((2, 3)), np.ones((2, 4)))
+    with pytest.raises(ValueError, match=">= 0 and not NaN"):
+        h0_diagram_distances([[-1.0]], [[1.0]])
 
 
 def test_essential_bars_are_matched_by_birth_as_gudhi_does():
@@ -167,6 +199,8 @@ def test_bad_options_are_rejected():
         diagram_distance([], [], "wasserstein", order=0.5)
     with pytest.raises(ValueError, match="internal_p must be >= 1"):
         diagram_distance([], [], internal_p=0.5)
+    with pytest.raises(ValueError, match="bottleneck distance uses the L-infinity"):
+        diagram_distance([], [], internal_p=2.0)
     with pytest.raises(ValueError, match="essential="):
         diagram_distance([], [], essential="drop")
     with pytest.raises(ValueError, match="p must be > 0"):
