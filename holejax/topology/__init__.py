@@ -40,6 +40,7 @@ from holejax.topology.diagrams import (
 from holejax.topology.neural_persistence import (
     LayerPersistence,
     NetworkPersistence,
+    NPBounds,
     NPVarianceTrend,
     layer_neural_persistence,
     mst_edges,
@@ -104,6 +105,7 @@ __all__ = [
     # neural persistence
     "LayerPersistence",
     "NetworkPersistence",
+    "NPBounds",
     "NPVarianceTrend",
     "layer_neural_persistence",
     "mst_edges",

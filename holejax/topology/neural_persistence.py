@@ -5,30 +5,36 @@ bipartite graph; after scaling every weight of the network to ``|w| / max|w|``
 (the global maximum over the chosen matrices) the edge weights lie in
 ``[0, 1]``. The zero-dimensional persistent homology of the filtration by
 ``1 - w`` (heaviest edges first) pairs each vertex but one with an edge of the
-graph's *maximum spanning tree*, with persistence ``1 - w``. Hence
+graph's *maximum spanning tree*, with persistence ``1 - w``; the one
+component that never dies is paired at persistence 1 (the filtration ends at
+1). Hence, following Girrbach et al. (Definition 2.4), which writes down what
+the reference implementation of Rieck et al. computes:
 
-* ``NP_p(W) = (sum over MST edges of (1 - w)**p) ** (1/p)`` (Rieck et al.),
-  normalised by its upper bound ``(n + m - 1) ** (1/p)``; the network's
-  neural persistence is the mean of the normalised layer values;
-* Girrbach et al. (Definition 2.4) add the one essential class,
-  ``(1 + sum (1 - w)**p) ** (1/p)``, and prove
-  ``L <= (1 + sum (1 - w)**p) ** (1/p) <= U`` with ``L``, ``U`` built from
-  the row and column maxima (Theorem 2.5). :class:`LayerPersistence` carries
-  both forms; ``upper`` is the smaller of ``U`` for ``W`` and for ``W.T``
-  (both are valid bounds), so it does not depend on whether a framework
-  stores ``(out, in)`` (PyTorch) or ``(in, out)`` (Flax) matrices;
+* ``NP_p(W) = (1 + sum over MST edges of (1 - w)**p) ** (1/p)``, normalised
+  by ``(n + m - 1) ** (1/p)`` (Rieck et al., Theorem 1); the network's neural
+  persistence is the mean of the normalised layer values. With per-matrix
+  scaling the normalised value lies in ``[0, 1]``; with the global scaling a
+  layer whose weights are all far below the network's maximum can slightly
+  exceed 1 (at most ``((n + m) / (n + m - 1)) ** (1/p)``);
+* Girrbach et al. (Theorem 2.5) prove ``L <= NP_p(W) <= U`` with ``L`` and
+  ``U`` built from the row and column maxima. :class:`LayerPersistence`
+  reports the paper's ``U`` for ``W`` as given (rows are the set ``A``) and,
+  as ``upper_tight``, ``min(U(W), U(W.T))``, also a valid bound and
+  independent of whether a framework stores ``(out, in)`` (PyTorch) or
+  ``(in, out)`` (Flax) matrices;
 * the caveat: across training, neural persistence follows the variance of
-  the weights (:func:`weight_variance`, :func:`np_variance_trend`).
+  the scaled weights ``|w| / max|w|`` (:func:`weight_variance`,
+  :func:`np_variance_trend`; Girrbach et al. report a median Pearson
+  correlation of about -0.98).
 
 Weights arrive as plain mappings ``{name: array}``, nested or flat: a PyTorch
 ``model.state_dict()`` or a Flax parameter tree (``variables["params"]``)
 works as it is; values are converted with ``np.asarray``. holejax never
 imports torch or flax here.
 
-The maximum spanning tree is a dense Prim: in numpy on the host for the
-per-network functions (no compilation per matrix shape), and in JAX as
-:func:`mst_edges` / :func:`mst_weights` (``jit`` and ``vmap``-able over stacks
-of equally shaped matrices, e.g. the checkpoints of one layer).
+The maximum spanning tree is one dense Prim in JAX, :func:`mst_edges`
+(``jit`` and ``vmap``-able over stacks of equally shaped matrices, e.g. the
+checkpoints of one layer); the per-network functions run it in float64.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import numpy as np
 __all__ = [
     "LayerPersistence",
     "NetworkPersistence",
+    "NPBounds",
     "NPVarianceTrend",
     "weight_matrices",
     "mst_edges",
@@ -196,7 +203,7 @@ def mst_edges(W: jax.Array) -> tuple[jax.Array, jax.Array]:
         in_row, in_col, best_row, row_from, best_col, col_from, rows, cols = state
         row_score = jnp.where(in_row, neg, best_row)
         col_score = jnp.where(in_col, neg, best_col)
-        i, j = jnp.argmax(row_score), jnp.argmax(col_score)
+        i, j = jnp.argmax(row_score).astype(jnp.int32), jnp.argmax(col_score).astype(jnp.int32)
         take_col = col_score[j] >= row_score[i]
         rows = rows.at[k].set(jnp.where(take_col, col_from[j], i))
         cols = cols.at[k].set(jnp.where(take_col, j, row_from[i]))
@@ -247,52 +254,39 @@ def mst_weights(W: jax.Array) -> jax.Array:
     return W[rows, cols]
 
 
-def _mst_edges_host(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`mst_edges` in numpy: the same dense Prim, no compilation per shape."""
-    n, m = W.shape
-    in_row, in_col = np.zeros(n, bool), np.zeros(m, bool)
-    in_row[0] = True
-    best_row, row_from = np.full(n, -np.inf), np.zeros(n, np.int64)
-    best_col, col_from = W[0].copy(), np.zeros(m, np.int64)
-    rows, cols = np.zeros(n + m - 1, np.int64), np.zeros(n + m - 1, np.int64)
-    for k in range(n + m - 1):
-        row_score = np.where(in_row, -np.inf, best_row)
-        col_score = np.where(in_col, -np.inf, best_col)
-        i, j = int(np.argmax(row_score)), int(np.argmax(col_score))
-        if col_score[j] >= row_score[i]:
-            rows[k], cols[k] = col_from[j], j
-            in_col[j] = True
-            better = W[:, j] > best_row
-            best_row[better], row_from[better] = W[better, j], j
-        else:
-            rows[k], cols[k] = i, row_from[i]
-            in_row[i] = True
-            better = W[i] > best_col
-            best_col[better], col_from[better] = W[i, better], i
-    return rows, cols
+class NPBounds(NamedTuple):
+    """Girrbach et al.'s bounds on ``NP_p`` (Theorem 2.5).
+
+    Attributes:
+        lower: ``L``.
+        upper: ``U`` as the paper defines it, rows of ``W`` being the set ``A``.
+        upper_tight: ``min(U(W), U(W.T))``; both are bounds, so their minimum is one.
+    """
+
+    lower: float
+    upper: float
+    upper_tight: float
 
 
-def neural_persistence_bounds(W: Any, p: float = 2.0) -> tuple[float, float]:
+def neural_persistence_bounds(W: Any, p: float = 2.0) -> NPBounds:
     """The bounds ``L`` and ``U`` of Girrbach et al. (Theorem 2.5) for a matrix in ``[0, 1]``.
 
     With ``Phi_b = (1 - max_a W[a, b])**p`` (columns), ``Psi_a = (1 - max_b W[a, b])**p``
     (rows) and ``B'`` the columns that are no row's arg-max:
     ``L = (sum Phi + sum Psi)**(1/p)`` and
     ``U = (|B \\ B'| + sum_{b in B'} Phi_b + sum Psi)**(1/p)``. They bracket
-    ``(1 + sum over MST edges of (1 - w)**p)**(1/p)``. ``U`` is computed for
-    ``W`` and ``W.T`` and the smaller value returned.
+    ``NP_p(W) = (1 + sum over MST edges of (1 - w)**p)**(1/p)``.
 
     Args:
         W: ``(n, m)`` scaled weights in ``[0, 1]``.
         p: exponent, ``>= 1``.
 
     Returns:
-        ``(L, U)`` floats.
+        :class:`NPBounds` ``(lower, upper, upper_tight)``.
 
     Example:
-        >>> L, U = neural_persistence_bounds(np.array([[1.0, 0.0], [0.0, 1.0]]), p=1)
-        >>> L, U
-        (0.0, 2.0)
+        >>> neural_persistence_bounds(np.array([[1.0, 0.0], [0.0, 1.0]]), p=1)
+        NPBounds(lower=0.0, upper=2.0, upper_tight=2.0)
     """
     arr = _as_matrix(W)
     if arr.min() < 0 or arr.max() > 1:
@@ -304,14 +298,15 @@ def neural_persistence_bounds(W: Any, p: float = 2.0) -> tuple[float, float]:
     phi = (1 - arr.max(axis=0)) ** p  # per column
     psi = (1 - arr.max(axis=1)) ** p  # per row
     lower = (phi.sum() + psi.sum()) ** (1 / p)
+    upper = _upper_bound(arr, phi, psi, p)
+    return NPBounds(float(lower), float(upper), float(min(upper, _upper_bound(arr.T, psi, phi, p))))
 
-    def upper_for(M, phi_cols, psi_rows):
-        hit = np.zeros(M.shape[1], bool)
-        hit[M.argmax(axis=1)] = True  # columns that are some row's arg-max
-        return (hit.sum() + phi_cols[~hit].sum() + psi_rows.sum()) ** (1 / p)
 
-    upper = min(upper_for(arr, phi, psi), upper_for(arr.T, psi, phi))
-    return float(lower), float(upper)
+def _upper_bound(M: np.ndarray, phi_cols: np.ndarray, psi_rows: np.ndarray, p: float) -> float:
+    """Girrbach's ``U`` with the rows of ``M`` as the set ``A``."""
+    hit = np.zeros(M.shape[1], bool)
+    hit[M.argmax(axis=1)] = True  # columns that are some row's arg-max: B \ B'
+    return float((hit.sum() + phi_cols[~hit].sum() + psi_rows.sum()) ** (1 / p))
 
 
 def _check_p(p: float) -> float:
@@ -330,20 +325,22 @@ class LayerPersistence(NamedTuple):
     Attributes:
         name: the matrix's name in the parameter mapping.
         shape: ``(n, m)``.
-        np: ``NP_p = (sum over MST edges of (1 - w)**p)**(1/p)`` (Rieck et al.).
-        normalized: ``np / (n + m - 1)**(1/p)``, in ``[0, 1]``.
-        np_girrbach: ``(1 + sum (1 - w)**p)**(1/p)`` (Girrbach et al., Definition 2.4).
-        lower, upper: Girrbach's bounds, ``lower <= np_girrbach <= upper``.
-        variance: variance of the raw (unscaled) weights of this matrix.
+        np: ``NP_p = (1 + sum over MST edges of (1 - w)**p)**(1/p)`` (Girrbach
+            et al., Definition 2.4: the essential class counts at persistence 1).
+        normalized: ``np / (n + m - 1)**(1/p)`` (the normalisation of Rieck et al.).
+        lower: Girrbach's ``L``; ``lower <= np``.
+        upper: Girrbach's ``U`` for the matrix as stored; ``np <= upper``.
+        upper_tight: ``min(U(W), U(W.T))``, the tighter of the two valid bounds.
+        variance: variance of the scaled weights ``|w| / scale`` of this matrix.
     """
 
     name: str
     shape: tuple[int, int]
     np: float
     normalized: float
-    np_girrbach: float
     lower: float
     upper: float
+    upper_tight: float
     variance: float
 
 
@@ -355,7 +352,8 @@ class NetworkPersistence(NamedTuple):
         mean_normalized: the network's neural persistence, the mean of the
             layers' normalised values (Rieck et al.).
         scale: the global ``max |w|`` the weights were divided by.
-        variance: variance of all chosen raw weights together (the baseline).
+        variance: variance of all chosen weights together, scaled to
+            ``[0, 1]`` by ``|w| / scale`` (the baseline of Girrbach et al.).
         p: the exponent.
     """
 
@@ -366,10 +364,10 @@ class NetworkPersistence(NamedTuple):
     p: float
 
     def to_xarray(self):
-        """``xarray.Dataset`` over ``layer`` with np, normalized, np_girrbach, lower, upper, variance."""
+        """``xarray.Dataset`` over ``layer`` with np, normalized, lower, upper, upper_tight, variance."""
         import xarray as xr
 
-        fields = ["np", "normalized", "np_girrbach", "lower", "upper", "variance"]
+        fields = ["np", "normalized", "lower", "upper", "upper_tight", "variance"]
         data = {f: (("layer",), np.array([getattr(lay, f) for lay in self.layers])) for f in fields}
         return xr.Dataset(
             data,
@@ -383,7 +381,7 @@ def layer_neural_persistence(W: Any, p: float = 2.0, *, scale: float | None = No
     """Neural persistence of one weight matrix.
 
     Args:
-        W: ``(n, m)`` raw weights (any orientation; NP is symmetric in it).
+        W: ``(n, m)`` raw weights (any orientation; ``np`` is symmetric in it).
         p: exponent, ``>= 1`` (Rieck et al. and Girrbach et al. use 2).
         scale: divide ``|W|`` by this; default ``max |W|`` of this matrix. Pass
             the network's global maximum to reproduce :func:`neural_persistence`.
@@ -393,9 +391,9 @@ def layer_neural_persistence(W: Any, p: float = 2.0, *, scale: float | None = No
         :class:`LayerPersistence`.
 
     Example:
-        >>> lp = layer_neural_persistence(np.array([[2.0, -1.0], [0.0, 1.0]]), p=1)
-        >>> lp.np, lp.normalized   # MST weights 1, 0.5, 0.5 -> 0 + 0.5 + 0.5
-        (1.0, 0.3333333333333333)
+        >>> lp = layer_neural_persistence(np.eye(2))  # tree 1, 1, 0 -> (1 + 0 + 0 + 1) ** 0.5
+        >>> round(lp.np, 4), round(lp.normalized, 4)
+        (1.4142, 0.8165)
     """
     raw = _as_matrix(W, name)
     p = _check_p(p)
@@ -406,14 +404,14 @@ def layer_neural_persistence(W: Any, p: float = 2.0, *, scale: float | None = No
     if top > scale * (1 + 1e-12):
         raise ValueError(f"scale={scale} is below max|W|={top} of {name!r}; the scaled weights would exceed 1.")
     scaled = np.minimum(np.abs(raw) / scale, 1.0)
-    rows, cols = _mst_edges_host(scaled)
-    tree = scaled[rows, cols]
-    total = float(np.sum((1.0 - np.clip(tree, 0.0, 1.0)) ** p))
+    with jax.enable_x64(True):  # the tree of the float64 weights, not of their float32 rounding
+        rows, cols = (np.asarray(x) for x in mst_edges(jnp.asarray(scaled, jnp.float64)))
+    total = float(np.sum((1.0 - scaled[rows, cols]) ** p))
     n, m = raw.shape
-    value = total ** (1 / p)
-    lower, upper = neural_persistence_bounds(scaled, p)
+    value = (1.0 + total) ** (1 / p)
+    bounds = neural_persistence_bounds(scaled, p)
     return LayerPersistence(
-        name, (n, m), value, value / (n + m - 1) ** (1 / p), (1 + total) ** (1 / p), lower, upper, float(raw.var())
+        name, (n, m), value, value / (n + m - 1) ** (1 / p), *bounds, float(scaled.var())
     )
 
 
@@ -445,20 +443,30 @@ def neural_persistence(weights: Any, p: float = 2.0, *, include: Sequence[str] |
     if not scale > 0:
         raise ValueError("every chosen weight is 0; neural persistence needs a nonzero weight to scale by.")
     layers = tuple(layer_neural_persistence(W, p, scale=scale, name=name) for name, W in mats.items())
-    variance = float(np.concatenate([W.ravel() for W in mats.values()]).var())
     mean = float(np.mean([lay.normalized for lay in layers]))
-    return NetworkPersistence(layers, mean, scale, variance, p)
+    return NetworkPersistence(layers, mean, scale, _scaled_variance(mats.values(), scale), p)
+
+
+def _scaled_variance(mats, scale: float) -> float:
+    return float((np.abs(np.concatenate([W.ravel() for W in mats])) / scale).var())
 
 
 def weight_variance(weights: Any, *, include: Sequence[str] | None = None) -> float:
-    """Variance of all chosen raw weights together: the cheap baseline of Girrbach et al.
+    """Variance of all chosen weights scaled to ``[0, 1]``: the baseline of Girrbach et al.
+
+    Weights are mapped to ``|w| / max|w|`` (the global maximum), the scaling
+    under which neural persistence is defined, and the variance is taken over
+    all of them together.
 
     Example:
-        >>> weight_variance({"a": np.array([[1.0, -1.0]]), "b": np.array([[1.0], [-1.0]])})
-        1.0
+        >>> weight_variance({"a": np.array([[2.0, -2.0]]), "b": np.array([[1.0], [-1.0]])})
+        0.0625
     """
     mats = weight_matrices(weights, include=include)
-    return float(np.concatenate([W.ravel() for W in mats.values()]).var())
+    scale = max(float(np.abs(W).max()) for W in mats.values())
+    if not scale > 0:
+        raise ValueError("every chosen weight is 0; the scaled variance needs a nonzero weight to scale by.")
+    return _scaled_variance(mats.values(), scale)
 
 
 class NPVarianceTrend(NamedTuple):
@@ -466,7 +474,7 @@ class NPVarianceTrend(NamedTuple):
 
     Attributes:
         np: ``(checkpoint,)`` network neural persistence (mean normalised).
-        variance: ``(checkpoint,)`` variance of all weights.
+        variance: ``(checkpoint,)`` variance of the scaled weights ``|w| / max|w|``.
         pearson: Pearson correlation of ``np`` with ``variance``.
         pearson_log: Pearson correlation of ``np`` with ``log(variance)``.
     """
@@ -482,8 +490,10 @@ def np_variance_trend(
 ) -> NPVarianceTrend:
     """Neural persistence vs. the weight-variance baseline over training checkpoints.
 
-    Girrbach et al. report correlations near -1 during training: NP then
-    tells little beyond the variance of the weights.
+    The variance is that of the weights scaled to ``[0, 1]`` (``|w| / max|w|``
+    per checkpoint), as in Girrbach et al., who report a median Pearson
+    correlation of about -0.98 over training: NP then tells little beyond
+    the variance of the weights.
 
     Args:
         checkpoints: parameter mappings, one per checkpoint (at least 2).
@@ -504,12 +514,9 @@ def np_variance_trend(
     checkpoints = list(checkpoints)
     if len(checkpoints) < 2:
         raise ValueError(f"checkpoints must hold at least 2 parameter mappings; got {len(checkpoints)}.")
-    nps, variances = [], []
-    for ckpt in checkpoints:
-        res = neural_persistence(ckpt, p, include=include)
-        nps.append(res.mean_normalized)
-        variances.append(res.variance)
-    nps_arr, var_arr = np.array(nps), np.array(variances)
+    results = [neural_persistence(ckpt, p, include=include) for ckpt in checkpoints]
+    nps_arr = np.array([res.mean_normalized for res in results])
+    var_arr = np.array([res.variance for res in results])
 
     def pearson(x, y):
         if np.std(x) == 0 or np.std(y) == 0:

@@ -128,6 +128,7 @@ def topology_summary(
     p: float = 2.0,
     seed: int = 0,
     n_threads: int = 1,
+    client: Any = None,
 ) -> Any:
     """Activation diagrams, landscapes, Betti decay and neural persistence of a model, as one Dataset.
 
@@ -157,6 +158,10 @@ def topology_summary(
         p: neural-persistence exponent.
         seed: seed of both subsamples.
         n_threads: giotto-ph threads.
+        client: a ``distributed.Client``: one task per perturbation on its Dask
+            cluster, each reading its own chunks of ``acts`` (a store path or fsspec
+            URL the workers can open); the result is the same Dataset
+            (see :mod:`holejax.distributed`).
 
     Returns:
         ``xarray.Dataset`` with coords ``perturbation``, ``layer``, ``degree``
@@ -169,8 +174,10 @@ def topology_summary(
         - ``betti_omega``, ``betti_omega_fit`` ``(perturbation, layer)``,
           ``betti_curve`` ``(perturbation, layer, betti_dim, threshold)``,
           ``betti_theta`` ``(perturbation)``;
-        - with weights: ``np``, ``np_normalized``, ``np_girrbach``,
-          ``np_lower``, ``np_upper``, ``weight_variance`` ``(weight)``.
+        - with weights: ``np_girrbach`` (``NP_p`` of Girrbach et al.,
+          Definition 2.4, :attr:`LayerPersistence.np`), ``np_normalized``,
+          ``np_lower``, ``np_upper`` (the paper's ``U``), ``np_upper_tight``
+          and ``weight_variance`` (of the scaled weights) ``(weight)``.
 
         attrs: ``content="topology"``, ``source`` (the store path, if known),
         the parameters, ``samples_used``, ``betti_layers`` (the layers of the
@@ -192,6 +199,11 @@ def topology_summary(
         >>> sorted(ds.attrs["skipped"])
         ['betti_decay', 'neural_persistence']
     """
+    if client is not None:  # every other argument goes to the cluster's tasks as given
+        from holejax.distributed import topology_summary_on_cluster
+
+        return topology_summary_on_cluster(client, **{k: v for k, v in locals().items() if k != "client"})
+
     import xarray as xr
 
     from holejax._checks import where
@@ -326,8 +338,8 @@ def topology_summary(
         skipped["neural_persistence"] = "no weights were given (pass weights=model.state_dict() or Flax params)"
     else:
         net = neural_persistence(weights, p)
-        fields = {"np": "np", "np_normalized": "normalized", "np_girrbach": "np_girrbach",
-                  "np_lower": "lower", "np_upper": "upper", "weight_variance": "variance"}
+        fields = {"np_girrbach": "np", "np_normalized": "normalized", "np_lower": "lower",
+                  "np_upper": "upper", "np_upper_tight": "upper_tight", "weight_variance": "variance"}
         for var, field in fields.items():
             data[var] = (("weight",), np.array([getattr(lay, field) for lay in net.layers], dtype=np.float64))
         coords["weight"] = [lay.name for lay in net.layers]

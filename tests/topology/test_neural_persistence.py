@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from scipy.sparse.csgraph import minimum_spanning_tree
 from scipy.stats import pearsonr
 
-from holejax.topology.neural_persistence import _mst_edges_host
 from holejax.topology import (
     layer_neural_persistence,
     mst_edges,
@@ -62,8 +61,6 @@ def test_mst_matches_scipy_and_the_gudhi_filtration(shape):
         np.testing.assert_allclose(ours, scipy_mst_weights(W), atol=1e-6)
         np.testing.assert_allclose(np.sort(1.0 - ours), gudhi_h0_deaths(W), atol=1e-6)
         rows, cols = (np.asarray(x) for x in mst_edges(W))
-        host_rows, host_cols = _mst_edges_host(W)
-        np.testing.assert_allclose(np.sort(W[host_rows, host_cols]), np.sort(W[rows, cols]), atol=1e-6)
         assert len(set(zip(rows.tolist(), cols.tolist()))) == sum(shape) - 1
         assert set(rows.tolist()) == set(range(shape[0])) and set(cols.tolist()) == set(range(shape[1]))
 
@@ -76,13 +73,43 @@ def test_mst_under_vmap_equals_single_calls():
         np.testing.assert_allclose(np.sort(batched[i]), np.sort(np.asarray(mst_weights(stack[i]))))
 
 
+def gudhi_neural_persistence(W, p):
+    """NP_p from gudhi's H0 of the graph filtration, the essential class closed at 1."""
+    n, m = W.shape
+    tree = gudhi.SimplexTree()
+    for v in range(n + m):
+        tree.insert([v], 0.0)
+    for i in range(n):
+        for j in range(m):
+            tree.insert([i, n + j], 1.0 - W[i, j])
+    tree.compute_persistence(min_persistence=-1.0)
+    bars = tree.persistence_intervals_in_dimension(0)
+    lengths = np.minimum(bars[:, 1], 1.0) - bars[:, 0]  # the filtration ends at 1
+    return float(np.sum(lengths**p) ** (1 / p))
+
+
 def test_np_by_hand():
-    # |W| / 2: [[1, .5], [0, .5]]; maximum tree 1, .5, .5 -> persistences 0, .5, .5
+    # |W| / 2: [[1, .5], [0, .5]]; maximum tree 1, .5, .5 -> persistences 0, .5, .5, and 1 for the essential class
     res = layer_neural_persistence(np.array([[2.0, -1.0], [0.0, 1.0]]), p=2)
-    assert res.np == pytest.approx(np.sqrt(0.5))
-    assert res.normalized == pytest.approx(np.sqrt(0.5) / np.sqrt(3))
-    assert res.np_girrbach == pytest.approx(np.sqrt(1.5))
-    assert res.variance == pytest.approx(np.var([2.0, -1.0, 0.0, 1.0]))
+    assert res.np == pytest.approx(np.sqrt(1.5))
+    assert res.normalized == pytest.approx(np.sqrt(1.5) / np.sqrt(3))
+    assert res.variance == pytest.approx(np.var([1.0, 0.5, 0.0, 0.5]))
+
+
+def test_identity_counts_the_essential_class():
+    # Girrbach et al., Definition 2.4: tree 1, 1, 0 -> (1 + 0 + 0 + 1) ** (1/2) / 3 ** (1/2)
+    res = layer_neural_persistence(np.eye(2))
+    assert res.np == pytest.approx(np.sqrt(2.0))
+    assert res.normalized == pytest.approx(0.8164965809, abs=1e-9)
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0])
+def test_np_matches_gudhi_persistence(p):
+    rng = np.random.default_rng(int(p))
+    for shape in SHAPES:
+        W = random_matrix(rng, shape)
+        res = layer_neural_persistence(W, p)
+        assert res.np == pytest.approx(gudhi_neural_persistence(W, p), rel=1e-12, abs=1e-12)
 
 
 @settings(max_examples=30, deadline=None)
@@ -92,10 +119,10 @@ def test_bounds_bracket_np_on_random_matrices(shape_index, seed, p, heavy_tailed
     shape = SHAPES[shape_index]
     W = rng.standard_t(1.5, size=shape) if heavy_tailed else rng.normal(size=shape)
     res = layer_neural_persistence(W, p)
-    assert 0.0 <= res.lower <= res.np_girrbach + 1e-12
-    assert res.np_girrbach <= res.upper + 1e-12
+    assert 0.0 <= res.lower <= res.np + 1e-12
+    assert res.np <= res.upper_tight + 1e-12 and res.upper_tight <= res.upper + 1e-12
     assert res.upper <= sum(shape) ** (1 / p) + 1e-12
-    assert 0.0 <= res.normalized <= 1.0 + 1e-12  # Rieck et al., Theorem 1
+    assert 0.0 <= res.normalized <= 1.0 + 1e-12  # Rieck et al., Theorem 1 (per-matrix scaling)
 
 
 @pytest.mark.parametrize("levels", [2, 4, 16])
@@ -106,28 +133,32 @@ def test_bounds_hold_with_ties_from_quantised_weights(levels):
         if not np.abs(W).max():
             continue
         res = layer_neural_persistence(W)
-        assert res.lower <= res.np_girrbach + 1e-12 and res.np_girrbach <= res.upper + 1e-12
+        assert res.lower <= res.np + 1e-12 and res.np <= res.upper_tight + 1e-12 <= res.upper + 2e-12
 
 
 def test_np_is_symmetric_in_orientation_and_upper_bound_is_tight_for_a_row():
     rng = np.random.default_rng(2)
     W = rng.normal(size=(12, 12))
     a, b = layer_neural_persistence(W), layer_neural_persistence(W.T)
-    assert (a.np, a.lower, a.upper) == pytest.approx((b.np, b.lower, b.upper))
+    assert (a.np, a.lower, a.upper_tight) == pytest.approx((b.np, b.lower, b.upper_tight))
     row = layer_neural_persistence(rng.normal(size=(1, 6)))  # every edge is in the tree
-    assert row.np_girrbach == pytest.approx(row.upper, abs=1e-12)
+    assert row.np == pytest.approx(row.upper_tight, abs=1e-12)
 
 
 def test_bounds_by_definition():
     W = np.array([[1.0, 0.2, 0.1], [0.9, 0.3, 0.0]])
-    L, U = neural_persistence_bounds(W, p=1)
+    L, U, U_tight = neural_persistence_bounds(W, p=1)
     # columns: maxima 1, .3, .1; rows: 1, .9; row arg-maxes both column 0
     assert L == pytest.approx((0 + 0.7 + 0.9) + (0 + 0.1))
     u_rows = 1 + (0.7 + 0.9) + (0 + 0.1)  # |B \ B'| = 1
     u_cols = 2 + 0.0 + (0 + 0.7 + 0.9)  # W.T: both rows of W are some column's arg-max
-    assert U == pytest.approx(min(u_rows, u_cols)) == pytest.approx(2.7)
+    assert U == pytest.approx(u_rows) and U_tight == pytest.approx(min(u_rows, u_cols)) == pytest.approx(2.7)
     # the tree holds 1, .9, .3, .1: 1 + (0 + .1 + .7 + .9) = 2.7, so U is attained here
-    assert layer_neural_persistence(W, p=1).np_girrbach == pytest.approx(2.7)
+    assert layer_neural_persistence(W, p=1).np == pytest.approx(2.7)
+    # the transpose: the paper's U (rows of W.T are the set A) is u_cols, looser than the tight bound
+    L_t, U_t, U_tight_t = neural_persistence_bounds(W.T, p=1)
+    assert (L_t, U_t, U_tight_t) == pytest.approx((L, u_cols, 2.7))
+    assert layer_neural_persistence(W.T, p=1).upper == pytest.approx(u_cols)
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +182,7 @@ def test_bounds_hold_on_trained_torch_weights(trained_torch_checkpoints):
     res = neural_persistence(trained_torch_checkpoints[-1])
     assert [lay.name for lay in res.layers] == ["fc1.weight", "fc2.weight", "out.weight"]
     for lay in res.layers:
-        assert lay.lower <= lay.np_girrbach + 1e-12 <= lay.upper + 2e-12
+        assert lay.lower <= lay.np + 1e-12 <= lay.upper_tight + 2e-12 <= lay.upper + 3e-12
     assert res.mean_normalized == pytest.approx(np.mean([lay.normalized for lay in res.layers]))
     raw = [trained_torch_checkpoints[-1][k].numpy() for k in ("fc1.weight", "fc2.weight", "out.weight")]
     assert res.scale == pytest.approx(max(np.abs(w).max() for w in raw))
@@ -165,9 +196,13 @@ def test_bounds_hold_on_trained_torch_weights(trained_torch_checkpoints):
 def test_variance_trend_over_training(trained_torch_checkpoints):
     trend = np_variance_trend(trained_torch_checkpoints)
     assert trend.np.shape == (4,) and trend.variance.shape == (4,)
+    # the variance of the weights scaled to [0, 1] falls as NP rises (Girrbach et al.: about -0.98)
+    assert trend.pearson < -0.5
     assert trend.pearson == pytest.approx(pearsonr(trend.np, trend.variance)[0])
     assert trend.pearson_log == pytest.approx(pearsonr(trend.np, np.log(trend.variance))[0])
     assert trend.variance[0] == pytest.approx(weight_variance(trained_torch_checkpoints[0]))
+    raw = np.concatenate([v.numpy().ravel() for v in trained_torch_checkpoints[-1].values() if v.ndim == 2])
+    assert trend.variance[-1] == pytest.approx(np.var(np.abs(raw) / np.abs(raw).max()))
 
 
 def test_flax_tree_matches_the_same_weights_from_torch_layout():
@@ -183,7 +218,7 @@ def test_flax_tree_matches_the_same_weights_from_torch_layout():
     torch_like = {f"{k}.weight": np.asarray(params[k]["kernel"]).T for k in ("fc1", "fc2", "out")}
     torch_res = neural_persistence(torch_like)
     for f, t in zip(flax_res.layers, torch_res.layers):
-        assert (f.np, f.lower, f.upper) == pytest.approx((t.np, t.lower, t.upper), rel=1e-9)
+        assert (f.np, f.lower, f.upper_tight) == pytest.approx((t.np, t.lower, t.upper_tight), rel=1e-9)
 
 
 @pytest.mark.parametrize(
