@@ -46,6 +46,47 @@ def where(layer: str | None = None, perturbation: str | None = None) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
+class CloudError(ValueError):
+    """A valid cloud that a metric cannot use (e.g. its covariance is singular).
+
+    Found only after the kernel ran, possibly for one cloud of a batch, so
+    the error carries where the cloud came from; a caller that knows more
+    (the analysis knows the layer and perturbation of every cloud of a
+    batch) re-raises it with :meth:`located`.
+
+    Attributes:
+        problem: what is wrong, without the location.
+        fix: what to do about it.
+        layer, perturbation: where the cloud came from, when known.
+        cloud: its index in a batch, when known.
+
+    Example:
+        >>> err = CloudError("the covariance is singular", "Use covariance='oas'.", cloud=3)
+        >>> str(err)
+        "the covariance is singular (cloud 3). Use covariance='oas'."
+        >>> str(err.located(layer="fc1", perturbation="clean"))
+        "the covariance is singular (layer 'fc1', perturbation 'clean'). Use covariance='oas'."
+    """
+
+    def __init__(self, problem: str, fix: str, *, layer=None, perturbation=None, cloud=None):
+        self.problem, self.fix = problem, fix
+        self.layer, self.perturbation, self.cloud = layer, perturbation, cloud
+        place = where(layer, perturbation)
+        if not place and cloud is not None:
+            place = f" (cloud {cloud})"
+        super().__init__(f"{problem}{place}. {fix}")
+
+    def located(self, *, layer=None, perturbation=None, cloud=None) -> CloudError:
+        """The same error with the location filled in (known fields are kept)."""
+        return CloudError(
+            self.problem,
+            self.fix,
+            layer=self.layer if layer is None else layer,
+            perturbation=self.perturbation if perturbation is None else perturbation,
+            cloud=self.cloud if cloud is None else cloud,
+        )
+
+
 def first_nonfinite_row(X: np.ndarray) -> int | None:
     """Index of the first row of a 2-D array holding NaN or Inf, or None.
 

@@ -8,6 +8,10 @@ product of the norms, or that broadcasts ``(n, n, d)``, does several extra
 full passes over ``n x n`` memory (see the metrics section of
 benchmarks/README.md for the measurement).
 
+Both are scale-free: each row is normalised after an exact power-of-two
+rescaling (:func:`unit_rows`), so ``X * 1e-20`` and ``X * 1e20`` have the
+same distances as ``X``.
+
 Zero vectors (a dead layer, ReLU units that never fire for a sample) have no
 direction. They are given cosine similarity 0 with every other point, so
 their cosine distance is 1 and their angular distance pi/2 (the convention of
@@ -29,13 +33,18 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from holejax.metrics.euclidean import identity_sq, symmetric_gram
+from holejax.metrics.euclidean import identity_sq, power_of_two_scale, symmetric_gram
 
 __all__ = ["cosine_distances", "angular_distances", "unit_rows"]
 
 
 def unit_rows(X: ArrayLike) -> jax.Array:
     """Rows scaled to unit length; zero rows stay zero.
+
+    Each row is first brought to a largest entry in ``[0.5, 1)`` by an exact
+    power of two (:func:`~holejax.metrics.euclidean.power_of_two_scale`), so
+    its squared norm neither overflows nor underflows: rows near ``1e20`` or
+    ``1e-20`` get the same direction as the row near 1.
 
     Args:
         X: ``(sample, unit)``.
@@ -48,6 +57,7 @@ def unit_rows(X: ArrayLike) -> jax.Array:
         [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
     X = jnp.asarray(X)
+    X = X * (1 / power_of_two_scale(X, axis=1))
     norms = jnp.sqrt(jnp.sum(X * X, axis=1, keepdims=True))
     return X / jnp.where(norms > 0, norms, jnp.ones((), X.dtype))
 

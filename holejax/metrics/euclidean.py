@@ -13,6 +13,14 @@ product does all the work (only its upper triangle for wide clouds, see
 :func:`symmetric_gram`), so the kernel runs at matmul speed; the rest fuses
 into one elementwise pass over its output.
 
+Scale: the points are first multiplied by a power of two that brings the
+largest ``|x|`` of the cloud into ``[0.5, 1)`` (:func:`power_of_two_scale`),
+and the distances are multiplied back. Powers of two scale exactly, so
+nothing is lost for ordinary data, and the squares can neither overflow nor
+underflow: clouds near ``1e20`` or ``1e-20`` (or 512 units near ``1e18``) get
+the same relative accuracy as clouds near 1. Squared euclidean distances
+beyond the float32 range (about ``3.4e38``) are ``inf``.
+
 Accuracy: the identity has an absolute error of about ``eps * (|x_i|^2 +
 |x_j|^2)`` in ``d^2`` (norms after centring), so distances much smaller than
 the spread of the cloud lose relative precision: in float32, two points
@@ -43,6 +51,7 @@ __all__ = [
     "gram",
     "symmetric_gram",
     "identity_sq",
+    "power_of_two_scale",
 ]
 
 # bytes of the (block, n) accumulator that one step of the manhattan / chebyshev kernels holds
@@ -152,6 +161,42 @@ def identity_sq(G: jax.Array, sq_r: jax.Array, sq_c: jax.Array) -> jax.Array:
     return jnp.where(D2 > floor, D2, jnp.zeros((), G.dtype))
 
 
+def power_of_two_scale(X: ArrayLike, axis: int | None = None) -> jax.Array:
+    """The power of two ``s`` with ``max |X| / s`` in ``[0.5, 1)``; 1 where ``X`` is all zeros.
+
+    Dividing by ``s`` (or multiplying by ``1 / s``, also a power of two) is
+    exact, so kernels can square the scaled values without overflow or
+    underflow and scale the result back without rounding.
+
+    Args:
+        X: any shape.
+        axis: reduce over this axis only (``keepdims``), e.g. ``1`` for one
+            scale per row; ``None`` for one scale for the whole array.
+
+    Returns:
+        scalar (or ``keepdims`` array along ``axis``) of ``X``'s dtype.
+
+    Example:
+        >>> power_of_two_scale(jnp.array([[3.0, -5.0], [0.0, 1e-3]])).tolist()
+        8.0
+        >>> power_of_two_scale(jnp.array([[3.0, -5.0], [0.0, 1e-3]]), axis=1).ravel().tolist()
+        [8.0, 0.001953125]
+    """
+    X = jnp.asarray(X)
+    biggest = jnp.max(jnp.abs(X), axis=axis, keepdims=axis is not None)
+    _, exponent = jnp.frexp(biggest)  # biggest = m 2^e with m in [0.5, 1); e = 0 for 0
+    return jnp.ldexp(jnp.ones((), X.dtype), exponent)
+
+
+def _scaled_sqeuclidean(X: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Squared euclidean distances of ``X / s`` and the scale ``s`` (:func:`power_of_two_scale`)."""
+    s = power_of_two_scale(X)
+    Xs = X * (1 / s)
+    G = symmetric_gram(Xs - jnp.mean(Xs, axis=0, keepdims=True))
+    sq = jnp.diagonal(G)
+    return identity_sq(G, sq, sq), s
+
+
 def sqeuclidean_distances(X: ArrayLike) -> jax.Array:
     """Squared euclidean distances of one cloud by the matmul identity.
 
@@ -166,10 +211,8 @@ def sqeuclidean_distances(X: ArrayLike) -> jax.Array:
         >>> sqeuclidean_distances(X).tolist()
         [[0.0, 25.0], [25.0, 0.0]]
     """
-    X = jnp.asarray(X)
-    G = symmetric_gram(X - jnp.mean(X, axis=0, keepdims=True))
-    sq = jnp.diagonal(G)
-    return identity_sq(G, sq, sq)
+    D2, s = _scaled_sqeuclidean(jnp.asarray(X))
+    return D2 * s * s  # left to right: s * s alone may leave the float range
 
 
 def euclidean_distances(X: ArrayLike) -> jax.Array:
@@ -186,7 +229,8 @@ def euclidean_distances(X: ArrayLike) -> jax.Array:
         >>> euclidean_distances(X).tolist()
         [[0.0, 5.0], [5.0, 0.0]]
     """
-    return jnp.sqrt(sqeuclidean_distances(X))
+    D2, s = _scaled_sqeuclidean(jnp.asarray(X))
+    return jnp.sqrt(D2) * s
 
 
 def _accumulate_units(

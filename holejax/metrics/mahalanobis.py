@@ -17,6 +17,13 @@ scikit-learn's definitions (and are tested against them):
   data only; :func:`holejax.pairwise_distances` rejects it when ``d >= n`` or
   the condition number is too large, and suggests a shrinkage estimator.
 
+Scale: the cloud is rescaled by an exact power of two before its
+covariance is estimated, so clouds near ``1e12`` or ``1e-20`` give the
+distances of the same cloud near 1. A covariance that cannot be used
+(singular in the working precision, e.g. Ledoit-Wolf on two samples, which
+shrinks nothing) is never replaced by another matrix: the kernel flags it
+and :func:`holejax.pairwise_distances` raises an error naming the cloud.
+
 A user-supplied inverse covariance ``VI`` (as in ``scipy.spatial.distance``)
 overrides the estimator.
 """
@@ -32,7 +39,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from holejax.metrics.euclidean import sqeuclidean_distances
+from holejax._checks import CloudError
+from holejax.metrics.euclidean import euclidean_distances, power_of_two_scale
 
 __all__ = [
     "ShrunkCovariance",
@@ -43,6 +51,8 @@ __all__ = [
     "estimate_covariance",
     "whiten",
     "mahalanobis_distances",
+    "mahalanobis_kernel",
+    "covariance_failure",
     "cholesky_lower",
     "tril_inverse",
 ]
@@ -179,6 +189,50 @@ def estimate_covariance(X: ArrayLike, covariance: str = "ledoit_wolf") -> Shrunk
     return _ESTIMATORS[covariance](X)
 
 
+def _whitened(
+    X: jax.Array, covariance: str, VI: ArrayLike | None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(Z, s, usable)``: ``s |z_i - z_j|`` are the Mahalanobis distances of ``X``.
+
+    The cloud is first scaled by an exact power of two into ``max |x| < 1``
+    (:func:`~holejax.metrics.euclidean.power_of_two_scale`), so the
+    covariance (a sum of squares) neither overflows nor underflows. An
+    estimated covariance scales with the data and the distances do not, so
+    ``s`` is 1 then; a user's ``VI`` has the units of the data, so ``s`` is the
+    scale. ``usable`` is False when the Cholesky factor of the estimated
+    covariance is not finite or is numerically singular (its smallest squared
+    pivot below ``eps`` times its largest; the inverse would be rounding
+    noise), or when the factor of ``VI`` is not finite.
+    """
+    d = X.shape[1]
+    scale = power_of_two_scale(X)
+    X = X * (1 / scale)
+    # centre first: distances are translation invariant, and a large common offset
+    # would otherwise cancel catastrophically after the whitening matmul
+    X = X - jnp.mean(X, axis=0, keepdims=True)
+    if VI is not None:
+        # (x - y)^T VI (x - y) = |L^T (x - y)|^2 with VI = L L^T
+        L = cholesky_lower(jnp.asarray(VI, X.dtype))
+        return jnp.matmul(X, L, precision="highest"), scale, jnp.all(jnp.isfinite(L))
+    cov = estimate_covariance(X, covariance).covariance
+    # all points equal: every distance is 0 whatever the matrix, so factorise the identity
+    cov = jnp.where(jnp.trace(cov) > 0, cov, jnp.eye(d, dtype=X.dtype))
+    C = cholesky_lower(cov)
+    # z = C^{-1} x, so |z_i - z_j|^2 = (x_i - x_j)^T (C C^T)^{-1} (x_i - x_j); inverting the
+    # (unit, unit) factor once and multiplying beats a triangular solve against all samples
+    C_inv = tril_inverse(C)
+    Z = jnp.matmul(X, C_inv.T, precision="highest")
+    return Z, jnp.ones((), X.dtype), _factor_usable(C) & jnp.all(jnp.isfinite(C_inv))
+
+
+def _factor_usable(C: jax.Array) -> jax.Array:
+    """Whether a Cholesky factor is finite and not numerically singular in its dtype."""
+    pivots = jnp.abs(jnp.diagonal(C))
+    eps = jnp.finfo(C.dtype).eps
+    finite = jnp.all(jnp.isfinite(C))
+    return finite & (jnp.min(pivots) ** 2 > eps * jnp.max(pivots) ** 2)
+
+
 def whiten(X: ArrayLike, covariance: str = "ledoit_wolf", VI: ArrayLike | None = None) -> jax.Array:
     """Points whose euclidean distances are the Mahalanobis distances of ``X``.
 
@@ -189,30 +243,17 @@ def whiten(X: ArrayLike, covariance: str = "ledoit_wolf", VI: ArrayLike | None =
 
     Returns:
         ``(sample, unit)`` whitened, mean-centred points. When every point is the same (zero
-        covariance) the identity is used, so all distances are 0.
+        covariance) the identity is used, so all distances are 0. NaN or
+        meaningless where the covariance is singular; :func:`mahalanobis_kernel`
+        reports that case.
 
     Example:
         >>> Z = whiten(jnp.array([[0.0, 0.0], [2.0, 0.0]]), VI=jnp.diag(jnp.array([4.0, 1.0])))
         >>> float(jnp.linalg.norm(Z[0] - Z[1]))
         4.0
     """
-    X = jnp.asarray(X)
-    # centre first: distances are translation invariant, and a large common offset
-    # would otherwise cancel catastrophically after the whitening matmul
-    X = X - jnp.mean(X, axis=0, keepdims=True)
-    d = X.shape[1]
-    eye = jnp.eye(d, dtype=X.dtype)
-    if VI is not None:
-        # (x - y)^T VI (x - y) = |L^T (x - y)|^2 with VI = L L^T
-        L = cholesky_lower(jnp.asarray(VI, X.dtype))
-        return jnp.matmul(X, L, precision="highest")
-    cov = estimate_covariance(X, covariance).covariance
-    scale = jnp.trace(cov) / d
-    cov = jnp.where(scale > 0, cov, eye)
-    # z = C^{-1} x, so |z_i - z_j|^2 = (x_i - x_j)^T (C C^T)^{-1} (x_i - x_j); inverting the
-    # (unit, unit) factor once and multiplying beats a triangular solve against all samples
-    C_inv = tril_inverse(cholesky_lower(cov))
-    return jnp.matmul(X, C_inv.T, precision="highest")
+    Z, scale, _ = _whitened(jnp.asarray(X), covariance, VI)
+    return Z * scale
 
 
 # ---- Cholesky factor and triangular inverse from matmuls -------------------------------
@@ -309,10 +350,43 @@ def tril_inverse(L: ArrayLike) -> jax.Array:
     return X
 
 
+def mahalanobis_kernel(
+    X: ArrayLike, covariance: str = "ledoit_wolf", VI: ArrayLike | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Mahalanobis distances and whether the covariance could not be used.
+
+    Args:
+        X: ``(sample, unit)`` points.
+        covariance, VI: as in :func:`mahalanobis_distances`.
+
+    Returns:
+        ``(D, singular)``: ``(sample, sample)`` distances and a ``(sample, 1)``
+        bool column, all True when the covariance (or ``VI``) is singular in
+        the working precision, in which case ``D`` is meaningless;
+        :func:`holejax.pairwise_distances` turns that into an error
+        (:func:`covariance_failure`).
+
+    Example:
+        >>> X = jnp.array([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+        >>> D, singular = mahalanobis_kernel(X)  # one direction only, and Ledoit-Wolf shrinks nothing
+        >>> bool(singular.any())
+        True
+        >>> bool(mahalanobis_kernel(X, "oas")[1].any())
+        False
+    """
+    X = jnp.asarray(X)
+    Z, scale, usable = _whitened(X, covariance, VI)
+    D = euclidean_distances(Z) * scale
+    return D, jnp.broadcast_to(~usable, (X.shape[0], 1))
+
+
 def mahalanobis_distances(
     X: ArrayLike, covariance: str = "ledoit_wolf", VI: ArrayLike | None = None
 ) -> jax.Array:
     """Mahalanobis distances of one cloud under its own (shrunk) covariance.
+
+    Exact over the whole float range: the cloud is rescaled by a power of two
+    before the covariance is estimated (:func:`whiten`).
 
     Args:
         X: ``(sample, unit)`` points.
@@ -320,9 +394,9 @@ def mahalanobis_distances(
         VI: optional ``(unit, unit)`` inverse covariance; overrides ``covariance``.
 
     Returns:
-        ``(sample, sample)`` distances, zero diagonal, symmetric. NaN only if
-        the covariance is not positive definite, which the host-side checks of
-        :func:`holejax.pairwise_distances` rule out first.
+        ``(sample, sample)`` distances, zero diagonal, symmetric. Meaningless
+        if the covariance is singular, which :func:`holejax.pairwise_distances`
+        reports as an error (use :func:`mahalanobis_kernel` to see the flag).
 
     Example:
         >>> X = jnp.array([[0.0, 0.0], [2.0, 0.0], [0.0, 1.0]])
@@ -330,7 +404,30 @@ def mahalanobis_distances(
         >>> [round(v, 5) for v in D[0].tolist()]
         [0.0, 1.0, 1.0]
     """
-    return jnp.sqrt(sqeuclidean_distances(whiten(X, covariance, VI)))
+    return mahalanobis_kernel(X, covariance, VI)[0]
+
+
+def covariance_failure(column: np.ndarray, where: str, params: dict) -> None:
+    """Raise :class:`~holejax._checks.CloudError` when the kernel flagged a singular covariance.
+
+    A flag message of the metric table (see :mod:`holejax.metrics.registry`):
+    ``column`` is the kernel's ``singular`` flag column.
+    """
+    if not np.any(column):
+        return None
+    if params.get("VI") is not None:
+        raise CloudError(
+            "the inverse covariance VI is numerically singular in the working precision for this "
+            "cloud, so Mahalanobis distances cannot be computed",
+            "Pass a better conditioned VI, or enable x64 (jax.enable_x64) and float64 input.",
+        )
+    estimator = params.get("covariance", "ledoit_wolf")
+    raise CloudError(
+        f"the {estimator!r} covariance of this cloud is singular (it could not be estimated "
+        "from these samples), so Mahalanobis distances cannot be computed",
+        "Use covariance='oas' (which always shrinks), pass more samples (at least 3, and "
+        "more than units for 'empirical'), or pass an inverse covariance VI.",
+    )
 
 
 def check_inverse_covariance(VI, d: int) -> np.ndarray:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from holejax._checks import as_cloud, where
+from holejax._checks import CloudError, as_cloud, where
 from holejax.metrics.host import adopt, device_input
 from holejax.metrics.registry import MetricSpec, get_metric, resolve_params, split_params
 
@@ -44,7 +44,11 @@ def prepare_cloud(
 
 
 def warn_flagged(spec: MetricSpec, flags: Any, params: dict, *, layer=None, perturbation=None, cloud=None) -> None:
-    """Emit the spec's warnings for the flag columns the kernel raised."""
+    """Emit the spec's warnings for the flag columns the kernel raised.
+
+    A flag message may raise :class:`~holejax._checks.CloudError` instead (a
+    cloud the metric cannot use); it is re-raised with the cloud's location.
+    """
     if not spec.flag_messages:
         return  # no flag columns: nothing to fetch from the device
     flags = np.asarray(flags)
@@ -53,7 +57,10 @@ def warn_flagged(spec: MetricSpec, flags: Any, params: dict, *, layer=None, pert
         suffix = f" (cloud {cloud})" + suffix
     for column, message in zip(flags.T, spec.flag_messages):
         if callable(message):
-            text = message(column, suffix, params)
+            try:
+                text = message(column, suffix, params)
+            except CloudError as err:  # a cloud the metric cannot use: say which one
+                raise err.located(layer=layer, perturbation=perturbation, cloud=cloud) from None
         elif column.any():
             text = message.format(
                 count=int(column.sum()), first=int(np.argmax(column)), where=suffix, metric=spec.name

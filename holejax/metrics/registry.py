@@ -157,10 +157,15 @@ def _direction(fn: Callable[[jax.Array], jax.Array]) -> Callable[..., tuple[jax.
 
 def _density(base: str) -> Callable[..., tuple[jax.Array, jax.Array]]:
     def kernel(X, k, scale, covariance="ledoit_wolf", VI=None):
-        D = _den._BASES[base](X, covariance=covariance, VI=VI)
+        if base == "mahalanobis":  # with the flag of a singular covariance
+            D, singular = _mah.mahalanobis_kernel(X, covariance, VI)
+        else:
+            D = _den._BASES[base](X, covariance=covariance, VI=VI)
         Dn, zero_scale = _den.density_normalise(D, _den.local_scales(D, k, scale))
         if base == "cosine":
             return Dn, jnp.stack([_zero_rows(X), zero_scale], axis=1)
+        if base == "mahalanobis":
+            return Dn, jnp.concatenate([singular, zero_scale[:, None]], axis=1)  # the error first
         return Dn, zero_scale[:, None]
 
     kernel.__name__ = f"density_{base}"
@@ -234,10 +239,11 @@ register(MetricSpec("angular", _direction(_cos.angular_distances), flag_messages
 register(
     MetricSpec(
         "mahalanobis",
-        _plain(_mah.mahalanobis_distances),
+        _mah.mahalanobis_kernel,
         defaults=_MAHALANOBIS_DEFAULTS,
         check=_check_mahalanobis,
         check_cloud=_check_mahalanobis_cloud,
+        flag_messages=(_mah.covariance_failure,),
         array_params=("VI",),
     )
 )
@@ -276,7 +282,7 @@ register(
         defaults={"k": 5, "scale": "mean", **_MAHALANOBIS_DEFAULTS},
         check=_check_density,
         check_cloud=_check_mahalanobis_cloud,
-        flag_messages=(_ZERO_SCALE_MESSAGE,),
+        flag_messages=(_mah.covariance_failure, _ZERO_SCALE_MESSAGE),
         array_params=("VI",),
     )
 )
