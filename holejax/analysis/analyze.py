@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from holejax._checks import as_labels, check_choice, close_matches, first_nonfinite_row
+from holejax._checks import CloudError, as_labels, check_choice, close_matches, first_nonfinite_row
 from holejax.analysis.robustness import h0_diagram_distances
 from holejax.analysis.scores import merge_scores, normalized_mutual_info
 from holejax.analysis.stages import (
@@ -266,7 +266,13 @@ def analyze(
     for width, members in clouds.items():
         Xs = np.concatenate([X for _, X in members])
         for mi, metric in enumerate(metrics):
-            d, e, z = _h0_group(Xs, metric, params[metric], int(memory_budget), h0_method)
+            try:
+                d, e, z = _h0_group(Xs, metric, params[metric], int(memory_budget), h0_method)
+            except CloudError as err:  # cloud b of the group is layer members[b // P], perturbation b % P
+                if err.cloud is None:
+                    raise
+                layer = layer_list[members[err.cloud // P][0]]
+                raise err.located(layer=layer, perturbation=pert_list[err.cloud % P]) from None
             for k, (li, _) in enumerate(members):
                 rows = slice(k * P, (k + 1) * P)
                 deaths[:, li, mi], edges[:, li, mi], linkage[:, li, mi] = d[rows], e[rows], z[rows]

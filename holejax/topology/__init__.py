@@ -68,6 +68,7 @@ from holejax.topology.landscape_stats import (
 )
 from holejax.topology.summary import topology_summary
 from holejax.topology.landscapes import (
+    diagram_landscape_norm,
     landscape_distance,
     landscape_grid,
     landscape_norm,
@@ -92,6 +93,7 @@ __all__ = [
     "activation_diagrams",
     "activation_landscapes",
     "average_landscapes",
+    "diagram_landscape_norm",
     "landscape_distance",
     "landscape_grid",
     "landscape_norm",

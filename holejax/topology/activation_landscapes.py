@@ -5,7 +5,9 @@ Vietoris-Rips persistence diagram in degree 0 and 1 is computed by giotto-ph
 on a holejax distance matrix, and the diagram becomes a persistence landscape
 sampled on a grid (:mod:`holejax.topology.landscapes`). The sequence of
 landscapes over the layers is the *activation landscape curve*; the norm of
-each landscape is the layer's *topological complexity*.
+each landscape, integrated exactly from the diagram
+(:func:`~holejax.topology.landscapes.diagram_landscape_norm`, all landscape
+functions), is the layer's *topological complexity*.
 
 * :func:`normalize_activations` -- centre, scale so the largest pairwise
   distance is 1 (step 1 of the paper).
@@ -35,8 +37,8 @@ from holejax.topology._inputs import mapping_layers
 from holejax.topology.landscapes import (
     _check_count,
     _check_grid,
+    diagram_landscape_norm,
     landscape_grid,
-    landscape_norm,
     persistence_landscapes,
 )
 
@@ -203,8 +205,9 @@ class ActivationLandscapes(NamedTuple):
         local: whether the local-homology variant was used.
         grid: ``(grid,)`` sample points.
         landscapes: ``(layer, landscape, grid)`` landscape functions.
-        norms: ``(layer,)`` topological complexity (landscape norm); for an
-            average, the mean of the members' norms.
+        norms: ``(layer,)`` topological complexity: the exact norm of each
+            layer's whole landscape (every ``lambda_k``, not only the sampled
+            ones); for an average, the mean of the members' norms.
         diagrams: per layer, the ``(k, 2)`` diagram in ``degree`` (empty for averages).
         count: how many landscapes were averaged (1 for one model).
     """
@@ -335,7 +338,7 @@ def activation_landscapes(
         names.append(name)
         dgms.append(all_dgms[int(degree)])
     lam = np.asarray(persistence_landscapes(dgms, grid, num_landscapes), dtype=np.float64)
-    norms = np.asarray(landscape_norm(lam, grid), dtype=np.float64)
+    norms = np.array([diagram_landscape_norm(d) for d in dgms], dtype=np.float64)
     return ActivationLandscapes(tuple(names), int(degree), bool(local), grid, lam, norms, tuple(dgms), 1)
 
 

@@ -211,7 +211,7 @@ def topology_summary(
     from holejax.topology.activation_landscapes import activation_diagrams
     from holejax.topology.betti_decay import betti_curves, betti_decay
     from holejax.topology.diagrams import as_diagram
-    from holejax.topology.landscapes import landscape_grid, landscape_norm, persistence_landscapes
+    from holejax.topology.landscapes import diagram_landscape_norm, landscape_grid, persistence_landscapes
     from holejax.topology.neural_persistence import neural_persistence, weight_matrices
 
     store, source = _as_store(acts)
@@ -264,7 +264,7 @@ def topology_summary(
         for degree in (0, 1):
             batch = [as_diagram(d[degree], f"H{degree} diagram") for _, d in dgms]
             curves = np.asarray(persistence_landscapes(batch, grid, num_landscapes), dtype=np.float64)
-            nrm = np.asarray(landscape_norm(curves, grid), dtype=np.float64)
+            nrm = [diagram_landscape_norm(d) for d in batch]
             total, entropy = _diagram_summaries(batch)
             for j, ((pi, li), _) in enumerate(dgms):
                 lam[pi, li, degree], norms[pi, li, degree] = curves[j], nrm[j]

@@ -22,6 +22,7 @@ from holejax.topology import (
     diagram_distance,
     landscape_distance,
     landscape_grid,
+    diagram_landscape_norm,
     landscape_norm,
     landscape_pca,
     landscape_permutation_test,
@@ -94,6 +95,43 @@ def test_landscapes_are_1_lipschitz_in_the_bottleneck_distance(pa, pb):
     assert np.abs(lam_a - lam_b).max() <= diagram_distance(a, b) + 1e-5
     # the functions are ordered and non-negative
     assert (np.diff(lam_a, axis=0) <= 1e-7).all() and (lam_a >= 0).all()
+
+
+def fine_grid_norm(dgm, points=400_001):
+    """Reference: every tent sampled in float64 on a fine grid, sorted per point, trapezoid rule."""
+    dgm = np.asarray(dgm, dtype=np.float64)
+    grid = np.linspace(dgm[:, 0].min(), dgm[:, 1].max(), points)
+    total = np.zeros_like(grid)
+    for b, d in dgm:  # sum over k of lambda_k^2 is the sum of the squared tents' order statistics: all of them
+        total += np.maximum(np.minimum(grid - b, d - grid), 0.0) ** 2
+    return float(np.sqrt(trapezoid(total, grid)))
+
+
+def test_exact_norm_matches_analytic_values_and_a_fine_grid():
+    # one tent of half-width h: int = 2 h^3 / 3
+    assert diagram_landscape_norm([[0.0, 2.0]]) == pytest.approx(np.sqrt(2 / 3), rel=1e-14)
+    assert diagram_landscape_norm([[0.25, 0.25], [0.0, np.inf]]) == 0.0
+    # nested and crossing bars: lambda_1, lambda_2 swap where tents cross
+    rng = np.random.default_rng(11)
+    for k in (2, 5, 30):
+        birth = rng.random(k)
+        dgm = np.c_[birth, birth + rng.random(k) * 0.4]
+        assert diagram_landscape_norm(dgm) == pytest.approx(fine_grid_norm(dgm), rel=1e-8)
+    # only the first landscape functions: the sampled kernel on a fine grid agrees
+    grid = landscape_grid(0.0, 1.5, 300_001)
+    lam = np.asarray(persistence_landscape(dgm, grid, 3), dtype=np.float64)
+    ref = np.sqrt(trapezoid((lam**2).sum(0), grid))
+    assert diagram_landscape_norm(dgm, 3) == pytest.approx(ref, rel=1e-5)
+
+
+def test_exact_norm_where_the_default_grid_is_coarse():
+    # a bar two grid steps long: the trapezoid rule on 101 points misses its peak
+    dgm = [[0.303, 0.323]]
+    exact = diagram_landscape_norm(dgm)
+    assert exact == pytest.approx(np.sqrt(2 * 0.01**3 / 3), rel=1e-12)
+    grid = landscape_grid()
+    coarse = float(landscape_norm(persistence_landscape(dgm, grid, 1), grid))
+    assert abs(coarse - exact) > 0.05 * exact
 
 
 def test_norm_is_the_trapezoid_integral():
@@ -180,7 +218,7 @@ def test_activation_landscapes_from_mapping_and_store(tmp_path):
     assert isinstance(res, ActivationLandscapes)
     assert res.layers == ("circle", "blob") and res.landscapes.shape == (2, 5, 101)
     assert res.norms[0] > 3 * res.norms[1]  # the loop dominates
-    np.testing.assert_allclose(res.norms, np.asarray(landscape_norm(res.landscapes, res.grid)), rtol=1e-6)
+    np.testing.assert_allclose(res.norms, [fine_grid_norm(d) for d in res.diagrams], rtol=1e-6)
     ds = res.to_xarray()
     assert ds["landscape"].dims == ("layer", "k", "grid") and list(ds.layer.values) == ["circle", "blob"]
 
