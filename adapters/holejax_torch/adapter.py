@@ -3,12 +3,25 @@
 A forward hook sees a module's output before the rest of the forward pass,
 which may still change it in place (``nn.ReLU(inplace=True)`` after a
 ``Linear``, ``out += identity`` in a residual block). Captured outputs are
-therefore views checked against their tensor version counters after the
-pass: a layer whose output changed is copied from then on, and that batch
-runs again. The first batch runs twice, so outputs that live in module
-state and change in the next pass are found too. The model never sees the
-caller's input memory, so an in-place operation on its input cannot change
-the caller's data either.
+kept as views and copied only when something is about to write into them:
+while the model runs, a ``torch.overrides.TorchFunctionMode`` sees every
+torch function call, and one that writes in place (a method ending in
+``_``, ``__setitem__``, ``out=``, ``inplace=True``) into the memory of a
+captured output copies that output first. Writes that bypass torch's
+Python API (TorchScript, custom C++ kernels) are not seen.
+
+Outputs can also live in module state that the next pass rewrites (a layer
+returning a view of its own buffer). Before the first batch the capture
+runs its first two samples once: an output of the first batch that shares
+memory with the same layer's output of that probe lives in state and is
+copied from then on. Later passes check the same against the pass before
+and stop with an error if a pass rewrote the previous batch's outputs.
+The model never sees the caller's input memory, so an in-place operation on
+its input cannot change the caller's data either.
+
+Model inputs arrive as an array (``model(x)``), a tuple of arrays
+(``model(*x)``) or a dict of arrays (``model(**x)``; token ids and
+``attention_mask`` of a Hugging Face model).
 """
 
 from __future__ import annotations
@@ -20,9 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from holejax.capture.inputs import ModelInput, n_samples_of, slice_samples
 from holejax.capture.layers import LayerInfo, class_names, layer_name, output_leaves, split_layer_name
 
-__all__ = ["TorchAdapter"]
+__all__ = ["TorchAdapter", "written_tensors"]
+
+PROBE_SAMPLES = 2
+"""Samples of the first batch run once before it, to find outputs kept in module state."""
 
 
 def _torch():
@@ -61,20 +78,23 @@ def _eval_mode(model: Any) -> Iterator[None]:
             m.training = training
 
 
-def _as_input(model: Any, batch: np.ndarray) -> Any:
-    """A tensor on the model's device that shares no memory with ``batch``.
+def _reference(model: Any) -> Any:
+    """The model's first floating parameter (or buffer): its device and dtype are the inputs'."""
+    ref = next((p for p in model.parameters() if p.is_floating_point()), None)
+    return ref if ref is not None else next((b for b in model.buffers() if b.is_floating_point()), None)
+
+
+def _as_tensor(ref: Any, array: Any) -> Any:
+    """A tensor on the model's device that shares no memory with ``array``.
 
     Floating inputs take the model's floating dtype.
     """
     torch = _torch()
-    if isinstance(batch, torch.Tensor):
-        given, callers = batch, True
+    if isinstance(array, torch.Tensor):
+        given, callers = array, True
     else:
-        contiguous = np.ascontiguousarray(batch)
-        given, callers = torch.from_numpy(contiguous), np.may_share_memory(contiguous, batch)
-    ref = next((p for p in model.parameters() if p.is_floating_point()), None)
-    if ref is None:
-        ref = next((b for b in model.buffers() if b.is_floating_point()), None)
+        contiguous = np.ascontiguousarray(array)
+        given, callers = torch.from_numpy(contiguous), np.may_share_memory(contiguous, array)
     if given.is_floating_point():
         dtype = ref.dtype if ref is not None else torch.get_default_dtype()
         x = given.to(device=ref.device if ref is not None else given.device, dtype=dtype)
@@ -83,6 +103,60 @@ def _as_input(model: Any, batch: np.ndarray) -> Any:
     if callers and x.device == given.device and x.untyped_storage().data_ptr() == given.untyped_storage().data_ptr():
         x = x.clone()  # in-place operations on the input must not reach the caller's data
     return x
+
+
+def _call(model: Any, batch: ModelInput) -> Any:
+    """``model(x)``, ``model(*x)`` or ``model(**x)`` on tensors of the model's device."""
+    ref = _reference(model)
+    if isinstance(batch, dict):
+        return model(**{k: _as_tensor(ref, v) for k, v in batch.items()})
+    if isinstance(batch, tuple):
+        return model(*(_as_tensor(ref, v) for v in batch))
+    return model(_as_tensor(ref, batch))
+
+
+def _storage(t: Any) -> int:
+    return t.untyped_storage().data_ptr()
+
+
+def written_tensors(func: Any, args: Sequence[Any], kwargs: dict) -> list[Any]:
+    """The tensors a torch function call writes into in place.
+
+    A method or function whose name ends in a single ``_`` (``add_``,
+    ``copy_``, ``relu_``; ``x += y`` arrives as ``add_``) and
+    ``__setitem__`` write into their first argument; ``inplace=True``
+    (``F.relu``, ``nn.ReLU(inplace=True)``) does too; ``out=`` names the
+    tensors written.
+
+    Example:
+        >>> import torch
+        >>> x = torch.zeros(2)
+        >>> [t is x for t in written_tensors(torch.Tensor.add_, (x, 1), {})], written_tensors(torch.add, (x, 1), {})
+        ([True], [])
+    """
+    name = getattr(func, "__name__", "")
+    targets = []
+    if args and ((name.endswith("_") and not name.endswith("__")) or name == "__setitem__" or kwargs.get("inplace") is True):
+        targets.append(args[0])
+    out = kwargs.get("out")
+    if out is not None:
+        targets.extend(out if isinstance(out, (tuple, list)) else [out])
+    return [t for t in targets if _is_tensor(t)]
+
+
+def _copy_on_write_mode(capture: "_Capture") -> Any:
+    """A TorchFunctionMode that copies captured outputs before an in-place write reaches them."""
+    from torch.overrides import TorchFunctionMode
+
+    class CopyOnWrite(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if capture.watched:
+                for t in written_tensors(func, args, kwargs):
+                    capture.copy_before_write(t)
+            return func(*args, **kwargs)
+
+    return CopyOnWrite()
 
 
 class _Capture:
@@ -100,10 +174,22 @@ class _Capture:
             raise ValueError(f"layers {unknown} are not modules of this {type(model).__name__}.")
         self.modules = {p: modules[p] for p in self.wanted}
         self.calls: dict[str, int] = {}
-        self.out: dict[str, tuple[Any, int]] = {}  # name -> (tensor, its version when captured)
-        self.copied: set[str] = set()  # layers whose outputs change after their hook ran
-        self.checked_across_passes = False
+        self.out: dict[str, Any] = {}  # name -> captured tensor (a view until something writes into it)
+        self.watched: dict[int, set[str]] = {}  # storage pointer -> names of this pass's views on it
+        self.copied: set[str] = set()  # layers written in place after their hook, or kept in module state
+        self.state: set[str] = set()  # layers whose outputs live in module state: copied in the hook
+        self.previous: dict[str, Any] = {}  # the outputs of the pass before (kept alive: their memory is theirs)
+        self.previous_was_probe = False
+        self.rewritten: list[str] = []
+        self.probed = False
         self.stack = contextlib.ExitStack()
+
+    def copy_before_write(self, target: Any) -> None:
+        """Copy the captured outputs on ``target``'s memory before a write changes them."""
+        names = self.watched.pop(_storage(target), None)
+        for name in names or ():
+            self.out[name] = self.out[name].clone()
+            self.copied.add(name)
 
     def _hook(self, path: str) -> Callable:
         wanted = self.wanted[path]
@@ -115,16 +201,25 @@ class _Capture:
             if picks is None:
                 return
             for pick, leaf in output_leaves(output, _is_tensor):
-                if pick in picks:
-                    name = picks[pick]
-                    kept = leaf.detach()  # a view: shares the version counter
-                    if name in self.copied:
-                        kept = kept.clone()
-                    self.out[name] = (kept, kept._version)
+                if pick not in picks:
+                    continue
+                name = picks[pick]
+                kept = leaf.detach()
+                before = self.previous.get(name)
+                if before is not None and _storage(before) == _storage(kept) and name not in self.state:
+                    self.state.add(name)  # the pass before returned the same memory: module state
+                    if not self.previous_was_probe:
+                        self.rewritten.append(name)
+                if name in self.state:
+                    kept = kept.clone()
+                    self.copied.add(name)
+                else:
+                    self.watched.setdefault(_storage(kept), set()).add(name)
+                self.out[name] = kept
 
         return hook
 
-    def __enter__(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    def __enter__(self) -> Callable[[ModelInput], dict[str, np.ndarray]]:
         self.stack.enter_context(_eval_mode(self.model))
         for path, module in self.modules.items():
             handle = module.register_forward_hook(self._hook(path))
@@ -132,33 +227,44 @@ class _Capture:
         return self.run
 
     def __exit__(self, *exc: Any) -> None:
+        self.previous = {}
         self.stack.close()
 
-    def _forward(self, batch: np.ndarray) -> dict[str, tuple[Any, int]]:
-        self.calls, self.out = {}, {}
-        with _torch().no_grad():  # not inference_mode: its tensors keep no version counters
-            self.model(_as_input(self.model, batch))
+    def _forward(self, batch: ModelInput) -> dict[str, Any]:
+        self.calls, self.out, self.watched = {}, {}, {}
+        try:
+            with _torch().no_grad(), _copy_on_write_mode(self):
+                _call(self.model, batch)
+        finally:
+            self.watched = {}
         out, self.out = self.out, {}
         return out
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, batch: ModelInput) -> dict[str, np.ndarray]:
         """The captured outputs of one batch, as numpy arrays.
 
-        Outputs changed after their hook ran are copied from then on, and
-        the batch runs again. The first batch also runs a second time:
-        outputs of the first pass that the second pass changes live in
-        state that outlives a pass (a module writing into its own buffer),
-        and a view of them would change while the writer still holds it.
+        The first call first runs the batch's first two samples (the probe),
+        so outputs kept in module state are found before any is handed on.
+
+        Raises:
+            RuntimeError: a pass returned, for some layer, the memory of the
+                previous pass's output (module state the probe missed).
         """
-        while True:
-            out = self._forward(batch)
-            if not self.checked_across_passes:
-                self.checked_across_passes = True
-                self._forward(batch)
-            changed = {name for name, (t, version) in out.items() if t._version != version}
-            if not changed - self.copied:
-                return {name: _numpy(t) for name, (t, _) in out.items()}
-            self.copied |= changed
+        if not self.probed:
+            self.probed = True
+            self.previous = self._forward(slice_samples(batch, 0, min(PROBE_SAMPLES, n_samples_of(batch))))
+            self.previous_was_probe = True
+        out = self._forward(batch)
+        self.previous, self.previous_was_probe = out, False
+        if self.rewritten:
+            raise RuntimeError(
+                f"layers {self.rewritten} returned, for one batch, the memory they had returned for the batch "
+                "before (a view of module state reallocated with the batch size, which the probe of the first "
+                "batch did not see); the previous batch's outputs may have changed before they were stored. "
+                "Capture another layer (the next module's output), or export with one batch_size that divides "
+                "the sample count."
+            )
+        return {name: _numpy(t) for name, t in out.items()}
 
 
 class TorchAdapter:
@@ -168,7 +274,8 @@ class TorchAdapter:
     requested module gets a forward hook, the model runs in eval mode without
     gradients, and every submodule's train/eval flag is restored afterwards.
     Inputs move to the device of the model's parameters; floating inputs
-    take their dtype.
+    take their dtype. Model inputs that are tuples are passed as positional
+    arguments, dicts as keyword arguments.
     """
 
     name = "torch"
@@ -181,8 +288,8 @@ class TorchAdapter:
     def model_class(self, model: Any) -> str:
         return type(model).__name__
 
-    def list_layers(self, model: Any, example: np.ndarray) -> list[LayerInfo]:
-        n = len(example)
+    def list_layers(self, model: Any, example: ModelInput) -> list[LayerInfo]:
+        n = n_samples_of(example)
         records: list[tuple[str, int, Any, list[tuple[str, Any]]]] = []
         calls: dict[str, int] = {}
         modules = [(p, m) for p, m in model.named_modules() if p]
@@ -201,7 +308,7 @@ class TorchAdapter:
             for path, module in modules:
                 stack.callback(module.register_forward_hook(make_hook(path)).remove)
             with _torch().inference_mode():
-                model(_as_input(model, example))
+                _call(model, example)
 
         infos = []
         for path, call, module, leaves in records:
@@ -224,9 +331,9 @@ class TorchAdapter:
     def capture(self, model: Any, names: Sequence[str]) -> _Capture:
         return _Capture(model, names)
 
-    def predict(self, model: Any, batch: np.ndarray) -> np.ndarray:
+    def predict(self, model: Any, batch: ModelInput) -> np.ndarray:
         with _eval_mode(model), _torch().inference_mode():
-            out = model(_as_input(model, batch))
+            out = _call(model, batch)
         leaves = output_leaves(out, _is_tensor)
         if not leaves:
             raise TypeError(f"{type(model).__name__} returned {type(out).__name__}, which holds no tensor.")

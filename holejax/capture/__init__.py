@@ -15,9 +15,9 @@ Example:
 """
 
 from holejax.capture.export import LayerTable, export_activations, list_layers, predict
-from holejax.capture.inputs import as_source, iter_batches
-from holejax.capture.layers import LayerInfo, default_layers, format_layers, select_layers
-from holejax.capture.pooling import POOLINGS, pool, pooled_shape, resolve_pooling
+from holejax.capture.inputs import ModelInput, as_model_input, as_source, iter_batches, n_samples_of, slice_samples
+from holejax.capture.layers import PRESETS, LayerInfo, default_layers, format_layers, residual_layers, select_layers
+from holejax.capture.pooling import POOLINGS, TOKEN_POOLINGS, pool, pooled_shape, resolve_pooling
 from holejax.capture.registry import ENTRY_POINT_GROUP, Adapter, adapters, find_adapter
 
 __all__ = [
@@ -25,8 +25,12 @@ __all__ = [
     "Adapter",
     "LayerInfo",
     "LayerTable",
+    "ModelInput",
     "POOLINGS",
+    "PRESETS",
+    "TOKEN_POOLINGS",
     "adapters",
+    "as_model_input",
     "as_source",
     "default_layers",
     "export_activations",
@@ -34,9 +38,12 @@ __all__ = [
     "format_layers",
     "iter_batches",
     "list_layers",
+    "n_samples_of",
     "pool",
     "pooled_shape",
     "predict",
+    "residual_layers",
     "resolve_pooling",
     "select_layers",
+    "slice_samples",
 ]

@@ -22,32 +22,46 @@ import queue
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
 
 from holejax._checks import check_choice
-from holejax.capture.inputs import as_source, example_of, iter_batches
-from holejax.capture.layers import LayerInfo, format_layers, select_layers
-from holejax.capture.pooling import pool, pooled_shape, resolve_pooling
+from holejax.capture.inputs import ModelInput, as_source, example_of, iter_batches, n_samples_of, slice_samples
+from holejax.capture.layers import LayerInfo, format_layers, residual_layers, select_layers
+from holejax.capture.pooling import TOKEN_POOLINGS, pool, pooled_shape, resolve_pooling, token_counts
 from holejax.capture.registry import Adapter, find_adapter
 
-__all__ = ["LayerTable", "export_activations", "list_layers", "predict"]
+__all__ = ["LayerTable", "TokenRows", "export_activations", "list_layers", "predict"]
 
 MODES = ("error", "overwrite", "resume", "append")
 
 
 class LayerTable(tuple):
-    """The layers of a model (a tuple of :class:`LayerInfo`) that prints as a table."""
+    """The layers of a model (a tuple of :class:`LayerInfo`) that prints as a table.
+
+    The rows of the residual stream (``layers="residual"``: embeddings and
+    every transformer block or CNN stage) are marked; for models that have
+    them it is the default selection.
+    """
 
     @property
     def names(self) -> list[str]:
         """Names of the layers that fired."""
         return [i.name for i in self if i.fired]
 
+    @property
+    def residual(self) -> list[str]:
+        """Names of the layers ``layers="residual"`` picks (the default when there are any)."""
+        return [i.name for i in residual_layers(self)]
+
     def __str__(self) -> str:
-        return format_layers(self)
+        marked = set(self.residual)
+        table = format_layers(self, marked)
+        if marked:
+            table += '\n* layers="residual": embeddings and every block, the default for this model'
+        return table
 
     __repr__ = __str__
 
@@ -91,10 +105,63 @@ def list_layers(model: Any, example_inputs: Any, *, adapter: Adapter | None = No
     return LayerTable(_adapter(model, adapter).list_layers(model, example_of(example_inputs)))
 
 
-def _noisy(p: Any, x: np.ndarray, seed: int, start: int) -> np.ndarray:
+def _noisy(p: Any, x: ModelInput, seed: int, start: int) -> ModelInput:
+    """The model input with input noise on every floating array (token ids and masks stay as they are)."""
     if p.kind != "input":
         return x
-    return np.asarray(p.apply_at(x, seed=seed, start=start))
+    if isinstance(x, np.ndarray):
+        return np.asarray(p.apply_at(x, seed=seed, start=start))
+    entries = x.items() if isinstance(x, dict) else enumerate(x)
+    noisy = {k: np.asarray(p.apply_at(v, seed=seed, start=start)) if v.dtype.kind == "f" else v for k, v in entries}
+    if all(v.dtype.kind != "f" for v in noisy.values()):
+        raise ValueError(
+            f"perturbation {p.name!r} adds noise to the inputs, but the model inputs {list(noisy)} hold no "
+            "floating array (token ids are integers); use a compression perturbation, or pass floating "
+            "inputs such as embeddings or pixel values."
+        )
+    return noisy if isinstance(x, dict) else tuple(noisy[i] for i in range(len(x)))
+
+
+def _mask_source(mask: Any, example: ModelInput, n: int) -> str | np.ndarray | None:
+    """The attention mask: the name of a key of the model inputs, a ``(sample, token)`` array, or None.
+
+    None takes the inputs' ``attention_mask`` key when there is one.
+    """
+    keys = sorted(example) if isinstance(example, dict) else []
+    if mask is None:
+        return "attention_mask" if "attention_mask" in keys else None
+    if isinstance(mask, str):
+        if mask not in keys:
+            held = keys if keys else "none: the inputs are not a mapping"
+            raise ValueError(
+                f"mask={mask!r} names no key of the model inputs (keys: {held}); pass the key of the "
+                "attention mask or a (sample, token) array."
+            )
+        return mask
+    arr = np.asarray(mask)
+    if arr.ndim != 2 or arr.shape[0] != n or arr.dtype.kind not in "biuf":
+        raise ValueError(
+            f"mask must be the name of a key of the inputs or a numeric (sample, token) array with {n} rows; "
+            f"got dtype {arr.dtype}, shape {arr.shape}."
+        )
+    return arr
+
+
+def _batch_mask(source: str | np.ndarray | None, x: ModelInput, start: int) -> np.ndarray | None:
+    if source is None:
+        return None
+    if isinstance(source, str):
+        return np.asarray(x[source])
+    return source[start : start + n_samples_of(x)]
+
+
+def _token_layers(infos: Sequence[LayerInfo], residual: set[str], mask: np.ndarray | None) -> set[str]:
+    """Rank-2 outputs that are token sequences: those of the residual stream, or as long as the mask."""
+    return {
+        i.name for i in infos
+        if i.shape is not None and len(i.shape) == 2
+        and (i.name in residual or (mask is not None and i.shape[0] == mask.shape[1]))
+    }
 
 
 def _models(model: Any, perturbations: Sequence[Any], adapter: Adapter) -> dict[str, Any]:
@@ -123,7 +190,8 @@ def export_activations(
     batch_size: int = 256,
     mode: str = "error",
     seed: int = 0,
-    pooling: Any = "flatten",
+    pooling: Any = None,
+    mask: Any = None,
     label_names: Sequence[str] | None = None,
     n_samples: int | None = None,
     progress: bool = True,
@@ -135,27 +203,39 @@ def export_activations(
     Args:
         model: a PyTorch ``nn.Module``, a Flax Linen ``(module, variables)``
             (or ``(module, variables, apply_kwargs)``) or a Flax NNX module.
-        inputs: an array ``(sample, ...)`` in the framework's layout, or an
-            iterable of batches (arrays, ``(x, y)`` pairs; a DataLoader
-            without shuffling).
+        inputs: an array ``(sample, ...)`` in the framework's layout; a tuple
+            of such arrays (positional arguments of the model); a mapping of
+            them (keyword arguments: a tokenizer's ``BatchEncoding``, whose
+            ``labels`` key, if any, gives the labels); or an iterable of
+            batches of those (a DataLoader without shuffling; ``(x, y)``
+            pairs). See ``holejax.capture.inputs``.
         store: path of the Zarr store to write.
         labels: ``(sample,)`` integer labels (optional; labels found in the
-            batches are used when left out).
+            inputs are used when left out).
         layers: names (``"layer1.0.relu"``), globs (``"layer*.relu"``, ``*``
-            crosses dots), module types (``"ReLU"``, ``torch.nn.ReLU``), or a
-            list of them; None = outputs of nonlinearities and of top-level
-            blocks (see ``hj.list_layers``).
+            crosses dots), module types (``"ReLU"``, ``torch.nn.ReLU``), the
+            preset ``"residual"`` (embeddings and every transformer block or
+            CNN stage), or a list of them; None = the residual stream for
+            models with blocks, else outputs of nonlinearities and of
+            top-level blocks (see ``hj.list_layers``).
         perturbations: ``hj.clean()``, ``hj.gaussian(sigma=0.1)``,
             compression perturbations, or their names; ``clean`` is always
-            exported first. None = clean only.
+            exported first. None = clean only. Input noise goes to the
+            floating arrays of the inputs (not to token ids).
         batch_size: samples per forward pass (and per store chunk).
         mode: if ``store`` exists: ``"error"``, ``"overwrite"``, ``"resume"``
             (continue an interrupted export where it stopped) or ``"append"``
             (add new perturbations to a finished store).
         seed: seed of the input noise.
-        pooling: ``"flatten"``, ``"global_avg"``, ``"cls"``, ``"mean_tokens"``,
-            ``"none"``, ``"auto"``, or a mapping of layer names/globs to those
+        pooling: ``"flatten"``, ``"global_avg"``, ``"mean"``, ``"cls"``,
+            ``"first"``, ``"last"``, ``"max"``, ``"tokens"``, ``"none"``,
+            ``"auto"``, or a mapping of layer names/globs to those; None =
+            the masked mean over real tokens for token outputs, the mean
+            over space for CNN stages of the preset, ``flatten`` otherwise
             (see ``holejax.capture.pooling``).
+        mask: the attention mask for token poolings: the name of a key of
+            the inputs, or a ``(sample, token)`` array, nonzero at real
+            tokens. None = the inputs' ``attention_mask`` key, if any.
         label_names: class names indexed by label.
         n_samples: sample count of a one-shot iterator (generator).
         progress: show a progress bar with samples/s.
@@ -171,12 +251,14 @@ def export_activations(
 
     Returns:
         The finished store, opened (``xarray.Dataset`` with one
-        ``(perturbation, sample, "<layer>:unit")`` variable per layer).
+        ``(perturbation, sample, "<layer>:unit")`` variable per layer). With
+        ``pooling="tokens"`` every row is one real token, with coordinates
+        ``sample`` (its input sample) and ``token`` (its position).
 
     Raises:
         ValueError / TypeError: bad arguments, unknown layers (with close
-            matches), a layer that did not fire, non-finite activations
-            (naming the layer, sample and perturbation).
+            matches), a layer that did not fire, a mask that does not fit,
+            non-finite activations (naming the layer, sample and perturbation).
         holejax.store.StoreError: the store exists (mode ``"error"``), was
             written by another tool, or does not match the export.
     """
@@ -191,13 +273,18 @@ def export_activations(
     perts = _perturbations(perturbations)
     adapter = _adapter(model, adapter)
     source = as_source(inputs, labels=labels, batch_size=batch_size, n_samples=n_samples)
+    masks = _mask_source(mask, source.example, source.n)
 
-    infos = select_layers(adapter.list_layers(model, source.example), layers)
-    poolings = resolve_pooling(pooling, infos)
+    table = adapter.list_layers(model, source.example)
+    infos = select_layers(table, layers)
+    residual = {i.name for i in residual_layers(table)}
+    tokens = _token_layers(infos, residual, _batch_mask(masks, source.example, 0))
+    poolings = resolve_pooling(pooling, infos, tokens=tokens, stages=residual)
     specs = [
         LayerSpec(i.name, i.shape, pooling=poolings[i.name], units=math.prod(pooled_shape(i.shape, poolings[i.name], i.layout)))
         for i in infos
     ]
+    rows = _token_rows(source, masks, infos[0]) if "tokens" in poolings.values() else None
     stored = _stored_attrs(store, mode)
     model_class = adapter.model_class(model)
     if stored and (stored.get("framework"), stored.get("model_class")) != (adapter.name, model_class):
@@ -211,10 +298,12 @@ def export_activations(
             f"seed={seed} but the store {str(store)!r} was exported with seed={stored['export_seed']}; "
             "pass that seed so the input noise matches, or mode='overwrite'."
         )
+    n_rows = source.n if rows is None else len(rows.sample)
+    row_labels = source.labels if rows is None or source.labels is None else source.labels[rows.sample]
     writer = ActivationWriter.create(
-        store, specs, source.n, perturbations=perts, labels=source.labels, label_names=label_names,
+        store, specs, n_rows, perturbations=perts, labels=row_labels, label_names=label_names,
         attrs={"framework": adapter.name, "model_class": model_class, "export_seed": int(seed)},
-        mode=mode, sample_chunk=min(batch_size, source.n), compressors=compressors,
+        mode=mode, sample_chunk=min(batch_size, n_rows), compressors=compressors,
     )
     by_name = {p.name: p for p in perts}
     missing = [name for name in writer.pending() if name not in by_name]
@@ -224,8 +313,64 @@ def export_activations(
             "list; pass them too."
         )
     pending = [by_name[name] for name in writer.pending()]
-    _run(adapter, model, infos, poolings, source, writer, pending, int(seed), progress)
-    return writer.finish()
+    _run(adapter, model, infos, poolings, source, masks, rows, writer, pending, int(seed), progress)
+    if rows is None:
+        return writer.finish()
+    writer.finish()
+    return _with_token_coords(store, rows)
+
+
+class TokenRows(NamedTuple):
+    """Where the rows of a ``tokens`` export come from.
+
+    Attributes:
+        sample: ``(row,)`` input sample of each row.
+        token: ``(row,)`` position of each row's token in its sequence.
+        offsets: ``(sample + 1,)`` first row of each sample (and the row count).
+    """
+
+    sample: np.ndarray
+    token: np.ndarray
+    offsets: np.ndarray
+
+
+def _token_rows(source: Any, masks: Any, info: LayerInfo) -> TokenRows:
+    """One row per real token: a pass over the masks (not the model) before the store is created."""
+    samples, positions = [], []
+    for start, x in source.batches():
+        m = _batch_mask(masks, x, start)
+        if m is None:  # every token is real: as many as the layer has, per sample
+            m = np.ones((n_samples_of(x), info.shape[0]), bool)
+        s, t = np.nonzero(np.asarray(m) != 0)
+        samples.append(s + start)
+        positions.append(t)
+    sample = np.concatenate(samples).astype(np.int64)
+    counts = np.bincount(sample, minlength=source.n)
+    return TokenRows(sample, np.concatenate(positions).astype(np.int64), np.concatenate([[0], np.cumsum(counts)]))
+
+
+def _with_token_coords(store: Any, rows: TokenRows) -> xr.Dataset:
+    """Give a finished ``tokens`` store its ``sample`` and ``token`` coordinates, and open it."""
+    import warnings
+
+    import zarr
+
+    from holejax.store import open_activations
+
+    group = zarr.open_group(str(store), mode="r+", zarr_format=3, use_consolidated=False)
+    group["sample"][:] = rows.sample
+    if "token" not in group:
+        token = group.create_array(
+            "token", shape=rows.token.shape, chunks=rows.token.shape, dtype="int64", fill_value=0,
+            dimension_names=["sample"],
+        )
+        token[:] = rows.token
+        listed = str(group.attrs.get("coordinates", "")).split()
+        group.attrs["coordinates"] = " ".join([*listed, "token"])
+    with warnings.catch_warnings():  # consolidated metadata is an extension of the v3 specification
+        warnings.simplefilter("ignore", category=UserWarning)
+        zarr.consolidate_metadata(str(store))
+    return open_activations(store)
 
 
 class _WriteBehind:
@@ -266,12 +411,40 @@ class _WriteBehind:
         self.thread.join()
 
 
+def _pooled(info: LayerInfo, out: np.ndarray, pooling: str, mask: np.ndarray | None, where: str) -> np.ndarray:
+    """One layer's batch of outputs, checked against the example's shape and pooled."""
+    token_pooling = pooling in TOKEN_POOLINGS
+    same = tuple(out.shape[2:]) == info.shape[1:] and out.ndim == len(info.shape) + 1 if token_pooling else (
+        tuple(out.shape[1:]) == info.shape
+    )
+    if not same:
+        raise ValueError(
+            f"layer {info.name!r} has per-sample shape {tuple(out.shape[1:])} for {where} but {info.shape} on "
+            "the example batch; every sample must give the same shape (pad or resize the inputs"
+            + ("" if len(info.shape) != 2 else ", or pool the token axis: pooling='mean'") + ")."
+        )
+    if not token_pooling:
+        mask = None
+    elif mask is not None and mask.shape != out.shape[:2]:
+        raise ValueError(
+            f"layer {info.name!r} has {out.shape[1]} tokens for {where} but the mask has {mask.shape[1]} "
+            f"(mask shape {mask.shape}); the mask must mark every token of the layer's output. Pool this "
+            "layer without the mask (pooling='flatten'), or capture layers with the inputs' token count."
+        )
+    try:
+        return pool(out, pooling, info.layout, mask)
+    except ValueError as err:
+        raise ValueError(f"layer {info.name!r}, {where}: {err}") from None
+
+
 def _run(
     adapter: Adapter,
     model: Any,
     infos: list[LayerInfo],
     poolings: dict[str, str],
     source: Any,
+    masks: Any,
+    rows: TokenRows | None,
     writer: Any,
     pending: list[Any],
     seed: int,
@@ -284,7 +457,12 @@ def _run(
         return
     names = [i.name for i in infos]
     models = _models(model, pending, adapter)
-    next_sample = {p.name: writer.next_sample(p.name) for p in pending}
+    if rows is None:
+        next_sample = {p.name: writer.next_sample(p.name) for p in pending}
+        row_of = lambda sample: sample  # noqa: E731
+    else:  # rows written -> the sample they stopped at (batches end at samples)
+        next_sample = {p.name: int(np.searchsorted(rows.offsets, writer.next_sample(p.name))) for p in pending}
+        row_of = lambda sample: int(rows.offsets[sample])  # noqa: E731
     total = sum(source.n - s for s in next_sample.values())
     with contextlib.ExitStack() as stack:
         runs: dict[int, Any] = {}
@@ -297,30 +475,26 @@ def _run(
             tqdm(total=total, unit=" samples", unit_scale=True, disable=not progress, desc="export", leave=False)
         )
         for start, x in source.batches(min(next_sample.values())):
-            end = start + len(x)
+            end = start + n_samples_of(x)
             for p in pending:
                 first = next_sample[p.name]
                 if first >= end:
                     continue
-                xs = _noisy(p, x[first - start :], seed, first)
-                raw = runs[id(models[p.name])](xs)
+                xs = x if first == start else slice_samples(x, first - start)
+                mask = _batch_mask(masks, xs, first)
+                raw = runs[id(models[p.name])](_noisy(p, xs, seed, first))
+                where = f"samples {first}..{end - 1} (perturbation {p.name!r})"
                 batch = {}
                 for info in infos:
                     out = raw.get(info.name)
                     if out is None:
                         raise ValueError(
-                            f"layer {info.name!r} did not fire for samples {first}..{end - 1} (perturbation "
-                            f"{p.name!r}), although it fired on the example batch; the forward pass takes "
-                            "another branch for these inputs. Leave the layer out of layers=."
+                            f"layer {info.name!r} did not fire for {where}, although it fired on the example "
+                            "batch; the forward pass takes another branch for these inputs. Leave the layer out "
+                            "of layers=."
                         )
-                    if tuple(out.shape[1:]) != info.shape:
-                        raise ValueError(
-                            f"layer {info.name!r} has per-sample shape {tuple(out.shape[1:])} for samples "
-                            f"{first}..{end - 1} but {info.shape} on the example batch; every sample must give "
-                            "the same shape (pad or resize the inputs)."
-                        )
-                    batch[info.name] = pool(out, poolings[info.name], info.layout)
-                sink.put(p.name, first, batch)
+                    batch[info.name] = _pooled(info, out, poolings[info.name], mask, where)
+                sink.put(p.name, row_of(first), batch)
                 next_sample[p.name] = end
                 bar.update(end - first)
     sink._raise()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from holejax._checks import close_matches
@@ -31,6 +31,8 @@ __all__ = [
     "split_layer_name",
     "output_leaves",
     "default_layers",
+    "PRESETS",
+    "residual_layers",
     "select_layers",
     "format_layers",
 ]
@@ -165,10 +167,24 @@ def _is_floating(dtype: str | None) -> bool:
     return dtype is not None and ("float" in dtype or dtype == "bfloat16")
 
 
-def default_layers(infos: Sequence[LayerInfo]) -> list[LayerInfo]:
-    """The default selection: outputs of nonlinearities, top-level blocks and sown values.
+def _first_leaves(infos: Sequence[LayerInfo]) -> list[LayerInfo]:
+    """Of each module call that fired with a floating output, the row of its first array."""
+    rows, seen = [], set()
+    for info in infos:
+        if not info.fired or not _is_floating(info.dtype):
+            continue
+        path, call, _ = split_layer_name(info.name)
+        if (path, call) not in seen:
+            seen.add((path, call))
+            rows.append(info)
+    return rows
 
-    Only floating outputs that fired are kept; of a container output only
+
+def default_layers(infos: Sequence[LayerInfo]) -> list[LayerInfo]:
+    """The default selection: the residual stream (:func:`residual_layers`) when the model has blocks.
+
+    Otherwise the outputs of nonlinearities, top-level blocks and sown
+    values: only floating outputs that fired; of a container output only
     its first array; modules that pass their input through in inference
     (Dropout, Identity, Flatten) are left out.
 
@@ -180,18 +196,107 @@ def default_layers(infos: Sequence[LayerInfo]) -> list[LayerInfo]:
         >>> [r.name for r in default_layers(rows)]
         ['fc1', 'block.relu']
     """
-    chosen, seen_sites = [], set()
-    for info in infos:
-        if not info.fired or not _is_floating(info.dtype) or info.type in _PASS_THROUGH:
+    residual = residual_layers(infos)
+    if residual:
+        return residual
+    chosen = []
+    for info in _first_leaves(infos):
+        if info.type in _PASS_THROUGH:
             continue
-        if not (info.depth == 1 or info.type in NONLINEARITIES or info.type == SOWN):
-            continue
-        path, call, _ = split_layer_name(info.name)
-        if (path, call) in seen_sites:
-            continue
-        seen_sites.add((path, call))
-        chosen.append(info)
+        if info.depth == 1 or info.type in NONLINEARITIES or info.type == SOWN:
+            chosen.append(info)
     return chosen
+
+
+PRESETS = ("residual",)
+"""Names of layer presets ``layers=`` accepts (an exact layer name of the model wins over a preset)."""
+
+_BLOCK_WORDS = ("Layer", "Block", "Stage")  # class-name parts of transformer blocks and CNN stages
+_NOT_BLOCK_WORDS = ("Norm", "Scale", "Drop", "Embed", "Linear", "Dense", "Conv")
+_NUMBERED = re.compile(r"^[A-Za-z_]+\d+$")  # "layer1": a stage of a torchvision-style ResNet
+
+
+def _block_like(type_name: str) -> bool:
+    return any(w in type_name for w in _BLOCK_WORDS) and not any(w in type_name for w in _NOT_BLOCK_WORDS)
+
+
+def _parent(path: str) -> str:
+    return path.rpartition(".")[0]
+
+
+def _block_groups(rows: Sequence[LayerInfo]) -> dict[str, list[LayerInfo]]:
+    """Lists of blocks: rows ``<parent>.<int>`` of one block-like class, by parent path."""
+    groups: dict[str, list[LayerInfo]] = {}
+    for info in rows:
+        path, call, _ = split_layer_name(info.name)
+        last = path.rpartition(".")[2]
+        if call == 0 and last.isdigit() and _block_like(info.type):
+            groups.setdefault(_parent(path), []).append(info)
+    return {p: g for p, g in groups.items() if len({i.type for i in g}) == 1}
+
+
+def _inside(path: str, parents: Collection[str]) -> bool:
+    return any(path.startswith(p + ".") for p in parents if p)
+
+
+def residual_layers(infos: Sequence[LayerInfo]) -> list[LayerInfo]:
+    """The residual stream of a model: its embeddings, then every block or stage, in execution order.
+
+    Framework-neutral: it reads only names and class names. A *block* is a
+    module at ``<parent>.<int>`` (``encoder.layer.3``, ``h.3``,
+    ``layers.3``, ``encoder.stages.1``, ``blocks.3``) whose class name holds
+    ``Layer``, ``Block`` or ``Stage`` (not ``Norm``, ``Scale``, ``Drop``,
+    ``Embed``, ``Linear``, ``Dense``, ``Conv``), all of one class: BERT and
+    RoBERTa layers, GPT-2 and Llama-style decoder blocks, ViT layers, the
+    stages of a Hugging Face ResNet or ConvNeXt. Lists inside a block are
+    left out (the outermost list wins). Where the lists of blocks sit in
+    numbered siblings (``layer1`` .. ``layer4`` of a torchvision ResNet),
+    those siblings are the stages and are taken instead. Of a block that
+    returns a tuple or a model output, the first array is taken: the hidden
+    state.
+
+    The *embeddings* are the last output before the first block that is not
+    inside a block and has the first block's per-sample shape (the input of
+    the first block: ``embeddings`` of BERT and ViT, GPT-2's ``drop`` after
+    the summed token and position embeddings, ``embed_tokens`` of Llama);
+    without one of that shape (a CNN stem), the last output before it.
+
+    Args:
+        infos: the layer table (execution order).
+
+    Returns:
+        The chosen rows, or ``[]`` when the model has no blocks.
+
+    Example:
+        >>> rows = [LayerInfo("embeddings", "BertEmbeddings", (5, 8), "float32"),
+        ...         LayerInfo("encoder.layer.0.attention", "BertAttention", (5, 8), "float32", depth=4),
+        ...         LayerInfo("encoder.layer.0[0]", "BertLayer", (5, 8), "float32", depth=3),
+        ...         LayerInfo("encoder.layer.1[0]", "BertLayer", (5, 8), "float32", depth=3),
+        ...         LayerInfo("encoder.layer.1[1]", "BertLayer", (2, 5, 5), "float32", depth=3),
+        ...         LayerInfo("pooler", "BertPooler", (8,), "float32")]
+        >>> [r.name for r in residual_layers(rows)]
+        ['embeddings', 'encoder.layer.0[0]', 'encoder.layer.1[0]']
+    """
+    rows = _first_leaves(infos)
+    groups = _block_groups(rows)
+    if not groups:
+        return []
+    member_paths = {split_layer_name(i.name)[0] for g in groups.values() for i in g}
+    outer = {p: g for p, g in groups.items() if not _inside(p, member_paths)}
+    stage_paths = {p for p in outer if _NUMBERED.match(p.rpartition(".")[2])}
+    by_grandparent: dict[str, set[str]] = {}
+    for p in stage_paths:
+        by_grandparent.setdefault(_parent(p), set()).add(p)
+    stages = {p for ps in by_grandparent.values() if len(ps) > 1 for p in ps}
+    chosen_paths = {split_layer_name(i.name)[0] for p, g in outer.items() if p not in stages for i in g} | stages
+    blocks = [i for i in rows if split_layer_name(i.name)[0] in chosen_paths]
+    if not blocks:
+        return []
+    first = rows.index(blocks[0])
+    before = [i for i in rows[:first] if not _inside(split_layer_name(i.name)[0], chosen_paths)]
+    same = [i for i in before if i.shape == blocks[0].shape]
+    embeddings = same[-1:] if same else before[-1:]
+    return embeddings + blocks
 
 
 def _glob(pattern: str) -> re.Pattern:
@@ -232,7 +337,9 @@ def select_layers(
     Each entry of ``layers`` is tried as an exact layer name, then (when it
     holds ``*`` or ``?``) as a glob over names, then as a module type: a
     class name (``"ReLU"``), a qualified class name, or a class object
-    (subclasses match too). ``None`` gives :func:`default_layers`.
+    (subclasses match too), then as a preset: ``"residual"`` gives
+    :func:`residual_layers`. ``None`` gives :func:`default_layers` (the
+    residual stream for models with blocks).
 
     Args:
         infos: the layer table from an adapter (execution order).
@@ -277,6 +384,14 @@ def select_layers(
                 f"({type(entry).__name__})."
             )
         matches = _match(entry, infos)
+        if not matches and entry in PRESETS:
+            matches = residual_layers(infos)
+            if not matches:
+                raise ValueError(
+                    f"{argument}={entry!r} picks the embeddings and every transformer block or CNN stage, but "
+                    "this model has no list of blocks (modules <parent>.<int> whose class name holds Layer, "
+                    f"Block or Stage). Pass names, globs or module types: {_listing(fired)}."
+                )
         live = [i for i in matches if i.fired]
         if live:
             picked.update(i.name for i in live)
@@ -300,17 +415,31 @@ def select_layers(
     return [i for i in infos if i.name in picked]
 
 
-def format_layers(infos: Sequence[LayerInfo]) -> str:
-    """A plain-text table of layers: name, type, per-sample shape.
+def format_layers(infos: Sequence[LayerInfo], marked: Collection[str] = (), mark: str = "residual") -> str:
+    """A plain-text table of layers: name, type, per-sample shape, and the preset's rows marked.
+
+    Args:
+        infos: the layer table.
+        marked: names of the rows a preset picks; with any, a fourth column
+            ``mark`` marks them with ``*``.
+        mark: the column's title.
 
     Example:
         >>> print(format_layers([LayerInfo("fc", "Linear", (4,), "float32")]))
         name  type    shape
         fc    Linear  (4,)
+        >>> print(format_layers([LayerInfo("h.0", "Block", (3, 4), "float32"),
+        ...                      LayerInfo("h.0.fc", "Linear", (3, 4), "float32")], marked={"h.0"}))
+        name    type    shape   residual
+        h.0     Block   (3, 4)  *
+        h.0.fc  Linear  (3, 4)
     """
-    rows = [("name", "type", "shape")]
-    rows += [(i.name, i.type, "never fired" if i.shape is None else str(i.shape)) for i in infos]
-    widths = [max(len(r[k]) for r in rows) for k in range(3)]
+    rows = [("name", "type", "shape", mark if marked else "")]
+    rows += [
+        (i.name, i.type, "never fired" if i.shape is None else str(i.shape), "*" if i.name in marked else "")
+        for i in infos
+    ]
+    widths = [max(len(r[k]) for r in rows) for k in range(4)]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows
     )

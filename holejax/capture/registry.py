@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from holejax.capture.inputs import ModelInput
 from holejax.capture.layers import LayerInfo
 
 __all__ = ["ENTRY_POINT_GROUP", "Adapter", "adapters", "find_adapter"]
@@ -36,8 +37,13 @@ _INSTALL_HINTS = {
 class Adapter(Protocol):
     """What a framework adapter provides.
 
-    Batches cross the boundary as numpy arrays ``(sample, ...)`` in the
-    framework's own layout; outputs come back as numpy arrays.
+    Batches cross the boundary as *model inputs* (see
+    ``holejax.capture.inputs``) in the framework's own layout: a numpy array
+    ``(sample, ...)``, called as ``model(x)``; a tuple of such arrays,
+    called as ``model(*x)``; or a dict of them, called as ``model(**x)``
+    (token ids and ``attention_mask``). Every array holds the same samples
+    along axis 0. Outputs come back as numpy arrays. Pooling over tokens,
+    with the attention mask, happens in the core, not in adapters.
     """
 
     name: str
@@ -49,21 +55,24 @@ class Adapter(Protocol):
     def model_class(self, model: Any) -> str:
         """Class name of the model, recorded in the store."""
 
-    def list_layers(self, model: Any, example: np.ndarray) -> list[LayerInfo]:
-        """Run one inference forward pass on ``example`` and describe every output.
+    def list_layers(self, model: Any, example: ModelInput) -> list[LayerInfo]:
+        """Run one inference forward pass on the model input ``example`` and describe every output.
 
         Rows of layers that fired come first, in execution order; then one
         row (``shape=None``) per module that produced no output.
         """
 
-    def capture(self, model: Any, names: Sequence[str]) -> AbstractContextManager[Callable[[np.ndarray], dict[str, np.ndarray]]]:
+    def capture(self, model: Any, names: Sequence[str]) -> AbstractContextManager[Callable[[ModelInput], dict[str, np.ndarray]]]:
         """Context manager giving ``run(batch) -> {name: (sample, *shape) array}`` in inference mode.
+
+        ``batch`` is a model input; outputs must not change after ``run``
+        returns (later passes must not rewrite them).
 
         A layer that did not fire in a batch is absent from the result.
         """
 
-    def predict(self, model: Any, batch: np.ndarray) -> np.ndarray:
-        """The model output (logits) for one batch, in inference mode."""
+    def predict(self, model: Any, batch: ModelInput) -> np.ndarray:
+        """The model output (logits) for one batch (a model input), in inference mode."""
 
     def compress(self, model: Any, perturbation: Any) -> Any:
         """A compressed copy of ``model`` (pruning, quantization); never in place."""

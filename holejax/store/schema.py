@@ -30,7 +30,7 @@ __all__ = [
 
 ACTIVATIONS_KIND = "activations"
 RESULTS_KIND = "results"
-POOLINGS = ("flatten", "global_avg", "cls", "mean_tokens", "none")
+POOLINGS = ("flatten", "global_avg", "cls", "mean_tokens", "none", "mean", "first", "last", "max", "tokens")
 
 
 class StoreError(ValueError):

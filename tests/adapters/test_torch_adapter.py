@@ -166,9 +166,9 @@ def test_outputs_and_inputs_changed_in_place_keep_their_values(tmp_path):
         ds["fc1"].sel(perturbation=noise.name).values, in_place_reference(net, np.asarray(noisy))["fc1"],
         rtol=1e-5, atol=1e-6,
     )
-    # one listing pass, 3 batches x 2 perturbations, the first batch's second pass, and its third
-    # after the in-place changes were found (fc1 and fc2 are copied from then on)
-    assert net.forwards == 1 + 3 * 2 + 2
+    # one listing pass, one probe of two samples before the first batch, 3 batches x 2 perturbations:
+    # outputs about to be written in place are copied right then, no batch runs again
+    assert net.forwards == 1 + 1 + 3 * 2
 
 
 class Scratch(nn.Module):

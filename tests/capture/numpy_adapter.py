@@ -24,8 +24,12 @@ class NumpyNet:
         self.branch_when = branch_when
         self.calls = 0  # forward passes run (for tests that count them)
 
-    def forward(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def forward(self, features: np.ndarray, offset: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Layer outputs for ``features`` (sample, d_in), shifted by ``offset`` (sample, d_in) if given."""
         self.calls += 1
+        x = np.asarray(features, np.float32)
+        if offset is not None:
+            x = x + np.asarray(offset, np.float32)
         with np.errstate(invalid="ignore", over="ignore"):
             return self._forward(x)
 
@@ -44,6 +48,15 @@ class NumpyNet:
 TYPES = {"fc1": "Dense", "relu1": "ReLU", "fc2": "Dense", "relu2": "ReLU", "branch": "Scale", "head": "Dense"}
 
 
+def call(model: NumpyNet, batch) -> dict[str, np.ndarray]:
+    """``model.forward(x)``, ``(*x)`` or ``(**x)``: the protocol's three kinds of model input."""
+    if isinstance(batch, dict):
+        return model.forward(**batch)
+    if isinstance(batch, tuple):
+        return model.forward(*batch)
+    return model.forward(batch)
+
+
 class NumpyAdapter:
     name = "numpy"
     layout = "channels_last"
@@ -58,7 +71,7 @@ class NumpyAdapter:
         return type(model).__name__
 
     def list_layers(self, model: NumpyNet, example: np.ndarray) -> list[LayerInfo]:
-        out = model.forward(np.asarray(example, np.float32))
+        out = call(model, example)
         rows = [
             LayerInfo(k, TYPES[k], v.shape[1:], str(v.dtype), (f"numpy.{TYPES[k]}",), 1, self.layout)
             for k, v in out.items()
@@ -69,13 +82,13 @@ class NumpyAdapter:
     @contextlib.contextmanager
     def capture(self, model: NumpyNet, names: Sequence[str]):
         def run(batch):
-            out = model.forward(np.asarray(batch, np.float32))
+            out = call(model, batch)
             return {k: v for k, v in out.items() if k in names}
 
         yield run
 
     def predict(self, model: NumpyNet, batch: np.ndarray) -> np.ndarray:
-        return model.forward(np.asarray(batch, np.float32))["head"]
+        return call(model, batch)["head"]
 
     def compress(self, model: NumpyNet, perturbation) -> NumpyNet:
         self.compressed.append(perturbation.name)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from holejax.capture import LayerInfo, default_layers, format_layers, select_layers
-from holejax.capture.layers import layer_name, output_leaves, split_layer_name
+from holejax.capture.layers import layer_name, output_leaves, residual_layers, split_layer_name
 
 
 def row(name, type_="Linear", shape=(4,), dtype="float32", depth=None, types=None):
@@ -25,7 +25,7 @@ ROWS = [
     row("layer1.0.conv1", "Conv2d", (8, 4, 4)),
     row("layer1.0.relu", "ReLU", (8, 4, 4)),
     row("layer1.0.relu#1", "ReLU", (8, 4, 4)),
-    row("layer1.0", "BasicBlock", (8, 4, 4)),
+    row("layer1.0", "Residual", (8, 4, 4)),
     row("layer1", "Sequential", (8, 4, 4)),
     row("attn[0]", "MultiheadAttention", (5, 8)),
     row("attn[1]", "MultiheadAttention", (5, 5)),
@@ -81,7 +81,7 @@ def test_output_leaves_enter_tuples_dicts_namedtuples_and_dataclasses():
     assert output_leaves(a, is_arr)[0][0] == "" and output_leaves(None, is_arr) == []
 
 
-def test_default_selection():
+def test_default_selection_without_blocks():
     chosen = [r.name for r in default_layers(ROWS)]
     # top-level blocks and nonlinearities; first array of container outputs; no pass-through,
     # integer or never-fired outputs
@@ -150,3 +150,84 @@ def test_format_layers():
     text = format_layers(ROWS)
     assert text.splitlines()[0].split() == ["name", "type", "shape"]
     assert "layer2.unused" in text and "never fired" in text and "(8, 4, 4)" in text
+
+
+def bert_rows(n_layers=2, t=7, h=8):
+    """The layer table of a BERT encoder (names and classes as Hugging Face writes them)."""
+    rows = [
+        row("embeddings.word_embeddings", "Embedding", (t, h)),
+        row("embeddings.LayerNorm", "LayerNorm", (t, h)),
+        row("embeddings.dropout", "Dropout", (t, h)),
+        row("embeddings", "BertEmbeddings", (t, h)),
+    ]
+    for k in range(n_layers):
+        p = f"encoder.layer.{k}"
+        rows += [
+            row(f"{p}.attention.self[0]", "BertSelfAttention", (t, h)),
+            row(f"{p}.attention.output.LayerNorm", "LayerNorm", (t, h)),
+            row(f"{p}.intermediate.intermediate_act_fn", "GELUActivation", (t, 4 * h)),
+            row(f"{p}.output", "BertOutput", (t, h)),
+            row(f"{p}[0]", "BertLayer", (t, h)),
+            row(f"{p}[1]", "BertLayer", (2, t, t)),  # attention weights, the second array
+        ]
+    rows += [row("encoder[last_hidden_state]", "BertEncoder", (t, h)), row("pooler", "BertPooler", (h,))]
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        (bert_rows(3), ["embeddings", "encoder.layer.0[0]", "encoder.layer.1[0]", "encoder.layer.2[0]"]),
+        (  # GPT-2: the blocks' input is the dropout after the summed embeddings
+            [row("wte", "Embedding", (5, 8)), row("wpe", "Embedding", (5, 8)), row("drop", "Dropout", (5, 8)),
+             row("h.0.ln_1", "LayerNorm", (5, 8)), row("h.0[0]", "GPT2Block", (5, 8)),
+             row("h.1[0]", "GPT2Block", (5, 8)), row("ln_f", "LayerNorm", (5, 8))],
+            ["drop", "h.0[0]", "h.1[0]"],
+        ),
+        (  # Llama-style decoder, a block returning a tensor
+            [row("embed_tokens", "Embedding", (5, 8)), row("layers.0.mlp", "LlamaMLP", (5, 8)),
+             row("layers.0", "LlamaDecoderLayer", (5, 8)), row("layers.1", "LlamaDecoderLayer", (5, 8)),
+             row("norm", "LlamaRMSNorm", (5, 8))],
+            ["embed_tokens", "layers.0", "layers.1"],
+        ),
+        (  # Hugging Face ResNet: the stages, not the layers inside them; the stem before them
+            [row("embedder", "ResNetEmbeddings", (8, 8, 8)),
+             row("encoder.stages.0.layers.0", "ResNetBasicLayer", (8, 8, 8)),
+             row("encoder.stages.0", "ResNetStage", (8, 8, 8)),
+             row("encoder.stages.1.layers.0", "ResNetBasicLayer", (16, 4, 4)),
+             row("encoder.stages.1", "ResNetStage", (16, 4, 4)), row("pooler", "AdaptiveAvgPool2d", (16, 1, 1))],
+            ["embedder", "encoder.stages.0", "encoder.stages.1"],
+        ),
+        (  # torchvision ResNet: numbered stages holding lists of blocks
+            [row("conv1", "Conv2d", (8, 8, 8)), row("maxpool", "MaxPool2d", (8, 4, 4)),
+             row("layer1.0", "BasicBlock", (8, 4, 4)), row("layer1", "Sequential", (8, 4, 4)),
+             row("layer2.0", "BasicBlock", (16, 2, 2)), row("layer2", "Sequential", (16, 2, 2)),
+             row("fc", "Linear", (10,))],
+            ["maxpool", "layer1", "layer2"],
+        ),
+        ([row("0", "Linear"), row("1", "ReLU"), row("2", "Linear")], []),  # a Sequential MLP has no blocks
+        ([row("layers.0", "Linear"), row("layers.1", "Linear"), row("norms.0", "LayerNorm")], []),
+    ],
+)
+def test_residual_preset_picks_embeddings_and_every_block(rows, expected):
+    assert [r.name for r in residual_layers(rows)] == expected
+    if expected:
+        assert [r.name for r in select_layers(rows, None)] == expected
+        assert [r.name for r in select_layers(rows, "residual")] == expected
+
+
+def test_residual_preset_errors_and_globs_still_work():
+    with pytest.raises(ValueError, match="layers='residual' picks the embeddings.*no list of blocks"):
+        select_layers(ROWS, "residual")
+    rows = bert_rows(2)
+    assert [r.name for r in select_layers(rows, "encoder.layer.?[0]")] == ["encoder.layer.0[0]", "encoder.layer.1[0]"]
+    named = [row("residual", "Linear"), *rows]  # a layer named like the preset is taken by its name
+    assert [r.name for r in select_layers(named, "residual")] == ["residual"]
+
+
+def test_format_layers_marks_the_preset():
+    rows = bert_rows(1)
+    text = format_layers(rows, {r.name for r in residual_layers(rows)})
+    marked = [line.split()[0] for line in text.splitlines()[1:] if line.rstrip().endswith("*")]
+    assert text.splitlines()[0].split() == ["name", "type", "shape", "residual"]
+    assert marked == ["embeddings", "encoder.layer.0[0]"]

@@ -52,7 +52,8 @@ def test_global_avg_of_1d_feature_maps_and_none():
         ((4, 3, 3), "cls", "expects a per-sample \\(token, feature\\)"),
         ((4, 3, 3), "mean_tokens", "expects a per-sample \\(token, feature\\)"),
         ((4, 3), "none", "keeps the output as it is"),
-        ((4,), "max", "pooling='max' is not supported"),
+        ((4,), "median", "pooling='median' is not supported"),
+        ((4,), "max", "expects a per-sample \\(token, feature\\)"),
     ],
 )
 def test_pooling_that_does_not_fit_the_shape(shape, mode, match):
