@@ -21,6 +21,7 @@ Example:
 from holejax.topology.betti_decay import (
     BettiDecay,
     DecayFit,
+    OMEGAS,
     betti_curves,
     betti_decay,
     betti_numbers,
@@ -120,6 +121,7 @@ __all__ = [
     # Betti decay
     "BettiDecay",
     "DecayFit",
+    "OMEGAS",
     "betti_curves",
     "betti_decay",
     "betti_numbers",

@@ -9,11 +9,25 @@ bars alive there. Per layer:
 
 * ``curves``: mean Betti numbers over the samples, ``(dim, threshold)``;
 * ``Omega`` (topological complexity): the mean over samples and thresholds
-  of the total Betti number ``sum_k beta_k``;
-* ``theta`` (decay rate): a polynomial of degree ``degree`` is fitted to
-  ``Omega`` against relative depth ``x in [0, 1]`` (first layer 0, last 1);
-  ``theta = p(1) - p(0)``, the mean slope over the network -- for a line its
-  slope. Negative theta means the complexity decays with depth.
+  of the total Betti number ``sum_k beta_k``, a count of features;
+* ``Omega`` per voxel: the same divided by the number of values of one
+  sample's feature map (``channel * height * width``), so that layers of
+  different sizes compare (conv2 of a network may hold twice the voxels of
+  conv1 and so, at equal structure, twice the features);
+* ``theta`` (decay rate): the slope of ``Omega`` against depth, measured in
+  layers: a polynomial of degree ``degree`` is fitted to ``Omega`` against the
+  layer positions (default ``0, 1, ...``) and ``theta`` is its mean slope
+  ``(p(last) - p(first)) / (last - first)`` -- for a line, its slope: the
+  change of ``Omega`` per layer. Negative theta means the complexity decays
+  with depth.
+
+Which ``Omega``: Suresh et al. rank models by ``Omega`` as a count of Betti
+features per image and fit its decay across layers; they note it is
+invariant to input resolution only *up to a scale factor*, i.e. it is not
+normalised by the map's size. That is holejax's default (``omega="count"``)
+so that theta and the ranking reproduce the paper's numbers;
+``omega="per_voxel"`` fits theta to the size-normalised series instead,
+which is the fairer comparison between layers of different sizes.
 
 holejax's reading of the paper: values are min-max normalised per sample to
 ``[0, 1]`` (so thresholds mean the same in every layer) and the filtration
@@ -31,11 +45,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from holejax._checks import check_choice
 from holejax.topology._inputs import mapping_layers
 
 __all__ = [
     "BettiDecay",
     "DecayFit",
+    "OMEGAS",
     "cubical_diagrams",
     "betti_numbers",
     "betti_curves",
@@ -185,7 +201,7 @@ def betti_curves(
 
 
 class DecayFit(NamedTuple):
-    """Polynomial fit of complexity against relative depth; see :func:`decay_rate`."""
+    """Polynomial fit of complexity against depth; see :func:`decay_rate`."""
 
     theta: float
     coefficients: np.ndarray
@@ -198,16 +214,17 @@ def decay_rate(omega: Any, depth: Any = None, degree: int = 1) -> DecayFit:
 
     Args:
         omega: ``(layer,)`` complexities.
-        depth: ``(layer,)`` layer positions (default ``0, 1, ...``); rescaled to ``[0, 1]``.
+        depth: ``(layer,)`` layer positions (default ``0, 1, ...``: one unit per layer).
         degree: polynomial degree, ``< layer`` count.
 
     Returns:
-        ``DecayFit(theta, coefficients (highest power first), depth (layer,) in [0, 1],
-        fitted (layer,))`` with ``theta = p(1) - p(0)``.
+        ``DecayFit(theta, coefficients (highest power first), depth (layer,),
+        fitted (layer,))`` with ``theta = (p(depth[-1]) - p(depth[0])) /
+        (depth[-1] - depth[0])``, the mean slope per unit of depth (a line's slope).
 
     Example:
         >>> round(decay_rate([4.0, 3.0, 2.0, 1.0]).theta, 6)
-        -3.0
+        -1.0
     """
     y = np.asarray(omega, dtype=np.float64)
     if y.ndim != 1 or y.size < 2:
@@ -217,14 +234,17 @@ def decay_rate(omega: Any, depth: Any = None, degree: int = 1) -> DecayFit:
     x = np.arange(y.size, dtype=np.float64) if depth is None else np.asarray(depth, dtype=np.float64)
     if x.shape != y.shape:
         raise ValueError(f"depth must have the shape of omega {y.shape}; got {x.shape}.")
-    if not np.isfinite(x).all() or np.ptp(x) == 0:
-        raise ValueError("depth must be finite and not all equal.")
+    if not np.isfinite(x).all() or x[-1] == x[0]:
+        raise ValueError("depth must be finite, with the last layer at another position than the first.")
     if int(degree) != degree or not 1 <= degree < y.size:
         raise ValueError(f"degree must be an integer in [1, {y.size - 1}] for {y.size} layers; got {degree!r}.")
-    x = (x - x.min()) / np.ptp(x)
     coefficients = np.polyfit(x, y, int(degree))
-    theta = float(np.polyval(coefficients, 1.0) - np.polyval(coefficients, 0.0))
+    theta = float((np.polyval(coefficients, x[-1]) - np.polyval(coefficients, x[0])) / (x[-1] - x[0]))
     return DecayFit(theta, coefficients, x, np.polyval(coefficients, x))
+
+
+OMEGAS = ("count", "per_voxel")
+"""What theta is fitted to: the paper's feature count, or the count per voxel."""
 
 
 class BettiDecay(NamedTuple):
@@ -235,30 +255,41 @@ class BettiDecay(NamedTuple):
         thresholds: ``(threshold,)``.
         curves: ``(layer, dim, threshold)`` mean Betti numbers over samples
             (``dim`` = degrees 0..2; missing degrees of lower-dimensional maps are 0).
-        omega: ``(layer,)`` topological complexity.
-        theta: decay rate (see module docstring).
+        omega: ``(layer,)`` topological complexity, the mean total Betti number
+            (the paper's Omega).
+        omega_per_voxel: ``(layer,)`` ``omega`` divided by ``voxels``.
+        voxels: ``(layer,)`` values in one sample's feature map.
+        theta: decay rate, fitted to the series named by ``omega_kind``
+            (see module docstring).
         fit: the :class:`DecayFit` behind ``theta``.
+        omega_kind: ``"count"`` or ``"per_voxel"``.
     """
 
     layers: tuple[str, ...]
     thresholds: np.ndarray
     curves: np.ndarray
     omega: np.ndarray
+    omega_per_voxel: np.ndarray
+    voxels: np.ndarray
     theta: float
     fit: DecayFit
+    omega_kind: str = "count"
 
     def to_xarray(self):
-        """``xarray.Dataset``: ``betti (layer, dim, threshold)``, ``omega`` and ``omega_fit`` (layer)."""
+        """``xarray.Dataset``: ``betti (layer, dim, threshold)``, ``omega``, ``omega_per_voxel``,
+        ``voxels`` and ``omega_fit`` (layer)."""
         import xarray as xr
 
         return xr.Dataset(
             {
                 "betti": (("layer", "dim", "threshold"), self.curves),
                 "omega": (("layer",), self.omega),
+                "omega_per_voxel": (("layer",), self.omega_per_voxel),
+                "voxels": (("layer",), self.voxels),
                 "omega_fit": (("layer",), self.fit.fitted),
             },
             coords={"layer": list(self.layers), "dim": np.arange(self.curves.shape[1]), "threshold": self.thresholds},
-            attrs={"theta": self.theta},
+            attrs={"theta": self.theta, "omega_kind": self.omega_kind},
         )
 
 
@@ -301,6 +332,7 @@ def betti_decay(
     layers: Sequence[str] | None = None,
     perturbation: str = "clean",
     depth: Any = None,
+    omega: str = "count",
 ) -> BettiDecay:
     """Betti curves, Omega per layer and the decay rate theta of a network.
 
@@ -318,6 +350,8 @@ def betti_decay(
             depth order).
         perturbation: which perturbation of a store to read.
         depth: ``(layer,)`` layer positions for the fit (default ``0, 1, ...``).
+        omega: the series theta is fitted to: ``"count"`` (default, the
+            paper's Omega) or ``"per_voxel"`` (normalised by the map's size).
 
     Returns:
         :class:`BettiDecay`.
@@ -329,11 +363,12 @@ def betti_decay(
         >>> bool(res.omega[1] < res.omega[0]), res.theta < 0
         (True, True)
     """
+    check_choice(omega, "omega", OMEGAS)
     thresholds = np.linspace(0.05, 0.95, 19) if thresholds is None else _check_thresholds(thresholds)
     pairs = _feature_maps(feature_maps, layers, perturbation)
     if len(pairs) < 2:
         raise ValueError(f"betti_decay needs at least 2 layers to fit a decay; got {len(pairs)}.")
-    names, curves, omega = [], [], []
+    names, curves, counts, voxels = [], [], [], []
     for name, maps in pairs:
         if maps.ndim < 2:
             raise ValueError(f"feature_maps[{name!r}] must have shape (sample, ...); got {maps.shape}.")
@@ -344,7 +379,11 @@ def betti_decay(
         full[: c.shape[0]] = c
         names.append(name)
         curves.append(full)
-        omega.append(float(full.sum(axis=0).mean()))
-    omega_arr = np.array(omega)
-    fit = decay_rate(omega_arr, depth, degree)
-    return BettiDecay(tuple(names), thresholds, np.stack(curves), omega_arr, fit.theta, fit)
+        counts.append(float(full.sum(axis=0).mean()))
+        voxels.append(int(np.prod(maps.shape[1:])))
+    count_arr, voxel_arr = np.array(counts), np.array(voxels)
+    per_voxel = count_arr / voxel_arr
+    fit = decay_rate(count_arr if omega == "count" else per_voxel, depth, degree)
+    return BettiDecay(
+        tuple(names), thresholds, np.stack(curves), count_arr, per_voxel, voxel_arr, fit.theta, fit, omega
+    )

@@ -171,7 +171,8 @@ def topology_summary(
         - ``total_persistence``, ``persistent_entropy``, ``n_bars``,
           ``landscape_norm`` ``(perturbation, layer, degree)``;
         - ``landscape`` ``(perturbation, layer, degree, k, grid)``;
-        - ``betti_omega``, ``betti_omega_fit`` ``(perturbation, layer)``,
+        - ``betti_omega``, ``betti_omega_fit``, ``betti_omega_per_voxel``
+          ``(perturbation, layer)``,
           ``betti_curve`` ``(perturbation, layer, betti_dim, threshold)``,
           ``betti_theta`` ``(perturbation)``;
         - with weights: ``np_girrbach`` (``NP_p`` of Girrbach et al.,
@@ -200,9 +201,10 @@ def topology_summary(
         ['betti_decay', 'neural_persistence']
     """
     if client is not None:  # every other argument goes to the cluster's tasks as given
+        options = {k: v for k, v in locals().items() if k != "client"}
         from holejax.distributed import topology_summary_on_cluster
 
-        return topology_summary_on_cluster(client, **{k: v for k, v in locals().items() if k != "client"})
+        return topology_summary_on_cluster(client, **options)
 
     import xarray as xr
 
@@ -274,6 +276,7 @@ def topology_summary(
     # ---- Betti decay over the feature-map layers
     omega = np.full((P, L), np.nan)
     omega_fit = np.full((P, L), np.nan)
+    omega_per_voxel = np.full((P, L), np.nan)
     betti = np.full((P, L, 3, thresholds.size), np.nan)
     theta = np.full(P, np.nan)
     grid_layers = [layer for layer in layer_list if _grid_shape(store[layer]) is not None]
@@ -303,6 +306,7 @@ def topology_summary(
             for j, name in enumerate(res.layers):
                 li = layer_list.index(name)
                 omega[pi, li], omega_fit[pi, li] = res.omega[j], res.fit.fitted[j]
+                omega_per_voxel[pi, li] = res.omega_per_voxel[j]
                 betti[pi, li] = res.curves[j]
         elif maps:
             name, m = next(iter(maps.items()))
@@ -311,6 +315,7 @@ def topology_summary(
             betti[pi, li] = 0.0
             betti[pi, li, : c.shape[0]] = c
             omega[pi, li] = float(betti[pi, li].sum(axis=0).mean())
+            omega_per_voxel[pi, li] = omega[pi, li] / np.prod(m.shape[1:])
 
     data: dict[str, Any] = {
         "total_persistence": (("perturbation", "layer", "degree"), tp),
@@ -320,6 +325,7 @@ def topology_summary(
         "landscape": (("perturbation", "layer", "degree", "k", "grid"), lam),
         "betti_omega": (("perturbation", "layer"), omega),
         "betti_omega_fit": (("perturbation", "layer"), omega_fit),
+        "betti_omega_per_voxel": (("perturbation", "layer"), omega_per_voxel),
         "betti_curve": (("perturbation", "layer", "betti_dim", "threshold"), betti),
         "betti_theta": (("perturbation",), theta),
     }

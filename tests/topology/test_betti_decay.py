@@ -101,13 +101,18 @@ def test_betti_numbers_under_jit_and_vmap():
 
 def test_decay_rate_fits_polynomials():
     fit = decay_rate([10.0, 7.0, 4.0, 1.0])
-    assert fit.theta == pytest.approx(-9.0) and fit.depth.tolist() == [0.0, 1 / 3, 2 / 3, 1.0]
+    assert fit.theta == pytest.approx(-3.0) and fit.depth.tolist() == [0.0, 1.0, 2.0, 3.0]  # per layer
     omega = np.array([5.0, 2.0, 1.0, 2.0, 5.0])
     quad = decay_rate(omega, degree=2)
     np.testing.assert_allclose(quad.fitted, omega, atol=1e-9)  # exact parabola
     assert quad.theta == pytest.approx(0.0, abs=1e-9)
     spaced = decay_rate([3.0, 2.0, 0.0], depth=[0, 1, 3])
-    np.testing.assert_allclose(spaced.coefficients, np.polyfit([0, 1 / 3, 1], [3.0, 2.0, 0.0], 1))
+    slope, intercept = np.polyfit([0, 1, 3], [3.0, 2.0, 0.0], 1)
+    np.testing.assert_allclose(spaced.coefficients, [slope, intercept])
+    assert spaced.theta == pytest.approx(slope)
+    # a cubic: theta is the mean slope between the first and last layer
+    cubic = decay_rate([0.0, 1.0, 8.0, 27.0], degree=3)
+    assert cubic.theta == pytest.approx(9.0)
 
 
 def test_betti_decay_on_feature_maps_and_store(tmp_path):
@@ -125,6 +130,13 @@ def test_betti_decay_on_feature_maps_and_store(tmp_path):
     assert res.omega[0] == pytest.approx(expected)
     ds = res.to_xarray()
     assert ds["betti"].dims == ("layer", "dim", "threshold") and ds.attrs["theta"] == res.theta
+    # per voxel: conv2 and pool hold 128 and 48 values per sample
+    assert res.voxels.tolist() == [128, 128, 48]
+    np.testing.assert_allclose(res.omega_per_voxel, res.omega / [128, 128, 48])
+    assert res.theta == pytest.approx(np.polyfit([0, 1, 2], res.omega, 1)[0])
+    per_voxel = betti_decay(maps, omega="per_voxel")
+    assert per_voxel.theta == pytest.approx(np.polyfit([0, 1, 2], res.omega_per_voxel, 1)[0])
+    np.testing.assert_allclose(per_voxel.omega, res.omega)
 
     specs = [LayerSpec(name=n, shape=m.shape[1:], pooling="flatten", units=int(np.prod(m.shape[1:]))) for n, m in maps.items()]
     writer = ActivationWriter.create(tmp_path / "acts.zarr", layers=specs, n_samples=4, perturbations=[("clean", {})])
@@ -147,7 +159,8 @@ def test_betti_decay_on_feature_maps_and_store(tmp_path):
         (lambda: decay_rate([1.0]), ValueError, "at least 2 layers"),
         (lambda: decay_rate([1.0, 2.0], degree=2), ValueError, r"degree must be an integer in \[1, 1\]"),
         (lambda: decay_rate([1.0, 2.0], depth=[0, 1, 2]), ValueError, "depth must have the shape"),
-        (lambda: decay_rate([1.0, 2.0], depth=[1, 1]), ValueError, "not all equal"),
+        (lambda: decay_rate([1.0, 2.0], depth=[1, 1]), ValueError, "last layer at another position"),
+        (lambda: betti_decay({"a": np.ones((2, 3, 3)), "b": np.ones((2, 3, 3))}, omega="per_pixel"), ValueError, "omega="),
         (lambda: betti_decay({"a": np.zeros((2, 3, 3))}), ValueError, "at least 2 layers"),
         (lambda: betti_decay({"a": np.zeros((2, 3, 3))}, layers=["a", "b"]), KeyError, r"\['b'\] are not in"),
         (lambda: betti_decay({"a": np.zeros((2, 1, 1, 2, 2)), "b": np.zeros((2, 3))}), ValueError, "at most 3"),
