@@ -130,8 +130,14 @@ def _analyze(args: argparse.Namespace) -> int:
             f"-o/--output {args.output!r} is the activation store itself; write the results to another path"
         )
     _check_output(args.output, "-o/--output", overwrite=args.overwrite, kind="results")
-    acts = _opened(hj.open_activations, args.store, "STORE")
-    study = hj.analyze(acts, metrics=metrics)
+    if args.scheduler:  # the workers open the store themselves
+        from holejax.distributed import connect
+
+        with connect(args.scheduler) as client:
+            study = hj.analyze(args.store, metrics=metrics, client=client)
+    else:
+        acts = _opened(hj.open_activations, args.store, "STORE")
+        study = hj.analyze(acts, metrics=metrics)
     path = hj.write_results(study, args.output, mode="overwrite" if args.overwrite else "error")
     print(f"results written to {path}")
     return 0
@@ -193,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--metric", action="append", default=None,
                          help="distance metric (repeatable; default euclidean and cosine)")
     analyze.add_argument("--overwrite", action="store_true", help="replace an existing results store")
+    analyze.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                         help="run on the Dask cluster of this scheduler (tcp://host:8786); every worker must "
+                              "reach STORE (a shared path or an fsspec URL)")
     analyze.set_defaults(run=_analyze)
 
     report = sub.add_parser("report", help="write a standalone HTML report from a results store")
