@@ -93,10 +93,12 @@ def analyze_on_cluster(
             (e.g. NaN activations) as ``hj.analyze`` raises it.
         StoreError: a worker cannot open the store (naming the store and the worker).
 
-    Example:
-        >>> import distributed, holejax as hj                                  # doctest: +SKIP
-        >>> with distributed.Client(n_workers=2, threads_per_worker=1) as client:  # doctest: +SKIP
-        ...     res = hj.analyze("acts.zarr", metrics=["euclidean", "cosine"], client=client)
+    Example (a local cluster of two worker processes; ``tests/distributed`` runs it)::
+
+        import distributed, holejax as hj
+
+        with distributed.Client(n_workers=2, threads_per_worker=1) as client:
+            res = hj.analyze("acts.zarr", metrics=["euclidean", "cosine"], client=client)
     """
     from holejax.metrics import METRICS
     from holejax.store import layer_names

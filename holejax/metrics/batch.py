@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from holejax.distributed.sharding import round_to_devices, shard_batch
 from holejax.metrics.host import adopt, aligned_empty
 from holejax.metrics.pairwise import prepare_cloud, warn_flagged
 from holejax.metrics.registry import get_metric, split_params
@@ -125,14 +126,15 @@ def batched_pairwise_distances(
     else:
         static, arrays = split_params(spec, full)
         arrays = {k: jnp.asarray(v, dtype=stacked.dtype) for k, v in arrays.items()}
-        chunk = clouds_per_chunk(n, itemsize, memory_budget, batch)
+        chunk = round_to_devices(clouds_per_chunk(n, itemsize, memory_budget, batch))  # equal slices per device
         pieces, flag_pieces = [], []
         for start in range(0, batch, chunk):
             part = stacked[start : start + chunk]
             short = chunk - len(part)
             if short:  # pad with copies so every chunk has one shape (one compile)
                 part = np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
-            D, f = _batched(part, metric, static, arrays)  # the jit call transfers the host array
+            # the jit call transfers the host array; with several devices, one slice of clouds per device
+            D, f = _batched(shard_batch(part), metric, static, arrays)
             pieces.append(D[: chunk - short] if short else D)
             flag_pieces.append(np.asarray(f)[: chunk - short])
         Ds = pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces)
