@@ -58,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "pairwise_distances": "holejax.metrics",
     "batched_pairwise_distances": "holejax.metrics",
     "METRICS": "holejax.metrics",
+    "hole_metric_params": "holejax.metrics.presets",
     # filtration
     "H0Result": "holejax.filtration",
     "h0": "holejax.filtration",

@@ -6,7 +6,7 @@ PUBLIC = {
     "ActivationWriter", "LayerSpec", "StoreError", "open_activations", "open_results", "write_results",
     "export_activations", "list_layers",
     "Perturbation", "clean", "gaussian", "uniform", "salt_and_pepper", "poisson", "speckle",
-    "pairwise_distances", "batched_pairwise_distances", "METRICS",
+    "pairwise_distances", "batched_pairwise_distances", "METRICS", "hole_metric_params",
     "H0Result", "h0", "h0_batched", "h0_from_points", "clusters_at", "betti0_curve", "h0_diagram",
     "purity", "inverse_purity", "analyze", "study", "sankey_stages",
     "write_report",

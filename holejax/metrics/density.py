@@ -1,12 +1,18 @@
 """Density-normalised distances ``d_ij / sqrt(mu_i mu_j)``.
 
-``mu_i`` is the local scale of sample ``i``: by default the mean distance to
-its ``k`` nearest neighbours under the base metric (the definition of the
-HOLE paper, section 3.3), or, with ``scale="kth"``, the distance to the
-``k``-th nearest neighbour (what the HOLE reference code does). Dividing by
-the geometric mean of the two scales makes dense and sparse regions
-comparable, so a tight cluster far away from the others is not merged late
-just because it is small.
+``mu_i`` is the local scale of sample ``i``, chosen by ``scale``:
+
+- ``"mean"`` (default): the mean distance to its ``k`` nearest neighbours
+  under the base metric, the definition of the HOLE paper (section 3.3);
+- ``"kth"``: the distance to the ``k``-th nearest neighbour;
+- ``"kth_floored"``: the ``k``-th neighbour distance raised to at least
+  ``max(0.01, 0.1 * median_j r_j)`` (``r_j`` the ``k``-th neighbour distances
+  of the cloud): the rule of the HOLE reference code
+  (:func:`holejax.metrics.presets.hole_metric_params`).
+
+Dividing by the geometric mean of the two scales makes dense and sparse
+regions comparable, so a tight cluster far away from the others is not
+merged late just because it is small.
 
 Bases: euclidean, cosine and mahalanobis (named ``"density_euclidean"``,
 ``"density_cosine"``, ``"density_mahalanobis"`` in :data:`holejax.METRICS`).
@@ -32,7 +38,11 @@ from holejax.metrics.selection import row_smallest
 
 __all__ = ["SCALES", "local_scales", "density_normalise", "density_distances"]
 
-SCALES = ("mean", "kth")
+SCALES = ("mean", "kth", "kth_floored")
+
+# the floor of scale="kth_floored": max(FLOOR_ABSOLUTE, FLOOR_MEDIAN_FRACTION * median)
+FLOOR_ABSOLUTE = 0.01
+FLOOR_MEDIAN_FRACTION = 0.1
 
 
 def local_scales(D: ArrayLike, k: int = 5, scale: str = "mean") -> jax.Array:
@@ -41,8 +51,9 @@ def local_scales(D: ArrayLike, k: int = 5, scale: str = "mean") -> jax.Array:
     Args:
         D: ``(sample, sample)`` distances with a zero diagonal.
         k: neighbours, ``1 <= k <= n - 1`` (static).
-        scale: ``"mean"`` (mean of the ``k`` nearest distances) or ``"kth"``
-            (the ``k``-th nearest distance).
+        scale: ``"mean"`` (mean of the ``k`` nearest distances), ``"kth"``
+            (the ``k``-th nearest distance) or ``"kth_floored"`` (that,
+            at least ``max(0.01, 0.1 * median)`` of the ``k``-th distances).
 
     Returns:
         ``(sample,)`` scales, >= 0.
@@ -51,6 +62,8 @@ def local_scales(D: ArrayLike, k: int = 5, scale: str = "mean") -> jax.Array:
         >>> D = jnp.array([[0.0, 1.0, 3.0], [1.0, 0.0, 2.0], [3.0, 2.0, 0.0]])
         >>> local_scales(D, k=2).tolist(), local_scales(D, k=2, scale="kth").tolist()
         ([2.0, 1.5, 2.5], [3.0, 2.0, 3.0])
+        >>> local_scales(D / 1000, k=1, scale="kth_floored").tolist()  # floor 0.01 > 0.1 * 0.001
+        [0.01, 0.01, 0.01]
     """
     D = jnp.asarray(D)
     n = D.shape[0]
@@ -58,6 +71,10 @@ def local_scales(D: ArrayLike, k: int = 5, scale: str = "mean") -> jax.Array:
     nearest, _ = row_smallest(jnp.where(eye, jnp.inf, D), k)
     if scale == "kth":
         return nearest[:, -1]
+    if scale == "kth_floored":
+        kth = nearest[:, -1]
+        floor = jnp.maximum(FLOOR_ABSOLUTE, FLOOR_MEDIAN_FRACTION * jnp.median(kth))
+        return jnp.maximum(kth, floor.astype(kth.dtype))
     return jnp.mean(nearest, axis=1)
 
 
@@ -107,7 +124,8 @@ def density_distances(
         X: ``(sample, unit)`` points.
         base: ``"euclidean"``, ``"cosine"`` or ``"mahalanobis"`` (static).
         k: neighbours for the local scale (default 5; static).
-        scale: ``"mean"`` (default, the paper) or ``"kth"`` (the reference code).
+        scale: ``"mean"`` (default, the paper), ``"kth"`` or ``"kth_floored"``
+            (the HOLE reference code).
         covariance, VI: mahalanobis options (ignored by other bases).
 
     Returns:

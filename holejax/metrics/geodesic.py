@@ -7,16 +7,26 @@ its euclidean length, and take shortest paths.
 - :func:`knn` is a jit-able kernel: neighbour indices and exact edge lengths,
   computed over row blocks so memory stays ``O(block * n)``, never ``n x n``.
 - :func:`knn_graph` turns it into an undirected edge list (:class:`KNNGraph`):
-  the union of the directed kNN relations (default) or the mutual ones.
+  the union of the directed kNN relations (default) or the mutual ones
+  (``mutual=True``: an edge only where each end is among the other's ``k``
+  nearest, the minimum of the two directed adjacencies).
   This is what the geodesic H0 needs: the minimum spanning tree of the kNN
   graph already gives the exact geodesic H0 deaths (single linkage only sees
   minimax path lengths), so all-pairs shortest paths are never needed there.
 - :func:`geodesic_distances` runs all-pairs shortest paths with
   ``scipy.sparse.csgraph.shortest_path`` (Dijkstra) **on the host**: graph
   searches are not expressible as a jit-compiled XLA kernel of fixed cost, so
-  this metric alone leaves the device. Pairs in different graph components
-  are ``inf``; :func:`holejax.pairwise_distances` warns with the number of
-  components and suggests a larger ``k``.
+  this metric alone leaves the device.
+
+Pairs in different graph components: ``disconnected="inf"`` (default) leaves
+them ``inf`` and :func:`holejax.pairwise_distances` warns with the number of
+components, suggesting a larger ``k``; ``disconnected="euclidean"`` fills them
+with their euclidean distance (the rule of the HOLE reference code, see
+:func:`holejax.metrics.presets.hole_metric_params`). With the fill, the graph
+of :func:`knn_graph` also holds every pair in different components at its
+euclidean length: its minimum spanning forest is then the H0 of the filled
+matrix (a within-component pair never beats the kNN path it measures, a
+cross-component pair is its own euclidean edge).
 """
 
 from __future__ import annotations
@@ -35,7 +45,10 @@ from holejax.metrics.euclidean import gram
 from holejax.metrics.host import aligned_empty
 from holejax.metrics.selection import row_smallest
 
-__all__ = ["KNNGraph", "knn", "knn_graph", "geodesic_distances"]
+__all__ = ["DISCONNECTED", "KNNGraph", "knn", "knn_graph", "geodesic_distances"]
+
+DISCONNECTED = ("inf", "euclidean")
+"""What geodesic distances between kNN-graph components are."""
 
 # bytes of (block, n) squared distances one step of knn may hold
 _KNN_BLOCK_BYTES = 1 << 25
@@ -127,7 +140,7 @@ def knn(X: ArrayLike, k: int) -> tuple[jax.Array, jax.Array]:
 _knn_jit = jax.jit(knn, static_argnames="k")
 
 
-def knn_graph(X: ArrayLike, k: int = 10, mutual: bool = False) -> KNNGraph:
+def knn_graph(X: ArrayLike, k: int = 10, mutual: bool = False, disconnected: str = "inf") -> KNNGraph:
     """Symmetric kNN graph of one cloud, weighted by euclidean edge length.
 
     Args:
@@ -135,6 +148,9 @@ def knn_graph(X: ArrayLike, k: int = 10, mutual: bool = False) -> KNNGraph:
         k: neighbours per sample (default 10), ``1 <= k <= n - 1``.
         mutual: keep an edge only if each end is among the other's ``k``
             nearest (mutual kNN); default False keeps the union.
+        disconnected: ``"inf"`` (default): the kNN edges only;
+            ``"euclidean"``: also every pair in different components of that
+            graph, at its euclidean length (see the module docstring).
 
     Returns:
         :class:`KNNGraph` edge list (host numpy arrays), each undirected edge
@@ -151,8 +167,25 @@ def knn_graph(X: ArrayLike, k: int = 10, mutual: bool = False) -> KNNGraph:
     """
     from holejax.metrics.pairwise import prepare_cloud
 
-    arr, _, full = prepare_cloud(X, "geodesic", {"k": k, "mutual": mutual})
-    return _graph_from_cloud(arr, full["k"], full["mutual"])
+    arr, _, full = prepare_cloud(X, "geodesic", {"k": k, "mutual": mutual, "disconnected": disconnected})
+    graph = _graph_from_cloud(arr, full["k"], full["mutual"])
+    if full["disconnected"] == "euclidean":
+        graph = _with_cross_component_edges(arr, graph)
+    return graph
+
+
+def _with_cross_component_edges(arr: np.ndarray, graph: KNNGraph) -> KNNGraph:
+    """``graph`` plus every pair in different components at its euclidean length."""
+    n = graph.n_samples
+    _, comp = connected_components(graph.to_csr(), directed=False)
+    lo, hi = np.triu_indices(n, 1)
+    cross = comp[lo] != comp[hi]
+    lo, hi = lo[cross], hi[cross]
+    lengths = np.sqrt(np.sum((arr[lo].astype(np.float64) - arr[hi]) ** 2, axis=1)).astype(graph.weights.dtype)
+    rows = np.concatenate([graph.rows, lo])
+    cols = np.concatenate([graph.cols, hi])
+    order = np.lexsort((cols, rows))
+    return KNNGraph(rows[order], cols[order], np.concatenate([graph.weights, lengths])[order], n)
 
 
 def _graph_from_cloud(arr: np.ndarray, k: int, mutual: bool) -> KNNGraph:
@@ -175,24 +208,26 @@ def _graph_from_cloud(arr: np.ndarray, k: int, mutual: bool) -> KNNGraph:
 
 
 def geodesic_distances(
-    X: ArrayLike, k: int = 10, mutual: bool = False
+    X: ArrayLike, k: int = 10, mutual: bool = False, disconnected: str = "inf"
 ) -> tuple[np.ndarray, np.ndarray]:
     """All-pairs shortest-path distances on the kNN graph (scipy Dijkstra, on the host).
 
     Dijkstra runs from blocks of ~8 MiB of sources at a time, each block's
-    float64 rows written into the output in the cloud's dtype: an ``n x n``
-    float64 matrix (128 MB at n = 4000) is never held, and n = 4000 takes
-    ~10% less time than one call converted afterwards.
+    float64 rows written into the output in the cloud's dtype, so an ``n x n``
+    float64 matrix is never held.
 
     Args:
         X: ``(sample, unit)`` points, already validated (``pairwise_distances``
             does this; call that for checked input).
         k: neighbours per sample.
         mutual: mutual kNN instead of the union.
+        disconnected: ``"inf"`` or ``"euclidean"``: the distance of pairs in
+            different components of the kNN graph.
 
     Returns:
         ``D`` ``(sample, sample)`` numpy array in the cloud's dtype (``inf``
-        between components) and ``components`` ``(sample,)`` int component ids.
+        or the euclidean distance between components) and ``components``
+        ``(sample,)`` int component ids.
 
     Example:
         >>> import numpy as np
@@ -205,24 +240,29 @@ def geodesic_distances(
     graph = _graph_from_cloud(arr, k, mutual)
     adjacency = graph.to_csr()
     D = aligned_empty((n, n), arr.dtype)  # handed to XLA without a copy (holejax.metrics.host)
-    # map every page in one sequential pass: faulting them in block by block, between
-    # Dijkstra's own allocations, took 60-160 ms at n = 4000 against 17 ms + 22 ms here
-    D.fill(0)
+    D.fill(0)  # map every page in one sequential pass before Dijkstra's own allocations
     step = max(1, _SOURCE_BLOCK_BYTES // (8 * n))
     for lo in range(0, n, step):
         # the adjacency holds both directions of every edge, so a directed search sees the
-        # undirected graph; directed=False would also scan scipy's transposed copy (~25% slower)
+        # undirected graph; directed=False would also scan scipy's transposed copy
         D[lo : lo + step] = shortest_path(
             adjacency, method="D", directed=True, indices=np.arange(lo, min(n, lo + step))
         )
     _, components = connected_components(adjacency, directed=False)
+    if disconnected == "euclidean" and components.max() > 0:
+        cross = components[:, None] != components[None, :]
+        Xd = arr.astype(np.float64)
+        Xd = Xd - Xd.mean(axis=0)  # centred: no cancellation in the matmul identity
+        sq = np.sum(Xd * Xd, axis=1)
+        E = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * Xd @ Xd.T, 0.0))
+        D[cross] = E[cross]
     return D, components
 
 
 def components_message(components: np.ndarray, where: str, params: dict) -> str | None:
-    """Warning text when the kNN graph is disconnected, else None."""
+    """Warning text when the kNN graph is disconnected and its components stay ``inf`` apart, else None."""
     n_comp = int(np.max(components)) + 1
-    if n_comp == 1:
+    if n_comp == 1 or params.get("disconnected") == "euclidean":
         return None
     sizes = np.bincount(components)
     kind = "mutual kNN" if params.get("mutual") else "kNN"
@@ -231,5 +271,5 @@ def components_message(components: np.ndarray, where: str, params: dict) -> str 
         f"(smallest: {int(sizes.min())} sample(s)){where}; geodesic distances between "
         f"components are inf. Pass a larger k"
         + (" or mutual=False" if params.get("mutual") else "")
-        + " to connect them."
+        + " to connect them, or disconnected='euclidean' to fill them with euclidean distances."
     )

@@ -29,6 +29,7 @@ from holejax.metrics import density as _den
 from holejax.metrics import euclidean as _euc
 from holejax.metrics import geodesic as _geo
 from holejax.metrics import mahalanobis as _mah
+from holejax.metrics import projection as _proj
 
 __all__ = ["MetricSpec", "METRICS", "get_metric", "register", "check_k"]
 
@@ -155,10 +156,17 @@ def _direction(fn: Callable[[jax.Array], jax.Array]) -> Callable[..., tuple[jax.
     return kernel
 
 
+def _mahalanobis(X, covariance="ledoit_wolf", VI=None, components=None):
+    """Mahalanobis distances, after projecting onto ``components`` principal components if set."""
+    if components is not None:
+        X = _proj.principal_scores(X, components)
+    return _mah.mahalanobis_kernel(X, covariance, VI)
+
+
 def _density(base: str) -> Callable[..., tuple[jax.Array, jax.Array]]:
-    def kernel(X, k, scale, covariance="ledoit_wolf", VI=None):
+    def kernel(X, k, scale, covariance="ledoit_wolf", VI=None, components=None):
         if base == "mahalanobis":  # with the flag of a singular covariance
-            D, singular = _mah.mahalanobis_kernel(X, covariance, VI)
+            D, singular = _mahalanobis(X, covariance, VI, components)
         else:
             D = _den._BASES[base](X, covariance=covariance, VI=VI)
         Dn, zero_scale = _den.density_normalise(D, _den.local_scales(D, k, scale))
@@ -172,8 +180,8 @@ def _density(base: str) -> Callable[..., tuple[jax.Array, jax.Array]]:
     return kernel
 
 
-def _geodesic_host(X: np.ndarray, k: int, mutual: bool) -> tuple[np.ndarray, np.ndarray]:
-    D, components = _geo.geodesic_distances(X, k=k, mutual=mutual)
+def _geodesic_host(X: np.ndarray, k: int, mutual: bool, disconnected: str) -> tuple[np.ndarray, np.ndarray]:
+    D, components = _geo.geodesic_distances(X, k=k, mutual=mutual, disconnected=disconnected)
     return D, components[:, None]
 
 
@@ -187,19 +195,31 @@ def _check_bool(value: Any, argument: str) -> bool:
 
 
 def _check_geodesic(params: dict, n: int, d: int) -> dict:
-    return {"k": check_k(params["k"], n), "mutual": _check_bool(params["mutual"], "mutual")}
+    return {
+        "k": check_k(params["k"], n),
+        "mutual": _check_bool(params["mutual"], "mutual"),
+        "disconnected": check_choice(params["disconnected"], "disconnected", _geo.DISCONNECTED),
+    }
 
 
 def _check_mahalanobis(params: dict, n: int, d: int) -> dict:
     out = dict(params)
     out["covariance"] = check_choice(params["covariance"], "covariance", _mah.COVARIANCE_ESTIMATORS)
+    out["components"] = _proj.check_components(params["components"], n, d)
     if params["VI"] is not None:
+        if out["components"] is not None:
+            raise ValueError(
+                "VI is an inverse covariance of the units and cannot be combined with components "
+                f"(a projection onto {out['components']} principal components); pass one of them."
+            )
         out["VI"] = _mah.check_inverse_covariance(params["VI"], d)
     return out
 
 
 def _check_mahalanobis_cloud(X: np.ndarray, params: dict) -> None:
     if params.get("VI") is None and params.get("covariance") == "empirical":
+        if params.get("components") is not None:
+            X = np.asarray(_proj.principal_scores(X, params["components"]))
         _mah.check_empirical_conditioning(X)
 
 
@@ -224,7 +244,7 @@ _ZERO_SCALE_MESSAGE = (
     "neighbours under {metric} are all at distance 0 (duplicate points). They were given the "
     "smallest positive scale of the cloud; deduplicate the samples or pass a larger k."
 )
-_MAHALANOBIS_DEFAULTS = {"covariance": "ledoit_wolf", "VI": None}
+_MAHALANOBIS_DEFAULTS = {"covariance": "ledoit_wolf", "VI": None, "components": None}
 
 for _name, _fn in [
     ("euclidean", _euc.euclidean_distances),
@@ -239,7 +259,7 @@ register(MetricSpec("angular", _direction(_cos.angular_distances), flag_messages
 register(
     MetricSpec(
         "mahalanobis",
-        _mah.mahalanobis_kernel,
+        _mahalanobis,
         defaults=_MAHALANOBIS_DEFAULTS,
         check=_check_mahalanobis,
         check_cloud=_check_mahalanobis_cloud,
@@ -251,7 +271,7 @@ register(
     MetricSpec(
         "geodesic",
         None,
-        defaults={"k": 10, "mutual": False},
+        defaults={"k": 10, "mutual": False, "disconnected": "inf"},
         check=_check_geodesic,
         flag_messages=(_geo.components_message,),
         host_kernel=_geodesic_host,

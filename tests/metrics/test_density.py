@@ -77,7 +77,7 @@ def test_density_cosine_warns_for_zero_vectors(cloud):
 
 def test_bad_density_parameters(cloud):
     X = cloud(10, 3)
-    with pytest.raises(ValueError, match=r"scale='median'.*expected one of \['mean', 'kth'\]"):
+    with pytest.raises(ValueError, match=r"scale='median'.*expected one of \['mean', 'kth', 'kth_floored'\]"):
         hj.pairwise_distances(X, "density_euclidean", scale="median")
     with pytest.raises(ValueError, match=r"k must satisfy.*got k=10"):
         hj.pairwise_distances(X, "density_cosine", k=10)
