@@ -88,7 +88,7 @@ def _numeric(x: Any, what: str) -> np.ndarray:
         arr = np.asarray(_to_numpy(x))
     except ValueError as err:  # ragged nested lists
         raise TypeError(
-            f"{what} must be a numeric array (sample, ...); {err}. Pad sequences to one length "
+            f"{what} must be a numeric array (sample, ...); {str(err).rstrip('.')}. Pad sequences to one length "
             "(a tokenizer's padding=True) or pass batches of equal shape."
         ) from None
     if arr.ndim < 1 or arr.dtype.kind not in "biuf":

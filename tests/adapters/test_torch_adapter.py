@@ -200,6 +200,70 @@ def test_outputs_living_in_module_state_are_copied():
             np.testing.assert_allclose(got["1"], want, rtol=1e-6)
 
 
+class Counting(nn.Module):
+    """A Linear that counts the samples it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.seen = nn.Linear(6, 3), 0
+
+    def forward(self, x):
+        self.seen += len(x)
+        return self.fc(x)
+
+
+def test_the_check_for_module_state_costs_two_samples(tmp_path):
+    """One listing pass and one probe, each of two samples, on top of the exported samples."""
+    net = Counting()
+    hj.export_activations(net, X, layers=["fc"], store=tmp_path / "a.zarr", batch_size=16, progress=False)
+    assert net.seen == N + 2 + 2
+
+
+class Resizing(nn.Module):
+    """Keeps a buffer per batch size and returns a view of it: state the two-sample probe cannot see."""
+
+    def __init__(self):
+        super().__init__()
+        self.buffer = torch.zeros(0, 6)
+
+    def forward(self, x):
+        if len(self.buffer) != len(x):
+            self.buffer = torch.zeros(len(x), 6)
+        self.buffer.copy_(x)
+        return self.buffer
+
+
+def test_state_the_probe_missed_stops_the_export():
+    capture = ADAPTER.capture(nn.Sequential(Resizing()), ["0"])
+    with capture as run:
+        run(X[:16])  # the probe (2 samples) and this batch got buffers of their own
+        with pytest.raises(RuntimeError, match=r"layers \['0'\] returned, for one batch, the memory"):
+            run(X[16:32])
+
+
+class Writes(nn.Module):
+    """Writes into captured outputs through __setitem__ and out=, after their hooks ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 4), nn.Linear(6, 4)
+
+    def forward(self, x):
+        a, b = self.a(x), self.b(x)
+        a[:, 0] = 0.0
+        torch.mul(b, 2.0, out=b)
+        return a + b
+
+
+def test_writes_by_setitem_and_out_are_copied_first():
+    net = Writes()
+    with ADAPTER.capture(net, ["a", "b"]) as run:
+        got = run(X)
+    with torch.no_grad():
+        for name in ("a", "b"):
+            np.testing.assert_allclose(got[name], getattr(net, name)(torch.from_numpy(X)).numpy(), rtol=1e-6)
+
+
 def test_captured_outputs_are_views_when_nothing_changes_them():
     """Outputs nothing changes later are not copied (no extra pass, no copy)."""
     net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))

@@ -13,7 +13,7 @@ import holejax as hj
 from holejax.capture import export_activations, predict
 from holejax.perturb import global_l1_prune
 from holejax.store import StoreError, layer_names, open_activations
-from holejax.store.chunks import ChunkFiles
+from holejax.store import ActivationWriter
 
 from numpy_adapter import NumpyAdapter, NumpyNet
 
@@ -289,14 +289,14 @@ def test_peak_memory_does_not_grow_with_the_data_set(tmp_path):
 
 
 def test_a_write_error_in_the_writer_thread_reaches_the_caller_and_leaves_the_store_unfinished(tmp_path, monkeypatch):
-    write = ChunkFiles.write
+    write = ActivationWriter._write_layers
 
-    def failing(self, p_index, start, data):
+    def failing(self, p_index, start, stop, arrays, attrs):
         if start >= 48:
             raise OSError("no space left on device")
-        return write(self, p_index, start, data)
+        return write(self, p_index, start, stop, arrays, attrs)
 
-    monkeypatch.setattr(ChunkFiles, "write", failing)
+    monkeypatch.setattr(ActivationWriter, "_write_layers", failing)
     with pytest.raises(OSError, match="no space left on device"):
         export(tmp_path / "a.zarr")
     with pytest.raises(StoreError, match="interrupted export"):
@@ -323,3 +323,68 @@ def test_store_keeps_the_execution_order_of_the_layers(tmp_path):
     export(tmp_path / "a.zarr", layers=["head", "relu1", "fc2"])
     ds = open_activations(tmp_path / "a.zarr")
     assert ds.attrs["layers"] == ["relu1", "fc2", "head"] == layer_names(ds)
+
+
+def test_tuple_and_mapping_inputs_call_the_model_with_arguments(tmp_path):
+    """A tuple is the model's positional arguments, a mapping its keyword arguments; labels come out of it."""
+    offset = np.random.default_rng(2).normal(size=X.shape).astype(np.float32)
+    want = values(export(tmp_path / "sum.zarr", inputs=X + offset, layers=["fc1", "head"]))
+    by_tuple = export(tmp_path / "tuple.zarr", inputs=(X, offset), layers=["fc1", "head"])
+    by_mapping = export(tmp_path / "map.zarr", inputs={"features": X, "offset": offset, "labels": Y},
+                        layers=["fc1", "head"], labels=None)
+    for ds in (by_tuple, by_mapping):
+        for name, v in want.items():
+            np.testing.assert_allclose(ds[name].values, v, rtol=1e-6)
+    np.testing.assert_array_equal(by_mapping["label"].values, Y)
+
+    class Batches:  # a DataLoader of dicts: every key reaches the model
+        def __iter__(self):
+            for s in range(0, N, 30):
+                yield {"features": X[s : s + 30], "offset": offset[s : s + 30], "label": Y[s : s + 30]}
+
+    ds = export(tmp_path / "dl.zarr", inputs=Batches(), layers=["fc1", "head"], labels=None)
+    for name, v in want.items():
+        np.testing.assert_allclose(ds[name].values, v, rtol=1e-6)
+    np.testing.assert_array_equal(ds["label"].values, Y)
+    np.testing.assert_allclose(predict(NumpyNet(), (X, offset), adapter=NumpyAdapter()), want["head"][0], rtol=1e-6)
+
+
+def test_input_noise_reaches_floating_arrays_only(tmp_path):
+    noise = hj.gaussian(sigma=0.5)
+    ids = np.zeros_like(X)  # a second, floating input gets its own noise too
+    ds = export(tmp_path / "a.zarr", inputs={"features": X, "offset": ids}, layers=["fc1"], perturbations=[noise])
+    noisy = np.asarray(noise.apply_at(X, seed=0, start=0))
+    want = NumpyNet().forward(noisy, np.asarray(noise.apply_at(ids, seed=0, start=0)))["fc1"]
+    np.testing.assert_allclose(ds["fc1"].sel(perturbation=noise.name).values, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"inputs \['features'\] hold no floating array"):
+        export(tmp_path / "b.zarr", inputs={"features": (X > 0).astype(np.int64)}, layers=["fc1"],
+               perturbations=[noise])
+
+
+class TokenNet(NumpyNet):
+    """Per-token features: ``features`` (sample, token, d_in) -> fc1 (sample, token, hidden)."""
+
+    def forward(self, features, attention_mask=None):
+        self.calls += 1
+        x = np.asarray(features, np.float32)
+        fc1 = x @ self.w["fc1"]
+        return {"fc1": fc1, "relu1": np.maximum(fc1, 0), "head": fc1.mean(axis=1) @ self.w["fc2"] @ self.w["head"]}
+
+
+def test_token_outputs_are_pooled_over_the_mask_in_the_core(tmp_path):
+    rng = np.random.default_rng(3)
+    feats = rng.normal(size=(20, 7, 6)).astype(np.float32)
+    lengths = rng.integers(1, 8, 20)
+    mask = (np.arange(7)[None] < lengths[:, None]).astype(np.int64)
+    inputs = {"features": feats, "attention_mask": mask}
+    ds = export(tmp_path / "a.zarr", TokenNet(), inputs=inputs, layers=["fc1", "relu1"], labels=None,
+                pooling={"fc1": "mean", "relu1": "max"}, batch_size=6)
+    h = TokenNet().forward(feats)
+    for i in range(20):
+        real = slice(0, lengths[i])
+        np.testing.assert_allclose(ds["fc1"].values[0, i], h["fc1"][i, real].mean(0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ds["relu1"].values[0, i], h["relu1"][i, real].max(0), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"layer 'fc1' has 7 tokens for samples 0..5 \(perturbation 'clean'\) but the mask has 3"):
+        export(tmp_path / "b.zarr", TokenNet(), inputs=feats, mask=mask[:, :3], layers=["fc1"], labels=None,
+               pooling="mean", batch_size=6)
+    assert not (tmp_path / "b.zarr").exists() or not open_activations(tmp_path / "b.zarr", allow_incomplete=True).attrs["complete"]

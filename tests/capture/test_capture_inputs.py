@@ -104,3 +104,65 @@ def test_iterable_that_yields_more_than_expected():
     src = src._replace(n=4)
     with pytest.raises(ValueError, match="more than the expected 4 samples"):
         list(src.batches())
+
+
+class KeysOnly:
+    """A mapping-like object that is not a Mapping (as some tokenizer outputs are): keys() and []."""
+
+    def __init__(self, **arrays):
+        self.arrays = arrays
+
+    def keys(self):
+        return self.arrays.keys()
+
+    def __getitem__(self, key):
+        return self.arrays[key]
+
+
+def test_mappings_and_tuples_are_sliced_along_the_sample_axis():
+    ids, mask = np.arange(10).reshape(5, 2), np.ones((5, 2), np.int64)
+    for inputs in ({"ids": ids, "mask": mask, "labels": [0, 1, 0, 1, 1]}, KeysOnly(ids=ids, mask=mask, labels=[0, 1, 0, 1, 1])):
+        src = as_source(inputs, batch_size=2)
+        assert src.n == 5 and src.labels.tolist() == [0, 1, 0, 1, 1]
+        got = list(src.batches())
+        assert [s for s, _ in got] == [0, 2, 4] and sorted(got[0][1]) == ["ids", "mask"]
+        np.testing.assert_array_equal(np.concatenate([x["ids"] for _, x in got]), ids)
+    got = list(as_source((ids, mask), batch_size=3).batches())
+    assert [type(x).__name__ for _, x in got] == ["tuple", "tuple"] and got[1][1][0].tolist() == ids[3:].tolist()
+    assert isinstance(example_of({"ids": ids}), dict) and example_of((ids, mask))[0].shape == (2, 2)
+    assert as_source([[1.0, 2.0], [3.0, 4.0]]).n == 2  # a list is an array of samples, as before
+
+
+def test_batches_of_different_trailing_shapes_are_never_joined():
+    """Token sequences padded per batch: a shorter batch wherever the length changes."""
+    lengths = [3, 3, 5, 5, 4]
+    sizes = [2, 3, 1, 4, 2]
+
+    class Loader:
+        def __iter__(self):
+            s = 0
+            for k, t in zip(sizes, lengths):
+                yield {"ids": np.full((k, t), s) + np.arange(k)[:, None], "label": np.arange(s, s + k)}
+                s += k
+
+    src = as_source(Loader(), batch_size=4)
+    assert src.n == 12 and src.labels.tolist() == list(range(12))
+    got = [(s, x["ids"].shape) for s, x in src.batches()]
+    # 2+3 samples of length 3 -> 4 + 1; then 1+4 of length 5 -> 4 + 1; then 2 of length 4
+    assert got == [(0, (4, 3)), (4, (1, 3)), (5, (4, 5)), (9, (1, 5)), (10, (2, 4))]
+    first_ids = [int(x["ids"][0, 0]) for _, x in src.batches()]
+    assert first_ids == [0, 4, 5, 9, 10]
+    resumed = [(s, x["ids"].shape) for s, x in src.batches(first=6)]
+    assert resumed[0][0] <= 6 and resumed[-1] == (10, (2, 4))
+
+
+def test_iterables_of_positional_inputs_and_labels():
+    a, b = np.zeros((6, 2)), np.ones((6, 3))
+    class Batches:
+        def __iter__(self):
+            yield from (((a[s : s + 3], b[s : s + 3]), np.arange(s, s + 3)) for s in (0, 3))
+
+    src = as_source(Batches(), batch_size=4)
+    assert src.labels.tolist() == list(range(6))
+    got = list(src.batches())
+    assert [x[1].shape for _, x in got] == [(4, 3), (2, 3)]
