@@ -62,12 +62,10 @@ _EXPORTS: dict[str, str] = {
     # filtration
     "H0Result": "holejax.filtration",
     "h0": "holejax.filtration",
-    "h0_batched": "holejax.filtration",
     "h0_from_points": "holejax.filtration",
     "clusters_at": "holejax.filtration",
     "betti0_curve": "holejax.filtration",
     "h0_diagram": "holejax.filtration",
-    "h0_batched_from_points": "holejax.filtration",
     "dendrogram_linkage": "holejax.filtration",
     # analysis
     "purity": "holejax.analysis",

@@ -4,7 +4,7 @@ The work is batched the way the kernels want it:
 
 1. clouds of equal width (all perturbations of a layer, and layers of the
    same width) are stacked, and for each metric one compiled call
-   (:func:`holejax.h0_batched_from_points`: the batched distance kernel and
+   (:func:`holejax.h0_from_points`: the batched distance kernel and
    the batched H0 kernel in one XLA program) handles the whole stack, in
    chunks that fit ``memory_budget``; the geodesic metric goes through
    :func:`holejax.h0_from_points`, whose kNN-graph MST gives the exact
@@ -98,7 +98,7 @@ def _h0_group(Xs: np.ndarray, metric: str, params: dict, memory_budget: int, met
     """H0 (deaths, edges, linkage) of a stack ``(batch, sample, unit)`` of one width, one metric.
 
     Distances and MSTs run in one compiled call per chunk of clouds
-    (``hj.h0_batched_from_points``); the geodesic metric goes through the MST
+    (``hj.h0_from_points``); the geodesic metric goes through the MST
     of each cloud's kNN graph (``hj.h0_from_points``), which gives the exact
     geodesic H0 without all-pairs shortest paths.
     """
@@ -107,7 +107,7 @@ def _h0_group(Xs: np.ndarray, metric: str, params: dict, memory_budget: int, met
     if metric in _FROM_POINTS:
         rs = [hj.h0_from_points(X, metric, **params) for X in Xs]
     else:
-        rs = [hj.h0_batched_from_points(Xs, metric, method, memory_budget=memory_budget, **params)]
+        rs = [hj.h0_from_points(Xs, metric, method=method, memory_budget=memory_budget, **params)]
         return tuple(np.asarray(getattr(rs[0], f)) for f in ("deaths", "edges", "linkage"))
     return tuple(np.stack([np.asarray(getattr(r, f)) for r in rs]) for f in ("deaths", "edges", "linkage"))
 

@@ -223,7 +223,7 @@ def merge_scores(linkages: Any, labels: Any, *, chunk: int | None = None) -> Mer
     Args:
         linkages: ``(batch, edge, 4)`` scipy-compatible linkage matrices of
             clouds over the same ``edge + 1`` samples (as
-            ``hj.h0_batched(Ds).linkage``).
+            ``hj.h0(Ds).linkage``).
         labels: ``(sample,)`` int classes, shared by every cloud.
         chunk: clouds per compiled call (default: all; lower it to bound the
             ``(batch, 2 * sample, class)`` count table in memory).

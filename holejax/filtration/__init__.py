@@ -4,12 +4,13 @@ H0 of a Vietoris-Rips filtration is the minimum spanning tree (MST): every
 sample is born at 0 and the MST edge lengths are the deaths. This package
 computes it
 
-- from a dense distance matrix: :func:`h0` (one cloud), :func:`h0_batched`
-  (a batch, one vmapped program), by dense Prim in a ``lax.scan`` on CPU
-  or Borůvka on accelerators; :func:`h0_batched_from_points` computes the
-  distances inside the same compiled program;
-- from points for large clouds: :func:`h0_from_points` (memory ``O(n d)``;
-  the geodesic metric through the MST of the kNN graph);
+- from distance matrices ``(..., sample, sample)``: :func:`h0`, by dense
+  Prim in a ``lax.scan`` on CPU or Borůvka on accelerators, leading axes
+  batched in one compiled program;
+- from points ``(..., sample, unit)``: :func:`h0_from_points`, which picks
+  the dense engine (distances and tree in one program), tiled Borůvka for
+  large clouds (memory ``O(n d)``, matrix-product speed) or, for the
+  geodesic metric, the spanning forest of the kNN graph;
 
 and reads off the merge tree: :func:`clusters_at`, :func:`betti0_curve`,
 :func:`h0_diagram`, and :func:`dendrogram_linkage` for drawing disconnected
@@ -24,7 +25,8 @@ Example:
     ([0, 0, 1], [1.0, 4.0, inf])
 """
 
-from holejax.filtration.dense import METHODS, h0, h0_batched, h0_batched_from_points, h0_kernel
+from holejax.filtration.dense import METHODS, h0, h0_kernel
+from holejax.filtration.points import ENGINES, h0_from_points
 from holejax.filtration.result import (
     H0Result,
     betti0_curve,
@@ -33,18 +35,17 @@ from holejax.filtration.result import (
     h0_diagram,
     linkage_from_prim,
 )
-from holejax.filtration.tiled import POINT_METRICS, h0_from_points, h0_points_kernel
+from holejax.filtration.tiled import TILED_METRICS, h0_points_kernel
 
 __all__ = [
+    "ENGINES",
     "METHODS",
-    "POINT_METRICS",
+    "TILED_METRICS",
     "H0Result",
     "betti0_curve",
     "clusters_at",
     "dendrogram_linkage",
     "h0",
-    "h0_batched",
-    "h0_batched_from_points",
     "h0_diagram",
     "h0_from_points",
     "h0_kernel",

@@ -2,8 +2,8 @@
 
 Rank, shape and dtype are checked on the host before tracing
 (:func:`prepare_distance_matrices`); the data checks read a one-pass
-:func:`summary` of the matrices, which :func:`holejax.h0_batched` computes
-inside the same compiled call as the trees, and raise from it on the host
+:func:`summary` of the matrices, which :func:`holejax.h0` computes
+for a batch alongside the trees, and raise from it on the host
 (:func:`check_summary`). :func:`as_distance_matrices` does all three.
 """
 
@@ -14,6 +14,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from holejax._checks import as_numeric_array
 
 __all__ = ["as_distance_matrices", "check_summary", "prepare_distance_matrices", "summary"]
 
@@ -73,7 +75,7 @@ def as_distance_matrices(D: Any, argument: str = "D", *, batched: bool = False) 
     only when something is wrong.
 
     Args:
-        D: array-like ``(sample, sample)``, or ``(batch, sample, sample)``
+        D: array-like ``(sample, sample)``, or ``(..., sample, sample)``
             when ``batched``.
         argument: the caller's argument name, used in messages.
         batched: whether a leading batch axis is expected.
@@ -100,14 +102,12 @@ def prepare_distance_matrices(D: Any, argument: str = "D", *, batched: bool = Fa
     """
     if isinstance(D, jax.core.Tracer):
         raise TypeError(f"{argument} is a traced value; validation needs a concrete array.")
-    arr = D if isinstance(D, jax.Array) else np.asarray(D)
-    rank = 3 if batched else 2
-    dims = "(batch, sample, sample)" if batched else "(sample, sample)"
-    if arr.ndim != rank:
-        hint = " For a single matrix use hj.h0." if batched and arr.ndim == 2 else ""
-        hint = " For a batch use hj.h0_batched." if not batched and arr.ndim == 3 else hint
+    arr = D if isinstance(D, jax.Array) else as_numeric_array(D, argument, "a distance matrix", numeric=False)
+    dims = "(..., sample, sample)" if batched else "(sample, sample)"
+    if arr.ndim < 2 or (arr.ndim != 2 and not batched):
         raise ValueError(
-            f"{argument} must have rank {rank} {dims}; got shape {tuple(arr.shape)}.{hint}"
+            f"{argument} must have shape {dims}; got shape {tuple(arr.shape)}. "
+            "hj.h0 takes distance matrices with any leading batch axes."
         )
     if arr.shape[-1] != arr.shape[-2]:
         raise ValueError(

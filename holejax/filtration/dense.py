@@ -1,13 +1,13 @@
-"""H0 of dense distance matrices: ``h0`` for one cloud, ``h0_batched`` for many.
+"""H0 of dense distance matrices: :func:`h0` for ``(..., sample, sample)`` inputs.
 
-Both run one jit-compiled kernel: an MST (dense Prim on CPU, Borůvka on GPU)
-followed by the vectorised Kruskal merge tree of :mod:`.result`. The batched
-form maps the single-cloud kernel over the batch in one place
-(:func:`_over_batch`): ``jax.vmap`` for Borůvka, ``lax.map`` for Prim on CPU;
-on CPU one range of the batch per core runs in a host thread, and with
-several accelerators one slice per device (:func:`_run`).
-:func:`h0_batched_from_points` also computes the distance matrices inside the
-same compiled program.
+One jit-compiled kernel: an MST (dense Prim on CPU, Borůvka on GPU)
+followed by the vectorised Kruskal merge tree of :mod:`.result`. Leading
+batch axes are flattened and the single-cloud kernel is mapped over them in
+one place (:func:`_over_range`): ``jax.vmap`` for Borůvka, ``lax.map`` for
+Prim on CPU; on CPU one range of the batch per core runs in a host thread,
+and with several accelerators one slice per device (:func:`_run`).
+:func:`dense_from_points` also computes the distance matrices inside the same
+compiled program (the dense engine of :func:`holejax.h0_from_points`).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from holejax.filtration._validate import (
 )
 from holejax.filtration.boruvka import boruvka_h0
 from holejax.filtration.prim import prim_order, prim_order_from_rows
-from holejax.filtration.result import H0Result, linkage_from_prim
+from holejax.filtration.result import H0Result, linkage_from_prim, with_engine
 
-__all__ = ["METHODS", "h0", "h0_batched", "h0_batched_from_points", "h0_kernel"]
+__all__ = ["METHODS", "dense_from_points", "h0", "h0_kernel", "parallel_map"]
 
 METHODS = ("auto", "prim", "boruvka")
 
@@ -71,20 +71,6 @@ def _h0_jit(D: jax.Array, method: str) -> H0Result:
     return h0_kernel(D, method)
 
 
-def _over_batch(fn, xs, method: str):
-    """The single-cloud ``fn`` over a leading batch axis, inside a traced program.
-
-    Borůvka's rounds are wide parallel reductions: ``jax.vmap`` widens them
-    further. Prim's steps are small and sequential: on CPU, running the
-    clouds one after the other (``lax.map``) keeps each step a contiguous row
-    read and a short reduction, which measured about twice as fast per element
-    as the vmapped (gathered) form.
-    """
-    if method == "prim" and jax.default_backend() == "cpu":
-        return lax.map(fn, xs)
-    return jax.vmap(fn)(xs)
-
-
 def _prim_at(Ds: jax.Array, i: jax.Array) -> H0Result:
     """Prim H0 of ``Ds[i]``, its rows read straight from the batch (no copy of the matrix)."""
     n = Ds.shape[-1]
@@ -96,7 +82,14 @@ def _prim_at(Ds: jax.Array, i: jax.Array) -> H0Result:
 
 
 def _over_range(one, xs: jax.Array, start: jax.Array, count: int, method: str):
-    """``one(xs, i)`` for ``i`` in ``[start, start + count)``, stacked (``lax.map`` or ``vmap``)."""
+    """``one(xs, i)`` for ``i`` in ``[start, start + count)``, stacked (``lax.map`` or ``vmap``).
+
+    Borůvka's rounds are wide parallel reductions: ``jax.vmap`` widens them
+    further. Prim's steps are small and sequential: on CPU, running the
+    clouds one after the other (``lax.map``) keeps each step a contiguous row
+    read and a short reduction, which measured about twice as fast per element
+    as the vmapped (gathered) form.
+    """
     idx = start + jnp.arange(count, dtype=jnp.int32)
     if method == "prim" and jax.default_backend() == "cpu":
         return lax.map(lambda i: one(xs, i), idx)
@@ -133,6 +126,18 @@ def _pool() -> ThreadPoolExecutor:
     if not _POOL:
         _POOL.append(ThreadPoolExecutor(max_workers=_MAX_WORKERS, thread_name_prefix="holejax-h0"))
     return _POOL[0]
+
+
+def parallel_map(fn, items: list) -> list:
+    """``[fn(x) for x in items]``, spread over one host thread per core on CPU.
+
+    XLA runs concurrent calls in parallel, and a compiled loop keeps about
+    one core busy, so independent calls (row tiles, ranges of a batch) are
+    issued from host threads. On accelerators the calls are issued in order.
+    """
+    if jax.default_backend() != "cpu" or _cores(len(items)) < 2:
+        return [fn(x) for x in items]
+    return list(_pool().map(fn, items))
 
 
 def _run(run, xs) -> tuple:
@@ -178,87 +183,78 @@ def _run(run, xs) -> tuple:
     return jax.tree.map(lambda *parts: np.concatenate(parts), *outs)
 
 
-def _to_host(r: H0Result) -> H0Result:
+def _to_host(r: H0Result, engine: str | None = None) -> H0Result:
     deaths, edges, linkage = jax.device_get(tuple(r))
-    return H0Result(
-        np.asarray(deaths), np.asarray(edges, np.int64), np.asarray(linkage, np.float64)
+    return with_engine(
+        (np.asarray(deaths), np.asarray(edges, np.int64), np.asarray(linkage, np.float64)), engine
     )
 
 
 def h0(D: ArrayLike, method: str = "auto", *, check: bool = True) -> H0Result:
-    """H0 persistence of the Rips filtration of one distance matrix.
+    """H0 persistence of the Rips filtration of distance matrices, with any leading batch axes.
 
     Args:
-        D: ``(sample, sample)`` symmetric non-negative distances with a zero
-            diagonal; ``+inf`` marks pairs that are never connected (their
-            parts die at ``+inf``).
+        D: ``(..., sample, sample)`` symmetric non-negative distances with a
+            zero diagonal; ``+inf`` marks pairs that are never connected (their
+            parts die at ``+inf``). Leading axes (e.g. perturbation, layer) are
+            a batch: each matrix gets its own tree, all in one compiled program.
         method: ``"auto"`` (Prim on CPU, Borůvka on GPU/TPU), ``"prim"``
             (dense Prim in a ``lax.scan``) or ``"boruvka"`` (log n rounds
             of parallel nearest-component searches). All give the same deaths.
         check: validate ``D`` first (NaN, sign, symmetry, diagonal); one extra
-            pass over the matrix. Turn off only for matrices known to be valid.
+            pass over the matrices. Turn off only for matrices known to be valid.
 
     Returns:
-        :class:`H0Result` of numpy arrays: ``deaths (edge,)``, ``edges (edge, 2)``
-        int64 and ``linkage (edge, 4)`` float64, ``edge = sample - 1``, in
-        Kruskal merge order with deterministic ties. Under ``jax.jit`` or
-        ``jax.vmap`` (a traced ``D``) the checks are skipped and jax arrays
-        are returned.
+        :class:`H0Result` of numpy arrays: ``deaths (..., edge)``, ``edges
+        (..., edge, 2)`` int64 and ``linkage (..., edge, 4)`` float64,
+        ``edge = sample - 1``, in Kruskal merge order with deterministic ties;
+        ``engine`` names the MST (``"dense-prim"`` or ``"dense-boruvka"``).
+        Under ``jax.jit`` or ``jax.vmap`` (a traced ``D``) the checks are
+        skipped and jax arrays are returned.
 
     Example:
         >>> import numpy as np
         >>> D = np.array([[0, 1, 5], [1, 0, 4], [5, 4, 0]], dtype=np.float32)
         >>> h = h0(D)
-        >>> h.deaths.tolist(), h.edges.tolist()
-        ([1.0, 4.0], [[0, 1], [1, 2]])
+        >>> h.deaths.tolist(), h.edges.tolist(), h.engine
+        ([1.0, 4.0], [[0, 1], [1, 2]], 'dense-prim')
+        >>> h0(np.stack([D, 2 * D])[None]).deaths.tolist()
+        [[[1.0, 4.0], [2.0, 8.0]]]
     """
     method = _resolve(method)
     if isinstance(D, jax.core.Tracer):
-        return h0_kernel(D, method)
-    D = as_distance_matrices(D, "D") if check else jnp.asarray(D)
-    return _to_host(_h0_jit(D, method))
-
-
-def h0_batched(Ds: ArrayLike, method: str = "auto", *, check: bool = True) -> H0Result:
-    """H0 of a batch of distance matrices, one vmapped jit-compiled program.
-
-    Args:
-        Ds: ``(batch, sample, sample)`` distance matrices (see :func:`h0`);
-            in a study ``batch`` runs over (perturbation, layer, metric) clouds
-            of equal sample count.
-        method: as in :func:`h0`.
-        check: as in :func:`h0`.
-
-    Returns:
-        :class:`H0Result` whose fields carry a leading ``batch`` axis.
-
-    Example:
-        >>> import numpy as np
-        >>> Ds = np.array([[[0, 1], [1, 0]], [[0, 3], [3, 0]]], dtype=np.float32)
-        >>> h0_batched(Ds).deaths.tolist()
-        [[1.0], [3.0]]
-    """
-    method = _resolve(method)
-    if isinstance(Ds, jax.core.Tracer):
-        return _over_batch(partial(h0_kernel, method=method), Ds, method)
+        kernel = partial(h0_kernel, method=method)
+        for _ in range(D.ndim - 2):
+            kernel = jax.vmap(kernel)
+        return kernel(D)
+    engine = f"dense-{method}"
+    if np.ndim(D) == 2:
+        D = as_distance_matrices(D, "D") if check else jnp.asarray(D)
+        return _to_host(_h0_jit(D, method), engine)
+    Ds = prepare_distance_matrices(D, "D", batched=True)
+    lead = Ds.shape[:-2]
+    Ds = Ds.reshape((-1,) + Ds.shape[-2:])
     summ = None
-    if check:
-        Ds = prepare_distance_matrices(Ds, "Ds", batched=True)
-        if Ds.size:
-            # dispatched asynchronously: the data checks' pass over Ds overlaps the
-            # trees (one batched pass measured faster than one pass per matrix
-            # inside the tree programs); the trees are dropped if it fails
-            summ = _summary(Ds)
+    if check and Ds.size:
+        # dispatched asynchronously: the data checks' pass over Ds overlaps the
+        # trees (one batched pass measured faster than one pass per matrix
+        # inside the tree programs); the trees are dropped if it fails
+        summ = _summary(Ds)
     out = _run(lambda xs, start, count: _h0_range_jit(xs, start, method, count), Ds)
     if summ is not None:
-        check_summary(Ds, summ, "Ds", batched=True)
-    return _to_host(out)
+        check_summary(Ds, summ, "D", batched=True)
+    return _unflatten(_to_host(out, engine), lead)
+
+
+def _unflatten(r: H0Result, lead: tuple) -> H0Result:
+    """Results with one flat batch axis -> results with the ``lead`` batch axes."""
+    return with_engine(tuple(np.reshape(x, lead + x.shape[1:]) for x in r), r.engine)
 
 
 def _concat(parts: list[H0Result]) -> H0Result:
     if len(parts) == 1:
         return parts[0]
-    return H0Result(*(np.concatenate(x) for x in zip(*parts)))
+    return with_engine(tuple(np.concatenate(x) for x in zip(*parts)), parts[0].engine)
 
 
 @partial(jax.jit, static_argnames=("metric", "static", "method", "count"))
@@ -279,68 +275,30 @@ def _fused_jit(Xs: jax.Array, start: jax.Array, metric: str, static: tuple, arra
     return _over_range(one, Xs, start, count, method)
 
 
-def h0_batched_from_points(
-    Xs: ArrayLike, metric: str = "euclidean", method: str = "auto", *,
-    memory_budget: int = 2**31, **params
-) -> H0Result:
-    """H0 of many point clouds, distances and MSTs in one compiled program.
+def dense_from_points(
+    stacked: np.ndarray, metric: str, spec, full: dict, method: str, memory_budget: int
+) -> tuple[H0Result, np.ndarray]:
+    """H0 of ``(batch, sample, unit)`` validated clouds, distances and MSTs in one program.
 
     Equal to ``h0(hj.pairwise_distances(Xs[b], metric, **params))`` for every
-    cloud ``b``, but the distance matrices never leave the compiled program
-    (no host round trip, no re-validation): on CPU each cloud's matrix is
-    built and consumed in one step of a loop, one range of the batch per core
-    in a host thread, within chunks of clouds that fit ``memory_budget``.
-    (``hj.batched_pairwise_distances`` computes the same metric with one
-    batched matmul, whose rounding may differ in the last bit on large clouds.)
-
-    Args:
-        Xs: ``(batch, sample, unit)`` clouds of one shape, e.g. one layer under
-            several perturbations.
-        metric: any of :data:`holejax.METRICS`; ``"geodesic"`` (a host
-            shortest-path metric) falls back to the two-step form.
-        method: as in :func:`h0`.
-        memory_budget: bytes one compiled call may hold for its ``n x n``
-            matrices and temporaries.
-        **params: metric parameters, as in :func:`holejax.pairwise_distances`.
-
-    Returns:
-        :class:`H0Result` with a leading ``batch`` axis (numpy arrays).
-
-    Example:
-        >>> import numpy as np
-        >>> Xs = np.array([[[0.0], [1.0], [3.0]], [[0.0], [2.0], [7.0]]], np.float32)
-        >>> np.round(h0_batched_from_points(Xs).deaths, 4).tolist()
-        [[1.0, 2.0], [2.0, 5.0]]
+    cloud ``b``, but the distance matrices never leave the compiled program:
+    on CPU each cloud's matrix is built and consumed in one step of a loop,
+    one range of the batch per core in a host thread, within chunks of clouds
+    that fit ``memory_budget``. Host metrics (geodesic) build their matrices
+    first. Returns the results (numpy, leading batch axis) and the metric's
+    ``(batch, sample, flag)`` flags.
     """
     from holejax.metrics import batched_pairwise_distances
     from holejax.metrics.batch import clouds_per_chunk
-    from holejax.metrics.pairwise import prepare_cloud, warn_flagged
     from holejax.metrics.registry import split_params
 
     method = _resolve(method)
-    arr = np.asarray(Xs) if not isinstance(Xs, (list, tuple)) else None
-    if arr is not None and arr.ndim != 3:
-        raise ValueError(
-            f"Xs must have rank 3 (batch, sample, unit); got shape {arr.shape}. "
-            "For one cloud use hj.h0_from_points or hj.h0(hj.pairwise_distances(X))."
-        )
-    clouds = list(Xs) if arr is None else list(arr)
-    if not clouds:
-        raise ValueError("Xs holds no clouds; pass at least one (sample, unit) cloud.")
-    prepared = []
-    for b, X in enumerate(clouds):
-        a, spec, full = prepare_cloud(X, metric, params, argument=f"Xs[{b}]")
-        if prepared and a.shape != prepared[0].shape:
-            raise ValueError(
-                f"Xs[{b}] has shape {a.shape} but Xs[0] has shape {prepared[0].shape}; "
-                "batched clouds must share (sample, unit)."
-            )
-        prepared.append(a)
-    if spec.host_kernel is not None:
-        Ds = batched_pairwise_distances(prepared, metric, memory_budget, **params)
-        return h0_batched(Ds, method, check=False)
-    stacked = np.stack(prepared)
+    engine = f"dense-{method}"
     batch, n, _ = stacked.shape
+    if spec.host_kernel is not None:
+        Ds = batched_pairwise_distances(stacked, metric, memory_budget, **full)
+        out = _run(lambda xs, start, count: _h0_range_jit(xs, start, method, count), Ds)
+        return _to_host(out, engine), np.zeros((batch, n, 0), bool)
     static, arrays = split_params(spec, full)
     arrays = {k: jnp.asarray(v, dtype=stacked.dtype) for k, v in arrays.items()}
     chunk = clouds_per_chunk(n, stacked.dtype.itemsize, memory_budget, batch)
@@ -353,8 +311,6 @@ def h0_batched_from_points(
         r, f = _run(
             lambda xs, start, count: _fused_jit(xs, start, metric, static, arrays, method, count), part
         )
-        parts.append(H0Result(*(x[: len(x) - short] for x in _to_host(r))))
+        parts.append(with_engine(tuple(x[: len(x) - short] for x in _to_host(r)), engine))
         flags.append(np.asarray(f)[: chunk - short])
-    for b, fl in enumerate(np.concatenate(flags)):
-        warn_flagged(spec, fl, full, cloud=b)
-    return _concat(parts)
+    return _concat(parts), np.concatenate(flags)

@@ -31,6 +31,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
+from holejax._checks import check_h0_result, check_threshold, check_thresholds
+
 __all__ = [
     "H0Result",
     "betti0_curve",
@@ -39,11 +41,18 @@ __all__ = [
     "h0_diagram",
     "kruskal_host",
     "linkage_from_prim",
+    "with_engine",
 ]
 
 
-class H0Result(NamedTuple):
-    """H0 of one cloud (or a batch of clouds, with a leading batch axis).
+class _H0Fields(NamedTuple):
+    deaths: ArrayLike
+    edges: ArrayLike
+    linkage: ArrayLike
+
+
+class H0Result(_H0Fields):
+    """H0 of one cloud (or a batch of clouds, with leading batch axes).
 
     Attributes:
         deaths: ``(edge,)`` = ``(n - 1,)`` death scales of the finite and
@@ -57,15 +66,30 @@ class H0Result(NamedTuple):
             ``k``) at height ``linkage[k, 2] == deaths[k]`` into a cluster of
             ``linkage[k, 3]`` samples. Heights may be ``+inf`` when the cloud
             is disconnected; :func:`dendrogram_linkage` caps them for drawing.
+        engine: which engine computed the tree (``"dense-prim"``,
+            ``"dense-boruvka"``, ``"rows-prim"``, ``"tiled-boruvka"``,
+            ``"knn-graph"``, ``"none"`` for one sample); ``None`` inside
+            ``jax.jit`` / ``jax.vmap``. Not a tuple field: the result unpacks
+            as ``deaths, edges, linkage``.
 
     :func:`holejax.h0` returns numpy arrays (``linkage`` in float64, as scipy
     requires); inside ``jax.jit`` / ``jax.vmap`` the fields are jax arrays and
     ``linkage`` has the dtype of the distances.
     """
 
-    deaths: ArrayLike
-    edges: ArrayLike
-    linkage: ArrayLike
+    engine: str | None = None
+
+
+def with_engine(r: tuple, engine: str | None) -> H0Result:
+    """``H0Result(*r)`` naming the engine that computed it.
+
+    Example:
+        >>> with_engine((np.zeros(0), np.zeros((0, 2)), np.zeros((0, 4))), "none").engine
+        'none'
+    """
+    out = H0Result(*r[:3])
+    out.engine = engine
+    return out
 
 
 def _sparse_max_table(rank: jax.Array) -> jax.Array:
@@ -179,13 +203,13 @@ def clusters_at(h: H0Result, threshold: float) -> np.ndarray:
 
     Args:
         h: an :class:`H0Result` of one cloud (``(edge,)`` deaths) or a batch
-            (``(batch, edge)`` deaths).
+            (``(..., edge)`` deaths).
         threshold: the scale ``t``; two samples share an id when the MST path
             between them has no edge longer than ``t``.
 
     Returns:
         ``(sample,)`` int64 ids ``0..k-1`` numbered in the order of each
-        component's smallest sample index (``(batch, sample)`` for a batch).
+        component's smallest sample index (``(..., sample)`` for a batch).
         Runs on the host (scipy connected components over the ``n - 1``
         tree edges); it is not traceable under ``jax.jit``.
 
@@ -195,14 +219,16 @@ def clusters_at(h: H0Result, threshold: float) -> np.ndarray:
         >>> clusters_at(hj.h0(D), 2.0).tolist()
         [0, 0, 1]
     """
+    check_h0_result(h)
+    threshold = check_threshold(threshold)
     deaths = np.asarray(h.deaths)
     edges = np.asarray(h.edges)
-    if deaths.ndim == 2:
-        return np.stack([clusters_at(H0Result(d, e, None), threshold) for d, e in zip(deaths, edges)])
+    if deaths.ndim > 1:
+        flat = zip(deaths.reshape(-1, deaths.shape[-1]), edges.reshape(-1, *edges.shape[-2:]))
+        out = np.stack([clusters_at(H0Result(d, e, None), threshold) for d, e in flat])
+        return out.reshape(deaths.shape[:-1] + out.shape[-1:])
     if deaths.ndim != 1:
-        raise ValueError(
-            f"h.deaths must have rank 1 (edge,) or 2 (batch, edge); got shape {deaths.shape}."
-        )
+        raise ValueError(f"h.deaths must have shape (..., edge); got shape {deaths.shape}.")
     n = deaths.shape[0] + 1
     if n == 1:
         return np.zeros(1, np.int64)
@@ -239,6 +265,8 @@ def betti0_curve(h: H0Result, thresholds: ArrayLike) -> np.ndarray | jax.Array:
         >>> betti0_curve(hj.h0(D), [0.0, 1.0, 4.0]).tolist()
         [3, 2, 1]
     """
+    check_h0_result(h)
+    check_thresholds(thresholds)
     xp = jnp if isinstance(h.deaths, jax.Array) else np
     deaths = xp.asarray(h.deaths)
     t = xp.asarray(thresholds)
@@ -264,6 +292,7 @@ def h0_diagram(h: H0Result) -> np.ndarray | jax.Array:
         >>> h0_diagram(hj.h0(D)).tolist()
         [[0.0, 1.0], [0.0, 4.0], [0.0, inf]]
     """
+    check_h0_result(h)
     xp = jnp if isinstance(h.deaths, jax.Array) else np
     deaths = xp.asarray(h.deaths)
     inf = xp.full(deaths.shape[:-1] + (1,), np.inf, deaths.dtype)
@@ -292,6 +321,7 @@ def dendrogram_linkage(h: H0Result, cap: float | None = None) -> np.ndarray:
         >>> dendrogram_linkage(hj.h0(D))[:, 2].tolist()
         [1.0, 1.1]
     """
+    check_h0_result(h)
     Z = np.array(h.linkage, dtype=np.float64)
     if Z.ndim != 2 or Z.shape[-1] != 4:
         raise ValueError(f"h.linkage must have shape (edge, 4); got {Z.shape}.")

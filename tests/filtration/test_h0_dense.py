@@ -1,6 +1,8 @@
-"""h0 / h0_batched on dense matrices against scipy single linkage, under jit and vmap."""
+"""h0 on dense matrices (with and without batch axes) against scipy single linkage, under jit and vmap."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +12,7 @@ from scipy.cluster.hierarchy import linkage
 from scipy.spatial.distance import squareform
 
 import holejax as hj
-from holejax.filtration import H0Result, h0, h0_batched, h0_kernel
+from holejax.filtration import H0Result, h0, h0_from_points, h0_kernel
 from h0_helpers import cloud, dist32
 
 METHODS = ["prim", "boruvka"]
@@ -40,7 +42,7 @@ def test_one_sample(method):
 @pytest.mark.parametrize("method", METHODS)
 def test_jit_and_vmap_agree_with_host(method):
     Ds = np.stack([dist32(cloud(s, 40)) for s in range(3)])
-    host = h0_batched(Ds, method=method)
+    host = h0(Ds, method=method)
     jitted = jax.jit(lambda D: h0(D, method=method))(jnp.asarray(Ds[1]))
     assert isinstance(jitted.deaths, jax.Array)
     np.testing.assert_array_equal(np.asarray(jitted.deaths), host.deaths[1])
@@ -51,6 +53,25 @@ def test_jit_and_vmap_agree_with_host(method):
         single = h0(Ds[i], method=method)
         for a, b in zip(single, H0Result(*(f[i] for f in host))):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_leading_batch_axes(method):
+    """(2, 3, n, n) gives (2, 3, ...) results equal to each matrix on its own, on the host and traced."""
+    Ds = np.stack([dist32(cloud(s, 12)) for s in range(6)]).reshape(2, 3, 12, 12)
+    h = h0(Ds, method=method)
+    assert h.deaths.shape == (2, 3, 11) and h.edges.shape == (2, 3, 11, 2)
+    assert h.linkage.shape == (2, 3, 11, 4) and h.engine == f"dense-{method}"
+    traced = jax.jit(lambda D: h0(D, method=method))(jnp.asarray(Ds))
+    for i in range(2):
+        for j in range(3):
+            one = h0(Ds[i, j], method=method)
+            Z = linkage(squareform(Ds[i, j].astype(np.float64), checks=False), "single")
+            np.testing.assert_allclose(h.deaths[i, j], Z[:, 2], rtol=1e-5)
+            np.testing.assert_array_equal(h.linkage[i, j], one.linkage)
+            np.testing.assert_array_equal(np.asarray(traced.deaths[i, j]), one.deaths)
+    assert hj.clusters_at(h, 0.0).shape == (2, 3, 12)
+    np.testing.assert_array_equal(hj.clusters_at(h, 1.0)[1, 2], hj.clusters_at(h0(Ds[1, 2]), 1.0))
 
 
 def test_methods_agree_on_deaths():
@@ -67,10 +88,11 @@ def test_batch_groups_per_core_agree_with_single_clouds(monkeypatch, groups):
     monkeypatch.setattr(dense, "_cores", lambda batch: min(batch, groups))
     Xs = np.stack([cloud(s, 30) for s in range(5)]).astype(np.float32)
     Ds = np.stack([dist32(X) for X in Xs])
-    for fn, arg in ((h0_batched, Ds), (dense.h0_batched_from_points, Xs)):
+    from_points = partial(h0_from_points, engine="dense")
+    for fn, arg in ((h0, Ds), (from_points, Xs)):
         got = fn(arg, method="prim")
         for i in range(5):
-            D = Ds[i] if fn is h0_batched else np.asarray(hj.pairwise_distances(Xs[i]))
+            D = Ds[i] if fn is h0 else np.asarray(hj.pairwise_distances(Xs[i]))
             ref = h0(D, method="prim")
             for a, b in zip(ref, H0Result(*(f[i] for f in got))):
                 np.testing.assert_array_equal(a, b)
@@ -85,13 +107,13 @@ def test_batch_spread_over_several_cpu_devices():
     Ds = np.stack([dist32(cloud(s, 40)) for s in range(3)])
     code = (
         "import jax, json, sys, numpy as np; jax.config.update('jax_num_cpu_devices', 2)\n"
-        "from holejax.filtration import h0_batched\n"
+        "from holejax.filtration import h0\n"
         "Ds = np.array(json.loads(sys.stdin.read()), np.float32)\n"
-        "h = h0_batched(Ds)\n"
+        "h = h0(Ds)\n"
         "print(json.dumps([len(jax.local_devices()), h.linkage.tolist()]))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], input=json.dumps(Ds.tolist()),
                          capture_output=True, text=True, check=True, timeout=300)
     devices, linkage = json.loads(out.stdout.strip().splitlines()[-1])
     assert devices == 2
-    np.testing.assert_array_equal(np.array(linkage), h0_batched(Ds).linkage)
+    np.testing.assert_array_equal(np.array(linkage), h0(Ds).linkage)

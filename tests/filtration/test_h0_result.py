@@ -93,10 +93,8 @@ def test_diagram_shape_and_essential_bar():
 
 
 def test_batched_helpers():
-    from holejax.filtration import h0_batched
-
     Ds = np.stack([dist32(cloud(s, 40)) for s in range(3)])
-    hb = h0_batched(Ds)
+    hb = h0(Ds)
     assert clusters_at(hb, 0.8).shape == (3, 40)
     assert betti0_curve(hb, [0.0, 1e9]).tolist() == [[40, 1]] * 3
     assert h0_diagram(hb).shape == (3, 40, 2)
