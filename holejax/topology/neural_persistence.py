@@ -32,7 +32,7 @@ Weights arrive as plain mappings ``{name: array}``, nested or flat: a PyTorch
 works as it is; values are converted with ``np.asarray``. holejax never
 imports torch or flax here.
 
-The maximum spanning tree is one dense Prim in JAX, :func:`mst_edges`
+The maximum spanning tree is one dense Prim in JAX, :func:`max_spanning_tree_edges`
 (``jit`` and ``vmap``-able over stacks of equally shaped matrices, e.g. the
 checkpoints of one layer); the per-network functions run it in float64.
 """
@@ -53,8 +53,8 @@ __all__ = [
     "NPBounds",
     "NPVarianceTrend",
     "weight_matrices",
-    "mst_edges",
-    "mst_weights",
+    "max_spanning_tree_edges",
+    "max_spanning_tree_weights",
     "neural_persistence_bounds",
     "layer_neural_persistence",
     "neural_persistence",
@@ -178,7 +178,7 @@ def _as_matrix(W: Any, argument: str = "W") -> np.ndarray:
 
 
 @jax.jit
-def mst_edges(W: jax.Array) -> tuple[jax.Array, jax.Array]:
+def max_spanning_tree_edges(W: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Edges of the maximum spanning tree of the complete bipartite graph of ``W``.
 
     Rows and columns are the two vertex sets, ``W[i, j]`` the weight of edge
@@ -192,7 +192,7 @@ def mst_edges(W: jax.Array) -> tuple[jax.Array, jax.Array]:
         the tree grew. Traceable; ``jax.vmap`` it over equally shaped matrices.
 
     Example:
-        >>> rows, cols = mst_edges(np.array([[0.9, 0.1], [0.2, 0.5]]))
+        >>> rows, cols = max_spanning_tree_edges(np.array([[0.9, 0.1], [0.2, 0.5]]))
         >>> sorted(zip(np.asarray(rows).tolist(), np.asarray(cols).tolist()))
         [(0, 0), (1, 0), (1, 1)]
     """
@@ -233,11 +233,11 @@ def mst_edges(W: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 @jax.jit
-def mst_weights(W: jax.Array) -> jax.Array:
+def max_spanning_tree_weights(W: jax.Array) -> jax.Array:
     """Edge weights of the maximum spanning tree of the complete bipartite graph of ``W``.
 
     The multiset of weights is the same for every maximum spanning tree; see
-    :func:`mst_edges` for the tree itself.
+    :func:`max_spanning_tree_edges` for the tree itself.
 
     Args:
         W: ``(n, m)`` weights.
@@ -247,10 +247,10 @@ def mst_weights(W: jax.Array) -> jax.Array:
 
     Example:
         >>> W = np.array([[0.9, 0.1], [0.2, 0.5]])
-        >>> sorted(np.round(np.asarray(mst_weights(W), dtype=float), 3).tolist())
+        >>> sorted(np.round(np.asarray(max_spanning_tree_weights(W), dtype=float), 3).tolist())
         [0.2, 0.5, 0.9]
     """
-    rows, cols = mst_edges(W)
+    rows, cols = max_spanning_tree_edges(W)
     return W[rows, cols]
 
 
@@ -405,7 +405,7 @@ def layer_neural_persistence(W: Any, p: float = 2.0, *, scale: float | None = No
         raise ValueError(f"scale={scale} is below max|W|={top} of {name!r}; the scaled weights would exceed 1.")
     scaled = np.minimum(np.abs(raw) / scale, 1.0)
     with jax.enable_x64(True):  # the tree of the float64 weights, not of their float32 rounding
-        rows, cols = (np.asarray(x) for x in mst_edges(jnp.asarray(scaled, jnp.float64)))
+        rows, cols = (np.asarray(x) for x in max_spanning_tree_edges(jnp.asarray(scaled, jnp.float64)))
     total = float(np.sum((1.0 - scaled[rows, cols]) ** p))
     n, m = raw.shape
     value = (1.0 + total) ** (1 / p)

@@ -14,8 +14,8 @@ from scipy.stats import pearsonr
 
 from holejax.topology import (
     layer_neural_persistence,
-    mst_edges,
-    mst_weights,
+    max_spanning_tree_edges,
+    max_spanning_tree_weights,
     neural_persistence,
     neural_persistence_bounds,
     np_variance_trend,
@@ -57,10 +57,10 @@ def test_mst_matches_scipy_and_the_gudhi_filtration(shape):
     rng = np.random.default_rng(0)
     for _ in range(5):
         W = random_matrix(rng, shape)
-        ours = np.sort(np.asarray(mst_weights(W), dtype=np.float64))
+        ours = np.sort(np.asarray(max_spanning_tree_weights(W), dtype=np.float64))
         np.testing.assert_allclose(ours, scipy_mst_weights(W), atol=1e-6)
         np.testing.assert_allclose(np.sort(1.0 - ours), gudhi_h0_deaths(W), atol=1e-6)
-        rows, cols = (np.asarray(x) for x in mst_edges(W))
+        rows, cols = (np.asarray(x) for x in max_spanning_tree_edges(W))
         assert len(set(zip(rows.tolist(), cols.tolist()))) == sum(shape) - 1
         assert set(rows.tolist()) == set(range(shape[0])) and set(cols.tolist()) == set(range(shape[1]))
 
@@ -68,9 +68,9 @@ def test_mst_matches_scipy_and_the_gudhi_filtration(shape):
 def test_mst_under_vmap_equals_single_calls():
     rng = np.random.default_rng(1)
     stack = np.stack([random_matrix(rng, (5, 3)) for _ in range(4)])
-    batched = np.asarray(jax.jit(jax.vmap(mst_weights))(jnp.asarray(stack)))
+    batched = np.asarray(jax.jit(jax.vmap(max_spanning_tree_weights))(jnp.asarray(stack)))
     for i in range(4):
-        np.testing.assert_allclose(np.sort(batched[i]), np.sort(np.asarray(mst_weights(stack[i]))))
+        np.testing.assert_allclose(np.sort(batched[i]), np.sort(np.asarray(max_spanning_tree_weights(stack[i]))))
 
 
 def gudhi_neural_persistence(W, p):
