@@ -22,7 +22,10 @@ __all__ = [
     "ACTIVATIONS_KIND",
     "RESULTS_KIND",
     "LayerSpec",
+    "RESERVED_NAMES",
     "StoreError",
+    "check_layer_name",
+    "stored_names",
     "unit_dim",
     "layer_names",
     "validate_activations",
@@ -31,6 +34,9 @@ __all__ = [
 ACTIVATIONS_KIND = "activations"
 RESULTS_KIND = "results"
 POOLINGS = ("flatten", "global_avg", "cls", "mean_tokens", "none", "mean", "first", "last", "max", "tokens")
+# dimension and coordinate names of the stores: a layer cannot take them as its variable name
+RESERVED_NAMES = ("perturbation", "sample", "label", "token", "layer", "metric", "stage", "edge")
+MAX_NAME_LENGTH = 200  # a layer's name is a folder name; file systems allow 255 bytes
 
 
 class StoreError(ValueError):
@@ -69,13 +75,7 @@ class LayerSpec:
     units: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"LayerSpec.name must be a non-empty str; got {self.name!r}.")
-        if "/" in self.name:
-            raise ValueError(
-                f"LayerSpec.name={self.name!r} contains '/', which Zarr reads as a folder; "
-                "use '.' to separate the parts of a layer path."
-            )
+        check_layer_name(self.name, "LayerSpec.name")
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
         if self.units == 0:
             units = 1
@@ -91,6 +91,68 @@ class LayerSpec:
             raise ValueError(
                 f"LayerSpec.pooling={self.pooling!r} is not supported; expected one of {POOLINGS}."
             )
+
+
+def check_layer_name(name: Any, argument: str = "layer name") -> None:
+    """Refuse a layer name that cannot name a folder of the store, before anything is written.
+
+    A layer is stored as a Zarr array named after it, i.e. a folder: ``/``
+    would nest folders, ``.`` / ``..`` name the store or its parent,
+    ``zarr.json`` is Zarr's metadata file, names starting with ``__`` are
+    reserved by the Zarr v3 specification, and file systems cap a name's
+    length.
+
+    Raises:
+        ValueError: naming the layer, what is wrong and the fix.
+
+    Example:
+        >>> check_layer_name("layer1.0.relu")
+        >>> check_layer_name("..")
+        Traceback (most recent call last):
+        ...
+        ValueError: layer name '..' names a folder outside the layer's own (the store or its parent); rename the module, or leave it out of layers=.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{argument} must be a non-empty str; got {name!r}.")
+    fix = "rename the module, or leave it out of layers=."
+    if name in (".", ".."):
+        raise ValueError(f"{argument} {name!r} names a folder outside the layer's own (the store or its parent); {fix}")
+    if "/" in name or "\\" in name:
+        raise ValueError(
+            f"{argument} {name!r} contains '/' or '\\', which the store reads as a folder; "
+            "use '.' to separate the parts of a layer path."
+        )
+    if name.startswith("__") or name == "zarr.json" or any(ord(c) < 32 for c in name):
+        raise ValueError(
+            f"{argument} {name!r} is reserved by Zarr (zarr.json, names starting with '__') or holds a control "
+            f"character; {fix}"
+        )
+    if len(name.encode()) > MAX_NAME_LENGTH:
+        raise ValueError(
+            f"{argument} {name[:40]!r}... is {len(name.encode())} bytes long; a layer is stored as a folder "
+            f"named after it, and names longer than {MAX_NAME_LENGTH} bytes do not fit every file system. {fix}"
+        )
+
+
+def stored_names(names: list[str]) -> dict[str, str]:
+    """Layer name -> the store variable that holds it: the name itself, or, where it is a
+    dimension or coordinate of the stores (``sample``, ``label``, ...), the name with ``_layer``
+    appended (repeated until unique). The variable's ``layer`` attribute keeps the model's name.
+
+    Example:
+        >>> stored_names(["fc", "sample", "label", "label_layer"])
+        {'fc': 'fc', 'sample': 'sample_layer', 'label': 'label_layer_layer', 'label_layer': 'label_layer'}
+    """
+    taken = set(names) | set(RESERVED_NAMES)
+    out = {}
+    for name in names:
+        stored = name
+        if name in RESERVED_NAMES:
+            while stored in taken:
+                stored += "_layer"
+            taken.add(stored)
+        out[name] = stored
+    return out
 
 
 def layer_names(ds: xr.Dataset) -> list[str]:
@@ -141,11 +203,12 @@ def validate_activations(ds: xr.Dataset, path: Any = "<memory>", *, allow_incomp
             "It was written by another tool; export activations with hj.export_activations "
             "into a new path.",
         )
-    if not allow_incomplete and not ds.attrs.get("complete", False):
+    if not allow_incomplete and ds.attrs.get("complete") is not True:
         progress = ds.attrs.get("progress", {})
         raise _fail(
             path,
-            f"is an interrupted export (complete=False; samples written per perturbation: {progress}).",
+            f"is an interrupted export (complete={ds.attrs.get('complete')!r}; samples written per "
+            f"perturbation: {progress}).",
             "Resume it with hj.export_activations(..., mode='resume'), start again with "
             "mode='overwrite', or pass allow_incomplete=True to read what was written.",
         )

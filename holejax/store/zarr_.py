@@ -1,21 +1,28 @@
 """Zarr v3 engine of the activation and results stores.
 
-The activation store is written batch by batch: :class:`ActivationWriter`
-creates the arrays (filled with NaN), writes each batch of every layer into
-its ``(perturbation, sample)`` region, records the progress in the dataset
-attributes after each batch and marks the store ``complete`` at the end. An
-interrupted export therefore stays detectable (``complete: false`` and the
-progress per perturbation) and resumable. The finished store opens with plain
+The activation store is written batch by batch through Zarr's public API:
+:class:`ActivationWriter` creates the group and arrays (``zarr.create_group``,
+``Group.create_array``; layers filled with NaN), writes each batch of every
+layer into its ``(perturbation, sample)`` region (region assignments of the
+layers run concurrently on the writer's event loop), records the progress in
+the group attributes after each batch and, at the end, what the store holds
+(a manifest of its chunks and the fingerprints of the export) and
+``complete: true``. An interrupted export therefore stays detectable and
+resumable, and a finished store that lost or damaged a chunk is refused on
+open (:mod:`holejax.store.manifest`). The finished store opens with plain
 ``xarray.open_zarr`` and no holejax import.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 import shutil
+import uuid
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,15 +31,26 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from holejax._checks import as_labels, first_nonfinite_row
+from holejax._checks import as_labels, first_nonfinite_row, store_path
 from holejax._version import __version__
-from holejax.store.chunks import ChunkFiles, resolve_compressors
+from holejax.store.chunks import codecs_with_checksum, resolve_compressors
+from holejax.store.fingerprint import InputsDigest, array_digest, new_store_id, perturbation_digests
+from holejax.store.manifest import (
+    METADATA_KEY,
+    ChunkProblem,
+    array_manifest,
+    locate_damage,
+    manifest_differences,
+    run_coroutine,
+    store_objects,
+)
 from holejax.store.schema import (
     ACTIVATIONS_KIND,
     RESULTS_KIND,
     LayerSpec,
     StoreError,
     layer_names,
+    stored_names,
     unit_dim,
     validate_activations,
 )
@@ -89,95 +107,89 @@ def _perturbation_entries(perturbations: Sequence[Any] | None) -> list[tuple[str
 
 
 def _is_store(path: Path) -> bool:
-    return (path / "zarr.json").is_file()
+    return (path / METADATA_KEY).is_file()
+
+
+def _damaged(path: Path, problem: str) -> StoreError:
+    return StoreError(
+        f"store {str(path)!r} is damaged: {problem}. Export it again (hj.export_activations with "
+        "mode='resume' repairs the chunks of an activation store; mode='overwrite' starts it again)."
+    )
+
+
+def _root_group(path: Path, mode: str = "r") -> zarr.Group:
+    """The store's root group, opened without its consolidated metadata; a root that Zarr cannot read is damaged."""
+    try:
+        return zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=False)
+    except Exception as err:  # Zarr's metadata parsing: invalid JSON, wrong node type, missing fields
+        raise _damaged(path, f"its root zarr.json cannot be read ({type(err).__name__}: {err})") from err
 
 
 def _read_root_attrs(path: Path) -> dict:
-    try:
-        meta = json.loads((path / "zarr.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return meta.get("attributes", {}) or {}
+    return dict(_root_group(path).attrs)
 
 
-def _remove_store(path: Path, kind: str) -> None:
-    """Delete ``path`` only if it is empty or a holejax store of ``kind``."""
+def _check_removable(path: Path, kind: str) -> None:
+    """Refuse to replace ``path`` unless it is an empty folder or a holejax store of ``kind``."""
     if path.is_dir() and not any(path.iterdir()):
-        path.rmdir()
         return
-    if _read_root_attrs(path).get("holejax_store") != kind:
+    try:
+        found = _read_root_attrs(path).get("holejax_store") if _is_store(path) else None
+    except StoreError:
+        found = None
+    if found != kind:
         raise StoreError(
             f"refusing to overwrite {str(path)!r}: it is not a holejax {kind} store. "
             "Choose another path or delete it yourself."
         )
+
+
+def _remove_store(path: Path, kind: str) -> None:
+    """Delete ``path`` only if it is empty or a holejax store of ``kind``."""
+    _check_removable(path, kind)
     shutil.rmtree(path)
 
 
-_BYTES_CODEC = {"name": "bytes", "configuration": {"endian": "little"}}
-_COORD_CODECS = [_BYTES_CODEC, {"name": "zstd", "configuration": {"level": 0, "checksum": False}}]
-_STRING_CODECS = [{"name": "vlen-utf8", "configuration": {}}, _COORD_CODECS[1]]
-
-
-def _array_metadata(
-    shape: Sequence[int], chunks: Sequence[int], data_type: str, fill_value: Any, codecs: list[dict],
-    dims: Sequence[str], attributes: Mapping[str, Any] | None = None, separator: str = "/",
-) -> Any:
-    """The metadata of one Zarr v3 array, from the document the Zarr v3 specification defines."""
-    from zarr.core.metadata import ArrayV3Metadata
-
-    return ArrayV3Metadata.from_dict({
-        "zarr_format": 3,
-        "node_type": "array",
-        "shape": list(shape),
-        "data_type": data_type,
-        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
-        "chunk_key_encoding": {"name": "default", "configuration": {"separator": separator}},
-        "fill_value": fill_value,
-        "codecs": codecs,
-        "attributes": dict(attributes or {}),
-        "dimension_names": list(dims),
-    })
-
-
-def _create_nodes(
+def _create_store(
     path: Path, root_attrs: dict, n_samples: int, perturbations: list[str], labels: np.ndarray | None,
     layers: Sequence[LayerSpec], chunks: Mapping[str, int], dtype: np.dtype, codecs: tuple | None,
-) -> dict[str, zarr.Array]:
-    """Create the group, its coordinates and the NaN-filled layer arrays; return the layer arrays.
+) -> zarr.Group:
+    """Create the group, its coordinates and the NaN-filled layer arrays through Zarr's API.
 
     The coordinates (``sample``, ``perturbation`` and ``label``, the last
-    named in the group's ``coordinates`` attribute) take the layout that
-    ``xarray.Dataset.to_zarr`` gives them, so the store opens with plain
-    ``xarray.open_zarr``. Every node is created in one concurrent
-    ``zarr.create_hierarchy`` call: about a third of the time of writing the
-    coordinates through xarray and then creating the arrays one by one.
+    named in the group's ``coordinates`` attribute) are one-chunk arrays with
+    their dimension names, as ``xarray.Dataset.to_zarr`` writes them, so the
+    store opens with plain ``xarray.open_zarr``. Every array ends its codecs
+    with a CRC-32C checksum; layer chunks are keyed ``c.<p>.<s>.<u>`` (one
+    folder of chunks per layer) and written even where they equal the fill
+    value, so the chunk count of a finished store is known.
     """
-    from zarr.core.group import GroupMetadata
-    from zarr.storage import LocalStore
-
     attrs = dict(root_attrs, **({"coordinates": "label"} if labels is not None else {}))
+    group = zarr.create_group(str(path), zarr_format=3, attributes=json_safe(attrs))
+    checksum = codecs_with_checksum(None)
     p = len(perturbations)
-    nodes: dict[str, Any] = {
-        "": GroupMetadata(attributes=json_safe(attrs)),
-        "sample": _array_metadata((n_samples,), (n_samples,), "int64", 0, _COORD_CODECS, ["sample"]),
-        "perturbation": _array_metadata((p,), (p,), "string", "", _STRING_CODECS, ["perturbation"]),
-    }
+    coords: list[tuple[str, np.ndarray, Any, Any]] = [
+        ("sample", np.arange(n_samples, dtype=np.int64), "int64", 0),
+        ("perturbation", np.array(perturbations, dtype=object), str, ""),
+    ]
     if labels is not None:
-        nodes["label"] = _array_metadata((n_samples,), (n_samples,), "int64", 0, _COORD_CODECS, ["sample"])
-    layer_codecs = [_BYTES_CODEC, *(c.to_dict() for c in codecs or ())]
-    for spec in layers:
-        nodes[spec.name] = _array_metadata(
-            (p, n_samples, spec.units), (1, chunks[spec.name], spec.units), dtype.name, "NaN", layer_codecs,
-            ["perturbation", "sample", unit_dim(spec.name)],
-            {"layer": spec.name, "shape": list(spec.shape), "pooling": spec.pooling},
-            separator=".",  # one folder of chunks per layer
+        coords.append(("label", np.asarray(labels, dtype=np.int64), "int64", 0))
+    for name, values, data_type, fill in coords:
+        arr = group.create_array(
+            name, shape=values.shape, chunks=values.shape, dtype=data_type, fill_value=fill,
+            compressors=checksum, dimension_names=["perturbation" if name == "perturbation" else "sample"],
         )
-    created = dict(zarr.create_hierarchy(store=LocalStore(path), nodes=nodes))
-    created["sample"][:] = np.arange(n_samples, dtype=np.int64)
-    created["perturbation"][:] = np.array(perturbations, dtype=object)
-    if labels is not None:
-        created["label"][:] = labels
-    return {spec.name: created[spec.name] for spec in layers}
+        arr[:] = values
+    layer_codecs = codecs_with_checksum(codecs)
+    for spec in layers:
+        group.create_array(
+            spec.name, shape=(p, n_samples, spec.units), chunks=(1, chunks[spec.name], spec.units), dtype=dtype,
+            fill_value=np.nan, compressors=layer_codecs, chunk_key_encoding={"name": "default", "separator": "."},
+            dimension_names=["perturbation", "sample", unit_dim(spec.name)],
+            attributes={"layer": spec.name, "shape": list(spec.shape), "pooling": spec.pooling},
+            config={"write_empty_chunks": True},
+        )
+    return group
 
 
 class ActivationWriter:
@@ -198,18 +210,21 @@ class ActivationWriter:
     """
 
     def __init__(
-        self, path: Path, arrays: Mapping[str, zarr.Array], layers: list[LayerSpec], perturbations: list[str],
-        n_samples: int,
+        self, path: Path, group: zarr.Group, layers: list[LayerSpec], perturbations: list[str], n_samples: int,
     ):
         self.path = path
         self.layers = layers
         self.perturbations = perturbations
         self.n_samples = n_samples
-        self._arrays = {spec.name: arrays[spec.name] for spec in layers}
-        self._files = {name: ChunkFiles.of(arr) for name, arr in self._arrays.items()}
-        self._root = json.loads((path / "zarr.json").read_text())  # the writer owns the root metadata now
-        progress = self._root.get("attributes", {}).get("progress", {})
-        self._progress: dict[str, int] = {p: int(v) for p, v in dict(progress).items()}
+        self._group = group
+        self._stored = stored_names([spec.name for spec in layers])
+        self._arrays = {spec.name: group[self._stored[spec.name]] for spec in layers}
+        attrs = group.attrs
+        self._progress: dict[str, int] = {p: int(v) for p, v in dict(attrs.get("progress", {})).items()}
+        self._inputs = InputsDigest.from_attrs(attrs.get("inputs_digest"))
+        # one event loop per writer runs each batch's writes of every layer concurrently
+        self._loop = asyncio.new_event_loop()
+        self._close_loop = weakref.finalize(self, self._loop.close)
 
     # -- construction -----------------------------------------------------
     @classmethod
@@ -252,7 +267,7 @@ class ActivationWriter:
         """
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is not supported; expected one of {MODES}.")
-        path = Path(store)
+        path = store_path(store)
         layers = list(layers)
         if not layers:
             raise ValueError("layers is empty; pass at least one LayerSpec.")
@@ -260,6 +275,7 @@ class ActivationWriter:
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"layers repeat the names {repeated}; each layer must be stored once.")
+        stored = stored_names(names)
         n_samples = int(n_samples)
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1; got {n_samples}.")
@@ -269,6 +285,7 @@ class ActivationWriter:
         if not np.issubdtype(dtype, np.floating):
             raise TypeError(f"dtype must be a floating dtype; got {dtype}.")
         codecs = resolve_compressors(compressors, dtype)
+        extra = json_safe(dict(attrs or {}))
 
         if path.exists() and not path.is_dir():
             raise StoreError(
@@ -277,14 +294,14 @@ class ActivationWriter:
             )
         exists = path.exists() and (_is_store(path) or any(path.iterdir()))
         if exists and mode == "error":
-            attrs_now = _read_root_attrs(path)
-            if attrs_now.get("holejax_store") == ACTIVATIONS_KIND and not attrs_now.get("complete"):
+            attrs_now = _read_root_attrs(path) if _is_store(path) else {}
+            if attrs_now.get("holejax_store") == ACTIVATIONS_KIND and attrs_now.get("complete") is not True:
                 hint = "It is an interrupted export: pass mode='resume' to continue it or mode='overwrite'."
             else:
                 hint = "Pass mode='overwrite' to replace it, mode='append' to add perturbations, or another path."
             raise StoreError(f"store {str(path)!r} already exists. {hint}")
         if exists and mode in ("resume", "append"):
-            return cls._reopen(path, layers, n_samples, entries, label_arr, mode)
+            return cls._reopen(path, layers, n_samples, entries, label_arr, mode, extra)
         if exists:  # overwrite
             _remove_store(path, ACTIVATIONS_KIND)
 
@@ -292,24 +309,37 @@ class ActivationWriter:
             "holejax_store": ACTIVATIONS_KIND,
             "holejax_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "store_id": new_store_id(),
             "complete": False,
             "perturbation_params": {n: p for n, p in entries},
             "progress": {n: 0 for n, _ in entries},
             "label_names": json_safe(list(label_names)) if label_names is not None else None,
-            **json_safe(dict(attrs or {})),
-            "layers": names,
+            **extra,
+            "layers": [stored[n] for n in names],
         }
         chunks = {
             spec.name: min(int(sample_chunk or max(1, _CHUNK_BYTES // (spec.units * dtype.itemsize))), n_samples)
             for spec in layers
         }
-        arrays = _create_nodes(
-            path, root_attrs, n_samples, [n for n, _ in entries], label_arr, layers, chunks, dtype, codecs
-        )
-        return cls(path, arrays, layers, [n for n, _ in entries], n_samples)
+        stored_specs = [replace(spec, name=stored[spec.name]) if stored[spec.name] != spec.name else spec
+                        for spec in layers]
+        for spec, original in zip(stored_specs, layers, strict=True):
+            chunks[spec.name] = chunks[original.name]
+        try:
+            group = _create_store(
+                path, root_attrs, n_samples, [n for n, _ in entries], label_arr, stored_specs, chunks, dtype, codecs
+            )
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)  # created in this call: the folder was new or empty
+            raise
+        if stored_specs != layers:  # the variable of a renamed layer names the model's layer
+            for spec, original in zip(stored_specs, layers, strict=True):
+                if spec.name != original.name:
+                    group[spec.name].attrs["layer"] = original.name
+        return cls(path, group, layers, [n for n, _ in entries], n_samples)
 
     @classmethod
-    def _reopen(cls, path, layers, n_samples, entries, label_arr, mode) -> "ActivationWriter":
+    def _reopen(cls, path, layers, n_samples, entries, label_arr, mode, extra) -> "ActivationWriter":
         existing = open_activations(path, allow_incomplete=True)
         where = f"store {str(path)!r}"
         if existing.sizes["sample"] != n_samples:
@@ -317,8 +347,9 @@ class ActivationWriter:
                 f"{where} holds {existing.sizes['sample']} samples but this export has {n_samples}; "
                 "pass the same inputs, or mode='overwrite'."
             )
+        names = stored_names([spec.name for spec in layers])
         stored = {name: existing[name].shape[-1] for name in layer_names(existing)}
-        wanted = {spec.name: spec.units for spec in layers}
+        wanted = {names[spec.name]: spec.units for spec in layers}
         if stored != wanted:
             raise StoreError(
                 f"{where} holds layers {stored} (name: units) but this export captures {wanted}; "
@@ -327,6 +358,13 @@ class ActivationWriter:
         if label_arr is not None and "label" in existing.coords:
             if not np.array_equal(existing["label"].values, label_arr):
                 raise StoreError(f"{where} holds different labels; pass the same labels, or mode='overwrite'.")
+        for key, words in (("model_digest", "model weights"), ("inputs_head", "inputs (its first samples)")):
+            before, now = existing.attrs.get(key), extra.get(key)
+            if before and now and before != now:
+                raise StoreError(
+                    f"{where} was exported from other {words} than this export's; {mode} would mix two "
+                    "exports in one store. Pass the same model and inputs, or mode='overwrite' or another path."
+                )
         present = [str(p) for p in existing["perturbation"].values]
         new = [e for e in entries if e[0] not in present]
         if mode == "resume" and new:
@@ -334,11 +372,18 @@ class ActivationWriter:
                 f"{where} was started with perturbations {present}; resuming cannot add {[n for n, _ in new]}. "
                 "Finish the resume first, then export them with mode='append'."
             )
-        if mode == "append" and not existing.attrs.get("complete"):
+        complete = existing.attrs.get("complete") is True
+        if mode == "append" and not complete:
             raise StoreError(
                 f"{where} is an interrupted export; pass mode='resume' to finish it before appending."
             )
-        group = zarr.open_group(path, mode="a", zarr_format=3, use_consolidated=False)
+        group = _root_group(path, mode="r+")
+        repaired = _progress_before_damage(path, group, existing) if complete else {}
+        if repaired and mode == "append":
+            raise _damaged(path, f"chunks of {sorted(repaired)} are missing or damaged; resume it before appending")
+        updates: dict[str, Any] = {}
+        if repaired:  # mode="resume" on a damaged store: write the damaged chunks' samples again
+            updates.update(progress={**dict(group.attrs.get("progress", {})), **repaired}, complete=False)
         if new:
             total = len(present) + len(new)
             pert = group["perturbation"]
@@ -349,14 +394,16 @@ class ActivationWriter:
                 arr.resize((total, *arr.shape[1:]))
             params = dict(group.attrs.get("perturbation_params", {}))
             params.update({n: p for n, p in new})
-            progress = dict(group.attrs.get("progress", {}))
+            progress = dict(updates.get("progress", group.attrs.get("progress", {})))
             progress.update({n: 0 for n, _ in new})
-            group.attrs.update({"perturbation_params": params, "progress": progress, "complete": False})
+            updates.update(perturbation_params=params, progress=progress, complete=False)
         if not isinstance(group.attrs.get("layers"), list):  # a store written before the order was kept
-            group.attrs["layers"] = [spec.name for spec in layers]
-        order = {spec.name: spec for spec in layers}
-        layers = [order[name] for name in stored]
-        return cls(path, {name: group[name] for name in stored}, layers, present + [n for n, _ in new], n_samples)
+            updates["layers"] = [names[spec.name] for spec in layers]
+        if updates:
+            group.attrs.update(json_safe(updates))
+        by_stored = {names[spec.name]: spec for spec in layers}
+        layers = [by_stored[name] for name in stored]
+        return cls(path, group, layers, present + [n for n, _ in new], n_samples)
 
     # -- writing ----------------------------------------------------------
     def next_sample(self, perturbation: str) -> int:
@@ -427,37 +474,63 @@ class ActivationWriter:
             raise ValueError(
                 f"batch ends at sample {stop} but the store holds {self.n_samples} samples."
             )
-        for name, arr in arrays.items():
-            files = self._files[name]
-            if files is not None:
-                files.write(p_index, int(start), arr)
-            else:
-                zarr_array = self._arrays[name]
-                zarr_array[p_index, int(start):stop, :] = arr.astype(zarr_array.dtype, copy=False)
         self._progress[perturbation] = stop
-        self._set_attrs(progress=dict(self._progress))
+        attrs = {"progress": dict(self._progress), "inputs_digest": self._inputs.to_attrs()}
+        try:
+            self._write_layers(p_index, int(start), stop, arrays, attrs)
+        except BaseException:
+            self._progress[perturbation] = expected_start
+            raise
 
-    def _set_attrs(self, **updates: Any) -> None:
-        """Update root attributes in ``zarr.json``, replacing the file atomically.
+    def _write_layers(
+        self, p_index: int, start: int, stop: int, arrays: Mapping[str, np.ndarray], attrs: dict[str, Any]
+    ) -> None:
+        """Write the batch of every layer concurrently, then record ``attrs`` (the progress) in the root."""
 
-        Cheaper than a Zarr metadata write per batch; nothing else writes
-        the root metadata while the writer is open.
+        async def write() -> None:
+            await asyncio.gather(*(
+                self._arrays[name].async_array.setitem(
+                    (p_index, slice(start, stop), slice(None)), arr.astype(self._arrays[name].dtype, copy=False)
+                )
+                for name, arr in arrays.items()
+            ))
+            # replaces the whole attribute document, so it is given all of it
+            self._group = await self._group.update_attributes_async({**self._group.attrs.asdict(), **json_safe(attrs)})
+
+        run_coroutine(write, self._loop)
+
+    def record_inputs(self, start: int, x: Any) -> None:
+        """Extend the digest of the inputs by the batch ``x`` (samples ``start ..``), before its activations are written.
+
+        Recorded with the progress of the next batch and, at :meth:`finish`,
+        in the store's fingerprint; see :mod:`holejax.store.fingerprint`.
         """
-        self._root.setdefault("attributes", {}).update(json_safe(updates))
-        target = self.path / "zarr.json"
-        tmp = self.path / f"zarr.json.{os.getpid()}.partial"
-        tmp.write_text(json.dumps(self._root, indent=2))
-        os.replace(tmp, target)
+        self._inputs = self._inputs.add(int(start), x)
 
     def finish(self) -> xr.Dataset:
-        """Mark the store complete, consolidate its metadata and open it."""
+        """Record what the store holds (manifest and fingerprint), mark it complete, consolidate and open it."""
         left = {p: self._progress.get(p, 0) for p in self.pending()}
         if left:
             raise StoreError(
                 f"cannot finish {str(self.path)!r}: perturbations {sorted(left)} are incomplete "
                 f"(samples written: {left} of {self.n_samples})."
             )
-        self._set_attrs(complete=True)
+        attrs = self._group.attrs
+        manifest = array_manifest(store_objects(self.path), self._group.array_keys())
+        labels = self._group["label"][:] if "label" in self._group else None
+        fingerprint = {
+            "holejax_version": __version__,
+            "store": attrs.get("store_id"),
+            "model": attrs.get("model_digest"),
+            "inputs": self._inputs.digest if self._inputs.samples == self.n_samples else None,
+            "labels": None if labels is None else array_digest(labels),
+            "perturbations": perturbation_digests(attrs.get("perturbation_params", {}), attrs.get("export_seed")),
+        }
+        self._group.attrs.update(json_safe({
+            "inputs_digest": self._inputs.to_attrs(), "manifest": manifest, "fingerprint": fingerprint,
+            "complete": True,
+        }))
+        self._loop.close()
         _consolidate(self.path)
         return open_activations(self.path)
 
@@ -488,33 +561,100 @@ def _open_group_attrs(path: Path, kind: str) -> dict:
 
 
 def _open_dataset(path: Path, attrs: dict) -> xr.Dataset:
-    consolidated = "consolidated_metadata" in json.loads((path / "zarr.json").read_text()) and bool(
-        attrs.get("complete", True)
-    )
+    # a finished store has consolidated metadata; an unfinished one may hold a stale copy (append)
+    consolidated = None if attrs.get("complete", True) is True else False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
         return xr.open_zarr(path, consolidated=consolidated, zarr_format=3)
 
 
+def _where(group: zarr.Group, problem: ChunkProblem) -> str:
+    """Where a chunk of a layer array lies, in the store's terms."""
+    if len(problem.region) != 3:
+        return ""
+    p_index, samples = problem.chunk[0], problem.region[1]
+    try:
+        name = str(group["perturbation"][p_index])
+    except Exception:  # the coordinate itself may be what is damaged
+        name = f"#{p_index}"
+    return f" (perturbation {name!r}, samples {samples.start}..{samples.stop - 1})"
+
+
+def _damage(path: Path, attrs: Mapping[str, Any]) -> tuple[dict[str, str], list[ChunkProblem], zarr.Group]:
+    """What differs from the manifest of a finished store, and the chunks at fault; empty when whole."""
+    recorded = attrs.get("manifest")
+    if not isinstance(recorded, Mapping) or not recorded:
+        raise _damaged(
+            path, "it is marked complete but records no manifest of its chunks (its attributes were edited, or an "
+            "older holejax wrote it)"
+        )
+    found = array_manifest(store_objects(path), recorded)
+    diffs = manifest_differences(recorded, found)
+    if not diffs:
+        return {}, [], None
+    group = _root_group(path)
+    problems = [p for name in diffs for p in locate_damage(group, name)]
+    return diffs, problems, group
+
+
+def _check_whole(path: Path, attrs: Mapping[str, Any]) -> None:
+    """Raise a StoreError naming the first missing or damaged array and chunk of a finished store."""
+    diffs, problems, group = _damage(path, attrs)
+    if not diffs:
+        return
+    if problems:
+        first = problems[0]
+        more = f" ({len(problems) - 1} more chunk(s) too)" if len(problems) > 1 else ""
+        raise _damaged(path, f"array {first.array!r} chunk {first.chunk}{_where(group, first)} is {first.problem}{more}")
+    name, what = next(iter(diffs.items()))
+    raise _damaged(path, f"array {name!r}: {what}")
+
+
+def _progress_before_damage(path: Path, group: zarr.Group, existing: xr.Dataset) -> dict[str, int]:
+    """For resuming a damaged finished store: perturbation -> first sample to write again; {} if whole."""
+    diffs, problems, _ = _damage(path, existing.attrs)
+    if not diffs:
+        return {}
+    layers = set(layer_names(existing))
+    located = {p.array for p in problems}
+    beyond = sorted((set(diffs) - located) | (located - layers))
+    if beyond:
+        raise _damaged(path, f"{beyond} cannot be written again by a resume ({diffs})")
+    names = [str(p) for p in existing["perturbation"].values]
+    restart: dict[str, int] = {}
+    for p in problems:
+        name = names[p.chunk[0]]
+        restart[name] = min(restart.get(name, p.region[1].start), p.region[1].start)
+    return restart
+
+
 def open_activations(store: str | os.PathLike, *, allow_incomplete: bool = False) -> xr.Dataset:
     """Open and validate an activation store.
+
+    A finished store is checked against the manifest it recorded at
+    completion (one listing of its objects; see
+    :mod:`holejax.store.manifest`): a missing or damaged chunk is an error
+    naming the array and chunk, never fill values read as data.
 
     Args:
         store: path of a store written by :class:`ActivationWriter` or
             ``hj.export_activations``.
-        allow_incomplete: open an interrupted export instead of raising.
+        allow_incomplete: open an interrupted export instead of raising
+            (its chunks are not checked: unwritten samples read as NaN).
 
     Returns:
         Lazily loaded ``xarray.Dataset``: one ``(perturbation, sample,
         unit)`` variable per layer.
 
     Raises:
-        StoreError: the path is missing, foreign, interrupted or malformed.
+        StoreError: the path is missing, foreign, interrupted, damaged or malformed.
     """
-    path = Path(store)
+    path = store_path(store)
     attrs = _open_group_attrs(path, ACTIVATIONS_KIND)
-    if not allow_incomplete and not attrs.get("complete"):
-        validate_activations(xr.Dataset(attrs=attrs), path)
+    if not allow_incomplete:
+        if attrs.get("complete") is not True:
+            validate_activations(xr.Dataset(attrs=attrs), path)  # raises: an interrupted export
+        _check_whole(path, attrs)
     ds = _open_dataset(path, attrs)
     validate_activations(ds, path, allow_incomplete=allow_incomplete)
     return ds
@@ -565,14 +705,11 @@ def write_results(results: xr.Dataset, store: str | os.PathLike, *, mode: str = 
     """
     if mode not in ("error", "overwrite"):
         raise ValueError(f"mode={mode!r} is not supported; expected 'error' or 'overwrite'.")
-    path = Path(store)
+    path = store_path(store)
+    if path.exists() and mode == "error":
+        raise StoreError(f"store {str(path)!r} already exists; pass mode='overwrite' or another path.")
     if path.exists():
-        if mode == "error":
-            raise StoreError(f"store {str(path)!r} already exists; pass mode='overwrite' or another path.")
-        _remove_store(path, RESULTS_KIND)
-    partial = path.with_name(path.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
+        _check_removable(path, RESULTS_KIND)  # before any work
     ds = results.copy()
     ds.attrs = json_safe({**results.attrs, "holejax_store": RESULTS_KIND, "holejax_version": __version__})
     for name in list(ds.variables):
@@ -581,14 +718,21 @@ def write_results(results: xr.Dataset, store: str | os.PathLike, *, mode: str = 
             # fixed-width unicode has no Zarr v3 data type; variable-length strings do
             ds[name] = var.astype(object)
         ds[name].attrs = json_safe(dict(var.attrs))
-    ds.to_zarr(partial, mode="w", zarr_format=3, consolidated=False)
-    _consolidate(partial)
-    partial.rename(path)
+    partial = path.with_name(f"{path.name}.partial-{uuid.uuid4().hex[:12]}")  # ours alone: deleted on failure
+    try:
+        ds.to_zarr(partial, mode="w-", zarr_format=3, consolidated=False)
+        _consolidate(partial)
+        if path.exists():
+            _remove_store(path, RESULTS_KIND)
+        partial.rename(path)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return path
 
 
 def open_results(store: str | os.PathLike) -> xr.Dataset:
     """Open a results store written by :func:`write_results`."""
-    path = Path(store)
+    path = store_path(store)
     attrs = _open_group_attrs(path, RESULTS_KIND)
     return _open_dataset(path, attrs)

@@ -313,8 +313,8 @@ def test_compressors_change_the_codec_not_the_values(tmp_path):
     plain = export(tmp_path / "a.zarr")
     packed = export(tmp_path / "b.zarr", compressors="zstd")
     codecs = zarr.open_array(tmp_path / "b.zarr" / "fc1", mode="r").metadata.codecs
-    assert [c.to_dict()["name"] for c in codecs] == ["bytes", "zstd"]
-    assert [c.to_dict()["name"] for c in zarr.open_array(tmp_path / "a.zarr" / "fc1", mode="r").metadata.codecs] == ["bytes"]
+    assert [c.to_dict()["name"] for c in codecs] == ["bytes", "zstd", "crc32c"]
+    assert [c.to_dict()["name"] for c in zarr.open_array(tmp_path / "a.zarr" / "fc1", mode="r").metadata.codecs] == ["bytes", "crc32c"]
     for name in plain.data_vars:
         np.testing.assert_array_equal(plain[name].values, packed[name].values)
 
