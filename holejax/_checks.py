@@ -8,7 +8,9 @@ expected, what arrived, and how to fix it.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -87,6 +89,155 @@ class CloudError(ValueError):
         )
 
 
+def describe(value: Any) -> str:
+    """A short description of what arrived, for messages: type, and shape or value.
+
+    Example:
+        >>> describe(np.zeros((3, 4))), describe("0.5"), describe(None)
+        ('ndarray of shape (3, 4)', "'0.5' (a str)", 'None')
+    """
+    if value is None:
+        return "None"
+    if isinstance(value, (str, bytes)):
+        return f"{value!r:.40} (a {type(value).__name__})"
+    if isinstance(value, (bool, int, float, complex)):
+        return repr(value)
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"{type(value).__name__} of shape {tuple(shape)}"
+    return type(value).__name__
+
+
+def as_numeric_array(value: Any, argument: str, expected: str, *, numeric: bool = True) -> np.ndarray:
+    """``np.asarray(value)``, with clear errors for None, strings, ragged nesting and non-numbers.
+
+    Args:
+        value: what the caller passed.
+        argument: its name, for messages.
+        expected: what the caller wants, e.g. ``"a (sample, unit) array"``.
+        numeric: also require a real number dtype (integer, bool or floating).
+
+    Returns:
+        the array.
+
+    Example:
+        >>> as_numeric_array([[1.0, 2.0], [3.0]], "X", "a (sample, unit) array")
+        Traceback (most recent call last):
+        ...
+        ValueError: X must be a (sample, unit) array; got a ragged nested sequence (rows of different lengths: 2, 1). Pad or trim the rows to one length, or pass a numpy array.
+    """
+    if value is None or isinstance(value, (str, bytes, dict, set)):
+        raise TypeError(f"{argument} must be {expected}; got {describe(value)}.")
+    if hasattr(value, "shape") and not isinstance(value, np.ndarray):
+        value = np.asarray(value)  # jax / torch arrays; jax tracers must not reach this point
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError):
+        lengths = ", ".join(str(len(r)) if hasattr(r, "__len__") else "scalar" for r in list(value)[:6])
+        raise ValueError(
+            f"{argument} must be {expected}; got a ragged nested sequence (rows of different lengths: "
+            f"{lengths}). Pad or trim the rows to one length, or pass a numpy array."
+        ) from None
+    if numeric and (
+        not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.issubdtype(arr.dtype, np.complexfloating)
+    ):
+        raise TypeError(f"{argument} must be {expected} of real numbers; got dtype {arr.dtype}.")
+    return arr
+
+
+def store_path(store: Any, argument: str = "store") -> Path:
+    """The path of a store, or a TypeError / ValueError naming the argument.
+
+    Example:
+        >>> store_path("acts.zarr").name
+        'acts.zarr'
+        >>> store_path(None)
+        Traceback (most recent call last):
+        ...
+        TypeError: store must be the path of a Zarr store (str or pathlib.Path), e.g. 'acts.zarr'; got None.
+    """
+    if not isinstance(store, (str, os.PathLike)):
+        raise TypeError(
+            f"{argument} must be the path of a Zarr store (str or pathlib.Path), e.g. 'acts.zarr'; got {describe(store)}."
+        )
+    if not str(os.fspath(store)).strip():
+        raise ValueError(f"{argument} is an empty path; pass the path of a Zarr store, e.g. 'acts.zarr'.")
+    return Path(store)
+
+
+def check_threshold(value: Any, argument: str = "threshold") -> float:
+    """One real, non-NaN scale (``+-inf`` allowed: all joined / none joined).
+
+    Example:
+        >>> check_threshold(np.float32(0.5))
+        0.5
+        >>> check_threshold(float("nan"))
+        Traceback (most recent call last):
+        ...
+        ValueError: threshold is NaN; pass a number (inf joins every sample, a value below the first death joins none).
+    """
+    if isinstance(value, (bool, np.bool_)) or value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"{argument} must be a number; got {describe(value)}.")
+    arr = np.asarray(value)
+    if arr.ndim != 0:
+        raise TypeError(
+            f"{argument} must be one number; got {describe(value)}. Call once per threshold "
+            "(hj.betti0_curve takes many)."
+        )
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{argument} must be a real number; got {describe(value)} of dtype {arr.dtype}.")
+    t = float(arr)
+    if np.isnan(t):
+        raise ValueError(
+            f"{argument} is NaN; pass a number (inf joins every sample, a value below the first death joins none)."
+        )
+    return t
+
+
+def check_thresholds(values: Any, argument: str = "thresholds") -> None:
+    """Real, non-NaN scales of any shape; jax tracers (inside ``jax.jit``) pass unchecked.
+
+    Example:
+        >>> check_thresholds([0.5, float("nan")])
+        Traceback (most recent call last):
+        ...
+        ValueError: thresholds holds NaN at index (1,); pass numbers (inf joins every sample).
+    """
+    import jax
+
+    if isinstance(values, jax.core.Tracer):
+        return
+    arr = as_numeric_array(values, argument, "an array of thresholds")
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        first = tuple(int(i) for i in np.argwhere(np.isnan(arr))[0])
+        raise ValueError(f"{argument} holds NaN at index {first}; pass numbers (inf joins every sample).")
+
+
+_H0_FIELDS = ("deaths", "edges", "linkage")
+
+
+def check_h0_result(h: Any, argument: str = "h") -> None:
+    """TypeError unless ``h`` is an H0 result (``deaths``, ``edges``, ``linkage``), with a hint for arrays.
+
+    Example:
+        >>> check_h0_result(np.zeros((4, 4)))
+        Traceback (most recent call last):
+        ...
+        TypeError: h must be an H0Result (from hj.h0 or hj.h0_from_points); got ndarray of shape (4, 4). It looks like a distance matrix: pass hj.h0(D).
+    """
+    if all(hasattr(h, f) for f in _H0_FIELDS):
+        return
+    hint = ""
+    shape = getattr(h, "shape", None)
+    if shape is not None and len(shape) == 2:
+        hint = (
+            " It looks like a distance matrix: pass hj.h0(D)."
+            if shape[0] == shape[1]
+            else " It looks like a point cloud: pass hj.h0_from_points(X)."
+        )
+    raise TypeError(f"{argument} must be an H0Result (from hj.h0 or hj.h0_from_points); got {describe(h)}.{hint}")
+
+
 def first_nonfinite_row(X: np.ndarray) -> int | None:
     """Index of the first row of a 2-D array holding NaN or Inf, or None.
 
@@ -125,11 +276,8 @@ def as_cloud(
         >>> as_cloud([[0, 1], [2, 3]]).dtype
         dtype('float32')
     """
-    if hasattr(X, "shape") and not isinstance(X, np.ndarray):
-        # jax / torch arrays; jax tracers must not reach this point
-        X = np.asarray(X)
-    arr = np.asarray(X)
     suffix = where(layer, perturbation)
+    arr = as_numeric_array(X, argument, f"a (sample, unit) array{suffix}")
     if arr.ndim != 2:
         raise ValueError(
             f"{argument} must have rank 2 (sample, unit); got shape {arr.shape}{suffix}. "
@@ -161,7 +309,7 @@ def as_cloud(
 
 def as_labels(y: Any, n: int, argument: str = "labels") -> np.ndarray:
     """Validate integer class labels for ``n`` samples; returns int64 ``(n,)``."""
-    arr = np.asarray(y)
+    arr = as_numeric_array(y, argument, "a (sample,) array of integer class ids", numeric=False)
     if arr.ndim != 1:
         raise ValueError(f"{argument} must be 1-D (sample,); got shape {arr.shape}.")
     if arr.shape[0] != n:

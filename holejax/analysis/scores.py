@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from holejax._checks import as_numeric_array
+
 __all__ = [
     "MergeScores",
     "adjusted_rand",
@@ -48,8 +50,8 @@ def _pair(labels_pred: Any, labels_true: Any, caller: str) -> tuple[np.ndarray, 
             f"{caller} needs labels_true, the class of each sample; got None. "
             "Pass the labels (e.g. acts.label.values) or use a label-free summary such as n_components."
         )
-    pred = np.asarray(labels_pred)
-    true = np.asarray(labels_true)
+    pred = as_numeric_array(labels_pred, "labels_pred", "a (sample,) array of cluster ids", numeric=False)
+    true = as_numeric_array(labels_true, "labels_true", "a (sample,) array of classes", numeric=False)
     for name, arr in (("labels_pred", pred), ("labels_true", true)):
         if arr.ndim != 1:
             raise ValueError(f"{caller}: {name} must be 1-D (sample,); got shape {arr.shape}.")

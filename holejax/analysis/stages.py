@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from holejax._checks import as_labels, check_choice
+from holejax._checks import as_labels, check_choice, check_h0_result
 from holejax.analysis.scores import merge_scores
 
 __all__ = [
@@ -243,6 +243,7 @@ def group_small_clusters(labels: Any, min_cluster_size: int) -> np.ndarray:
 
 
 def _check_h(h: Any) -> tuple[np.ndarray, np.ndarray]:
+    check_h0_result(h)
     deaths = np.asarray(h.deaths)
     linkage = np.asarray(h.linkage)
     if deaths.ndim != 1 or linkage.shape != (deaths.shape[0], 4):

@@ -39,7 +39,7 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from holejax._checks import CloudError
+from holejax._checks import CloudError, as_numeric_array
 from holejax.metrics.euclidean import euclidean_distances, power_of_two_scale
 
 __all__ = [
@@ -432,7 +432,7 @@ def covariance_failure(column: np.ndarray, where: str, params: dict) -> None:
 
 def check_inverse_covariance(VI, d: int) -> np.ndarray:
     """Host-side check that ``VI`` is a symmetric positive definite ``(d, d)`` matrix."""
-    arr = np.asarray(VI, dtype=np.float64)
+    arr = as_numeric_array(VI, "VI", f"the ({d}, {d}) inverse covariance of the {d} units").astype(np.float64)
     if arr.shape != (d, d):
         raise ValueError(
             f"VI must be the ({d}, {d}) inverse covariance of the {d} units; got shape {arr.shape}."

@@ -30,13 +30,39 @@ def device_dtype(arr: np.ndarray) -> np.dtype:
     return np.dtype(np.float32)
 
 
+def check_float32_range(arr: np.ndarray, argument: str = "X", suffix: str = "") -> None:
+    """ValueError when a float64 cloud would overflow, or vanish, in float32.
+
+    Without x64 the kernels run in float32: a cloud whose largest ``|x|`` is
+    beyond ``3.4e38`` would become ``inf``, and one whose largest ``|x|`` is
+    below ``1.2e-38`` would become all zeros (every distance 0).
+
+    Example:
+        >>> check_float32_range(np.array([[1e300, 0.0]]))
+        Traceback (most recent call last):
+        ...
+        ValueError: X holds values up to 1e+300, outside the float32 range the kernels use without x64 (largest |x| must lie in [1.18e-38, 3.4e+38], or be 0). Enable x64 (jax.config.update('jax_enable_x64', True)) to keep float64, or rescale X.
+    """
+    big = float(np.max(np.abs(arr))) if arr.size else 0.0
+    info = np.finfo(np.float32)
+    if big > float(info.max) or 0 < big < float(info.tiny):
+        raise ValueError(
+            f"{argument} holds values up to {big:.3g}{suffix}, outside the float32 range the kernels use "
+            f"without x64 (largest |x| must lie in [{info.tiny:.3g}, {info.max:.3g}], or be 0). Enable x64 "
+            f"(jax.config.update('jax_enable_x64', True)) to keep float64, or rescale {argument}."
+        )
+
+
 def prepare_cloud(
     X: Any, metric: str, params: dict, *, argument: str = "X", layer=None, perturbation=None
 ) -> tuple[np.ndarray, MetricSpec, dict]:
     """Host-side checks shared by the single and batched entry points."""
     spec = get_metric(metric)
     arr = as_cloud(X, argument, min_points=2, layer=layer, perturbation=perturbation)
-    arr = arr.astype(device_dtype(arr), copy=False)
+    dtype = device_dtype(arr)
+    if dtype != arr.dtype:
+        check_float32_range(arr, argument, where(layer, perturbation))
+    arr = arr.astype(dtype, copy=False)
     full = resolve_params(spec, params, arr.shape[0], arr.shape[1])
     if spec.check_cloud is not None:
         spec.check_cloud(arr, full)

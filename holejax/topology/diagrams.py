@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from gudhi.wasserstein import wasserstein_distance as _gudhi_wasserstein
 
-from holejax._checks import check_choice
+from holejax._checks import as_numeric_array, check_choice
 
 __all__ = [
     "as_diagram",
@@ -79,7 +79,7 @@ def as_diagram(dgm: Any, argument: str = "dgm") -> np.ndarray:
             f"{argument} is a traced JAX value; diagram distances run on concrete arrays. "
             "Call them outside jax.jit / jax.vmap."
         )
-    arr = np.asarray(dgm)
+    arr = as_numeric_array(dgm, argument, "a (k, 2) diagram of [birth, death] rows", numeric=False)
     if arr.size == 0:
         return np.empty((0, 2), dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 2:
@@ -353,7 +353,7 @@ def _summary_input(dgm: Any, argument: str) -> jax.Array:
         if dgm.ndim < 2 or dgm.shape[-1] != 2:
             raise ValueError(f"{argument} must have shape (..., k, 2); got shape {dgm.shape}.")
         return dgm
-    arr = np.asarray(dgm)
+    arr = as_numeric_array(dgm, argument, "a (..., k, 2) diagram of [birth, death] rows", numeric=False)
     if arr.size and arr.ndim == 3 and arr.shape[-1] == 2:
         for i in range(arr.shape[0]):
             as_diagram(arr[i], f"{argument}[{i}]")

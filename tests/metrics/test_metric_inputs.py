@@ -56,7 +56,7 @@ def test_wrong_rank_and_empty_features():
         hj.pairwise_distances(np.ones((4, 2, 2)))
     with pytest.raises(ValueError, match="X has no features"):
         hj.pairwise_distances(np.ones((4, 0)))
-    with pytest.raises(TypeError, match="X must be numeric"):
+    with pytest.raises(TypeError, match=r"X must be a \(sample, unit\) array of real numbers; got dtype <U1"):
         hj.pairwise_distances(np.array([["a", "b"], ["c", "d"]]))
 
 
@@ -72,7 +72,7 @@ def test_unknown_metric_suggests_a_close_match(cloud):
 def test_unknown_parameter_lists_the_accepted_ones(cloud):
     with pytest.raises(TypeError, match=r"metric='euclidean' got unexpected parameter\(s\) \['k'\]; it accepts: none"):
         hj.pairwise_distances(cloud(5, 2), k=3)
-    with pytest.raises(TypeError, match=r"it accepts: k, mutual"):
+    with pytest.raises(TypeError, match=r"it accepts: (disconnected, )?k, mutual"):
         hj.pairwise_distances(cloud(5, 2), "geodesic", kk=3)
 
 
