@@ -67,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     "betti0_curve": "holejax.filtration",
     "h0_diagram": "holejax.filtration",
     "dendrogram_linkage": "holejax.filtration",
+    "set_compile_cache": "holejax._cache",
     # analysis
     "purity": "holejax.analysis",
     "inverse_purity": "holejax.analysis",

@@ -11,7 +11,7 @@ PUBLIC = {
     "purity", "inverse_purity", "analyze", "study", "sankey_stages",
     "write_report",
     "global_l1_prune", "layerwise_l1_prune", "int8_dynamic", "quantize", "predict",
-    "dendrogram_linkage",
+    "dendrogram_linkage", "set_compile_cache",
     "diagram_distance", "total_persistence", "persistent_entropy",
     "activation_landscapes", "neural_persistence", "betti_decay",
     "topology_summary",

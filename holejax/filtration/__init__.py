@@ -25,6 +25,7 @@ Example:
     ([0, 0, 1], [1.0, 4.0, inf])
 """
 
+from holejax._cache import configure_compile_cache
 from holejax.filtration.dense import METHODS, h0, h0_kernel
 from holejax.filtration.points import ENGINES, h0_from_points
 from holejax.filtration.result import (
@@ -36,6 +37,8 @@ from holejax.filtration.result import (
     linkage_from_prim,
 )
 from holejax.filtration.tiled import TILED_METRICS, h0_points_kernel
+
+configure_compile_cache()  # compiled programs persist across processes (holejax._cache)
 
 __all__ = [
     "ENGINES",

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from holejax._cache import configure_compile_cache
 from holejax._checks import check_choice
 from holejax.metrics import cosine as _cos
 from holejax.metrics import density as _den
@@ -32,6 +33,8 @@ from holejax.metrics import mahalanobis as _mah
 from holejax.metrics import projection as _proj
 
 __all__ = ["MetricSpec", "METRICS", "get_metric", "register", "check_k"]
+
+configure_compile_cache()  # compiled programs persist across processes (holejax._cache)
 
 
 FlagMessage = Union[str, Callable[[np.ndarray, str, dict], Union[str, None]]]
