@@ -138,6 +138,8 @@ def as_numeric_array(value: Any, argument: str, expected: str, *, numeric: bool 
             f"{argument} must be {expected}; got a ragged nested sequence (rows of different lengths: "
             f"{lengths}). Pad or trim the rows to one length, or pass a numpy array."
         ) from None
+    if arr.dtype.name == "bfloat16" or arr.dtype.name.startswith("float8"):
+        arr = arr.astype(np.float32)  # ml_dtypes floats (e.g. jax bfloat16) are not numpy number types
     if numeric and (
         not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.issubdtype(arr.dtype, np.complexfloating)
     ):

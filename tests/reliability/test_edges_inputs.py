@@ -136,3 +136,10 @@ def test_float64_beyond_float32_is_refused_without_x64():
     with jax.enable_x64(True):  # float64 kernels take them
         D = np.asarray(hj.pairwise_distances(X * 1e300))
     np.testing.assert_allclose(D, np.asarray(hj.pairwise_distances(X), np.float64) * 1e300, rtol=1e-5)
+
+
+def test_bfloat16_clouds_are_accepted():
+    X = np.random.default_rng(2).normal(size=(6, 3)).astype(np.float32)
+    Xb = jax.numpy.asarray(X, jax.numpy.bfloat16)
+    D = np.asarray(hj.pairwise_distances(Xb))
+    np.testing.assert_allclose(D, np.asarray(hj.pairwise_distances(np.asarray(Xb.astype(np.float32)))), rtol=1e-6)
