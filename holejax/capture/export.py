@@ -263,6 +263,7 @@ def export_activations(
             written by another tool, or does not match the export.
     """
     from holejax.store import ActivationWriter, LayerSpec
+    from holejax.store.fingerprint import export_fingerprint
     from holejax.store.chunks import resolve_compressors
 
     batch_size = _positive_int(batch_size, "batch_size")
@@ -302,7 +303,8 @@ def export_activations(
     row_labels = source.labels if rows is None or source.labels is None else source.labels[rows.sample]
     writer = ActivationWriter.create(
         store, specs, n_rows, perturbations=perts, labels=row_labels, label_names=label_names,
-        attrs={"framework": adapter.name, "model_class": model_class, "export_seed": int(seed)},
+        attrs={"framework": adapter.name, "model_class": model_class, "export_seed": int(seed),
+               **export_fingerprint(model, source.example)},
         mode=mode, sample_chunk=min(batch_size, n_rows), compressors=compressors,
     )
     by_name = {p.name: p for p in perts}
@@ -475,6 +477,7 @@ def _run(
             tqdm(total=total, unit=" samples", unit_scale=True, disable=not progress, desc="export", leave=False)
         )
         for start, x in source.batches(min(next_sample.values())):
+            writer.record_inputs(start, x)  # the inputs' digest, for the store's fingerprint
             end = start + n_samples_of(x)
             for p in pending:
                 first = next_sample[p.name]

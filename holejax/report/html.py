@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from bokeh.events import DocumentReady
 from bokeh.resources import INLINE
 
 from holejax.report.layout import build_report
+from holejax.store.fingerprint import check_study_and_store
 
 __all__ = ["report_html", "write_report"]
 
@@ -27,7 +29,8 @@ def report_html(study: xr.Dataset, acts: xr.Dataset, title: str | None = None, *
 
 
 def write_report(
-    study: xr.Dataset, acts: xr.Dataset, path: str | os.PathLike, title: str | None = None, **options: Any
+    study: xr.Dataset, acts: xr.Dataset, path: str | os.PathLike, title: str | None = None, *,
+    check_fingerprint: bool = True, **options: Any
 ) -> Path:
     """Write the interactive report of a study to one standalone HTML file.
 
@@ -42,6 +45,10 @@ def write_report(
             recorded).
         path: the ``.html`` file to write (its folder must exist).
         title: page heading and browser title (default "holejax report").
+        check_fingerprint: refuse a study (or ``topology=``) computed from
+            other activations than ``acts`` (other model weights, inputs,
+            labels or perturbations; see ``holejax.store.fingerprint``).
+            False writes the report anyway.
         **options: passed to :func:`holejax.report.build_report` (subsets,
             display resolution, alpha radius, blob stage, ...; ``topology=ds``
             from ``hj.topology_summary`` adds the topology section).
@@ -60,8 +67,13 @@ def write_report(
         )
     if path.is_dir():
         raise IsADirectoryError(f"path={str(path)!r} is a folder; pass a file name such as report.html.")
+    check_study_and_store(study, acts, check_fingerprint=check_fingerprint)
+    check_study_and_store(options.get("topology"), acts, check_fingerprint=check_fingerprint, what="topology")
     text = report_html(study, acts, title=title, **options)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    tmp = path.with_name(f"{path.name}.partial-{uuid.uuid4().hex[:12]}")  # ours alone: never a user's file
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -33,6 +34,8 @@ __all__ = [
     "array_digest",
     "check_same_activations",
     "check_same_model",
+    "check_study_and_store",
+    "export_fingerprint",
     "inputs_digest",
     "model_digest",
     "new_store_id",
@@ -192,11 +195,23 @@ def model_digest(model: Any) -> str | None:
         return weights_digest(model.state_dict())
     if isinstance(model, tuple) and len(model) >= 2 and isinstance(model[1], Mapping):
         return weights_digest(model[1])
-    if type(model).__module__.startswith("flax"):
-        from flax import nnx
-
+    nnx = sys.modules.get("flax.nnx")  # an NNX model means flax is imported already
+    if nnx is not None and isinstance(model, nnx.Module):
         return weights_digest(nnx.state(model, nnx.Param).to_pure_dict())
     return None
+
+
+def export_fingerprint(model: Any, example: Any) -> dict[str, str | None]:
+    """The attributes an export records before it starts: its model's weights digest and its first samples'.
+
+    ``mode="resume"`` and ``"append"`` compare them with the store's (see
+    ``ActivationWriter.create``).
+
+    Example:
+        >>> sorted(export_fingerprint(None, np.zeros((2, 3))))
+        ['inputs_head', 'model_digest']
+    """
+    return {"model_digest": model_digest(model), "inputs_head": inputs_digest(example)}
 
 
 def perturbation_digests(params: Mapping[str, Any], seed: Any) -> dict[str, str]:
@@ -288,3 +303,17 @@ def check_same_model(acts_fingerprint: Any, weights: Any) -> None:
             "store's fingerprint); pass that model's state_dict() / Flax params, or "
             f"{_OVERRIDE}."
         )
+
+
+def check_study_and_store(study: Any, acts: Any, *, check_fingerprint: bool = True, what: str = "study") -> None:
+    """Refuse a results Dataset (``study``) and an activation store (``acts``) that do not belong together.
+
+    Datasets only: other types are left to the caller's own checks. See
+    :func:`check_same_activations`; ``check_fingerprint=False`` skips the check.
+    """
+    if not check_fingerprint or not all(hasattr(ds, "attrs") and hasattr(ds, "coords") for ds in (study, acts)):
+        return
+    perturbations = study.coords["perturbation"].values if "perturbation" in study.coords else ()
+    check_same_activations(
+        study.attrs.get("activations_fingerprint"), acts.attrs.get("fingerprint"), perturbations, what=what
+    )

@@ -522,7 +522,7 @@ class ActivationWriter:
             "holejax_version": __version__,
             "store": attrs.get("store_id"),
             "model": attrs.get("model_digest"),
-            "inputs": self._inputs.digest if self._inputs.samples == self.n_samples else None,
+            "inputs": self._inputs.digest or None,
             "labels": None if labels is None else array_digest(labels),
             "perturbations": perturbation_digests(attrs.get("perturbation_params", {}), attrs.get("export_seed")),
         }

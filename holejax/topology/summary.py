@@ -129,6 +129,7 @@ def topology_summary(
     seed: int = 0,
     n_threads: int = 1,
     client: Any = None,
+    check_fingerprint: bool = True,
 ) -> Any:
     """Activation diagrams, landscapes, Betti decay and neural persistence of a model, as one Dataset.
 
@@ -162,6 +163,9 @@ def topology_summary(
             cluster, each reading its own chunks of ``acts`` (a store path or fsspec
             URL the workers can open); the result is the same Dataset
             (see :mod:`holejax.distributed`).
+        check_fingerprint: refuse ``weights`` of another model than the one
+            whose activations ``acts`` holds (their digest differs from the
+            store's fingerprint); False skips the check.
 
     Returns:
         ``xarray.Dataset`` with coords ``perturbation``, ``layer``, ``degree``
@@ -201,7 +205,7 @@ def topology_summary(
         ['betti_decay', 'neural_persistence']
     """
     if client is not None:  # every other argument goes to the cluster's tasks as given
-        options = {k: v for k, v in locals().items() if k != "client"}
+        options = {k: v for k, v in locals().items() if k not in ("client", "check_fingerprint")}
         from holejax.distributed import topology_summary_on_cluster
 
         return topology_summary_on_cluster(client, **options)
@@ -210,6 +214,7 @@ def topology_summary(
 
     from holejax._checks import where
     from holejax.store import layer_names
+    from holejax.store.fingerprint import check_same_model
     from holejax.topology.activation_landscapes import activation_diagrams
     from holejax.topology.betti_decay import betti_curves, betti_decay
     from holejax.topology.diagrams import as_diagram
@@ -234,6 +239,8 @@ def topology_summary(
         raise ValueError(f"thresholds must be a non-empty finite 1-D array (threshold,); got shape {thresholds.shape}.")
     if weights is not None:
         weight_matrices(weights)  # rejects bad weights before any work
+        if check_fingerprint:
+            check_same_model(store.attrs.get("fingerprint"), weights)
 
     n = int(store.sizes["sample"])
     if n < 4:
@@ -339,6 +346,7 @@ def topology_summary(
         "num_landscapes": num_landscapes, "betti_layers": grid_layers,
         "label_names": list(store.attrs.get("label_names") or []),
         "framework": store.attrs.get("framework", ""), "model_class": store.attrs.get("model_class", ""),
+        "activations_fingerprint": store.attrs.get("fingerprint", {}),
     }
     if weights is None:
         skipped["neural_persistence"] = "no weights were given (pass weights=model.state_dict() or Flax params)"
