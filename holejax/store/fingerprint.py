@@ -197,7 +197,7 @@ def model_digest(model: Any) -> str | None:
         return weights_digest(model[1])
     nnx = sys.modules.get("flax.nnx")  # an NNX model means flax is imported already
     if nnx is not None and isinstance(model, nnx.Module):
-        return weights_digest(nnx.state(model, nnx.Param).to_pure_dict())
+        return weights_digest(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
     return None
 
 
