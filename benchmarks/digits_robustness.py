@@ -5,7 +5,7 @@ Usage:
     python benchmarks/digits_robustness.py --quick    # fewer epochs and perturbations
 
 Trains the demo models of ``holejax.demo`` (a PyTorch MLP, a PyTorch CNN and a
-Flax MLP on scikit-learn's 8x8 digits), runs ``hj.study`` on the held-out
+Flax MLP on scikit-learn's 8x8 digits), runs ``hj.robustness_study`` on the held-out
 test images under HOLE's input noises (gaussian, uniform, salt-and-pepper,
 Poisson, speckle; clipped to the [0, 1] pixel range) and compressions
 (30 % global and 20 % layer-wise L1 pruning, dynamic INT8, 4- and 2-bit
@@ -97,7 +97,7 @@ def main() -> None:
     for name, model in models.items():
         inputs = digits.images[test] if name == "torch-cnn" else digits.X[test]
         t = time.perf_counter()
-        res = hj.study(model, inputs, digits.y[test], perturbations=perts, layers=LAYERS[name],
+        res = hj.robustness_study(model, inputs, digits.y[test], perturbations=perts, layers=LAYERS[name],
                        metrics=metrics, label_names=digits.label_names, progress=False)
         seconds = time.perf_counter() - t
         layers = [str(v) for v in res.layer.values]

@@ -72,7 +72,7 @@ _EXPORTS: dict[str, str] = {
     "purity": "holejax.analysis",
     "inverse_purity": "holejax.analysis",
     "analyze": "holejax.analysis",
-    "study": "holejax.analysis",
+    "robustness_study": "holejax.analysis",
     "sankey_stages": "holejax.analysis",
     # topology
     "diagram_distance": "holejax.topology",

@@ -8,7 +8,7 @@ PUBLIC = {
     "Perturbation", "clean", "gaussian", "uniform", "salt_and_pepper", "poisson", "speckle",
     "pairwise_distances", "batched_pairwise_distances", "METRICS", "hole_metric_params",
     "H0Result", "h0", "h0_from_points", "clusters_at", "betti0_curve", "h0_diagram",
-    "purity", "inverse_purity", "analyze", "study", "sankey_stages",
+    "purity", "inverse_purity", "analyze", "robustness_study", "sankey_stages",
     "write_report",
     "global_l1_prune", "layerwise_l1_prune", "int8_dynamic", "quantize", "predict",
     "dendrogram_linkage", "set_compile_cache",

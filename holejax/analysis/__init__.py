@@ -5,7 +5,7 @@ Modules:
     stages      the five Sankey stages, small-cluster outliers, persistent components
     robustness  exact batched bottleneck / Wasserstein distances between H0 diagrams
     analyze     ``hj.analyze``: a whole activation store over (perturbation, layer, metric)
-    study       ``hj.study``: export + analysis + accuracy under every perturbation
+    robustness_study  ``hj.robustness_study``: export + analysis + accuracy under every perturbation
 
 Example:
     >>> import holejax as hj
@@ -24,7 +24,7 @@ from holejax.analysis.scores import (
     normalized_mutual_info,
     purity,
 )
-from holejax.analysis.study import study
+from holejax.analysis.robustness_study import robustness_study
 from holejax.analysis.stages import (
     CRITERIA,
     STAGES,
@@ -46,7 +46,7 @@ __all__ = [
     "persistent_components",
     "sankey_stages",
     "stage_thresholds",
-    "study",
+    "robustness_study",
     "MergeScores",
     "adjusted_rand",
     "contingency",

@@ -1,54 +1,97 @@
 """``analyze``: H0 of every (perturbation, layer, metric) cloud of an activation store, scored and compared.
 
-The work is batched the way the kernels want it:
+:func:`analyze` reads top to bottom as its steps:
 
-1. clouds of equal width (all perturbations of a layer, and layers of the
-   same width) are stacked, and for each metric one compiled call
-   (:func:`holejax.h0_from_points`: the batched distance kernel and
-   the batched H0 kernel in one XLA program) handles the whole stack, in
-   chunks that fit ``memory_budget``; the geodesic metric goes through
-   :func:`holejax.h0_from_points`, whose kNN-graph MST gives the exact
-   geodesic H0 without all-pairs shortest paths;
-2. one :func:`~holejax.analysis.merge_scores` call scores every threshold of
-   every cloud against the labels;
-3. one :func:`~holejax.analysis.h0_diagram_distances` call per distance
-   compares every perturbed diagram with its clean twin.
-
-The per-cloud remainder (stage thresholds, cluster ids at five stages, NMI,
-persistent components) is cheap numpy / scikit-learn work.
+1. :func:`check_request` checks every argument against the store;
+2. :func:`layer_clouds` reads the clouds, grouped by width;
+3. :func:`merge_trees` computes their H0: clouds of equal width (all
+   perturbations of a layer, and layers of the same width) are stacked, and
+   for each metric one compiled call (:func:`holejax.h0_from_points`)
+   handles the whole stack, in chunks that fit ``memory_budget``; the
+   geodesic metric goes through :func:`holejax.h0_from_points`, whose
+   kNN-graph MST gives the exact geodesic H0 without all-pairs shortest paths;
+4. :func:`stages_and_scores` scores every threshold of every cloud against
+   the labels in one :func:`~holejax.analysis.merge_scores` call, then picks
+   each cloud's Sankey stages and reads the headline scores there;
+5. :func:`distances_to_clean` compares every perturbed diagram with its clean
+   twin (:func:`~holejax.analysis.h0_diagram_distances`);
+6. :func:`results_dataset` assembles the ``xarray.Dataset``.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import xarray as xr
 
+from holejax import __version__
 from holejax._checks import CloudError, as_labels, check_choice, close_matches, first_nonfinite_row
 from holejax.analysis.robustness import h0_diagram_distances
-from holejax.analysis.scores import merge_scores, normalized_mutual_info
+from holejax.analysis.scores import MergeScores, merge_scores, normalized_mutual_info
 from holejax.analysis.stages import (
     CRITERIA,
     STAGES,
+    TIE_RTOL,
+    check_clusters_per_class,
     check_min_cluster_size,
+    choose_thresholds,
     cluster_labels,
-    criterion_values,
-    distinct_deaths,
     group_small_clusters,
+    max_clusters_for,
     persistent_components,
-    stage_thresholds,
+    scoring_min_size,
 )
+from holejax.filtration import H0Result, h0_from_points
+from holejax.metrics import METRICS
+from holejax.store import as_activation_store, layer_names, unit_dim
 
-__all__ = ["analyze"]
+__all__ = [
+    "Request",
+    "analyze",
+    "check_request",
+    "distances_to_clean",
+    "layer_clouds",
+    "merge_trees",
+    "results_dataset",
+    "stages_and_scores",
+]
 
 # metrics whose H0 is computed from the points (no n x n matrix)
 _FROM_POINTS = ("geodesic",)
 
 # seconds spent in each phase by the last analyze() call (read by benchmarks/bench_study.py)
 last_timings: dict[str, float] = {}
+
+# the per-cloud quantities of the results, (perturbation, layer, metric) float64
+_SCALARS = ("purity", "inverse_purity", "ari", "nmi", "best_threshold", "persistence_threshold")
+_COUNTS = ("best_n_clusters", "best_n_outliers", "n_components", "n_outliers")
+
+
+class Request(NamedTuple):
+    """What :func:`analyze` computes, checked against the store.
+
+    Attributes:
+        perturbations, layers, metrics: names, ``clean`` first when present.
+        params: ``{metric: {param: value}}`` as given.
+        labels: ``(sample,)`` int classes, or None.
+        criterion: the stage rule (``"gap"`` without labels).
+        min_cluster_size: clusters smaller than this are outliers.
+        clusters_per_class: bound of the best threshold's clusters per class (None: none).
+        max_clusters: that bound in clusters (None without labels or bound).
+    """
+
+    perturbations: list[str]
+    layers: list[str]
+    metrics: list[str]
+    params: dict[str, dict]
+    labels: np.ndarray | None
+    criterion: str
+    min_cluster_size: int
+    clusters_per_class: float | None
+    max_clusters: int | None
 
 
 def _names(value: Any, argument: str, available: Sequence[str], what: str) -> list[str]:
@@ -94,22 +137,231 @@ def _metric_params(metrics: list[str], metric_params: Any) -> dict[str, dict]:
     return {m: dict(metric_params.get(m, {})) for m in metrics}
 
 
+def check_request(
+    acts: xr.Dataset,
+    metrics: Any,
+    layers: Any,
+    perturbations: Any,
+    labels: Any,
+    criterion: str,
+    min_cluster_size: Any,
+    clusters_per_class: Any,
+    metric_params: Any,
+) -> Request:
+    """Every name and option of :func:`analyze` checked against the store, before any work."""
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    if not metrics:
+        raise ValueError("metrics is empty; pass at least one metric name, e.g. ['euclidean'].")
+    for m in metrics:
+        check_choice(m, "metric", METRICS)
+    if len(set(metrics)) != len(metrics):
+        raise ValueError(f"metrics lists a metric twice: {metrics}.")
+    params = _metric_params(metrics, metric_params)
+    check_choice(criterion, "criterion", CRITERIA)
+    per_class = check_clusters_per_class(clusters_per_class)
+    all_layers = layer_names(acts)
+    if not all_layers:
+        raise ValueError("acts holds no layer variables (perturbation, sample, unit); export some layers first.")
+    layer_list = _names(layers, "layers", all_layers, "layer")
+    store_perts = [str(p) for p in acts["perturbation"].values]
+    pert_list = _names(perturbations, "perturbations", store_perts, "perturbation")
+    if "clean" in store_perts:
+        pert_list = ["clean"] + [p for p in pert_list if p != "clean"]
+    n = int(acts.sizes["sample"])
+    if n < 2:
+        raise ValueError(f"acts holds {n} sample(s); H0 needs at least 2.")
+    if labels is None and "label" in acts.coords:
+        labels = acts["label"].values
+    y = None if labels is None else as_labels(labels, n, "labels")
+    if y is None:
+        criterion = "gap"
+    size = check_min_cluster_size(min_cluster_size, n)
+    bound = None if y is None else max_clusters_for(y, per_class)
+    return Request(pert_list, layer_list, metrics, params, y, criterion, size, per_class, bound)
+
+
+def layer_clouds(acts: xr.Dataset, request: Request) -> dict[int, list[tuple[int, np.ndarray]]]:
+    """``{width: [(layer index, (perturbation, sample, unit) float array), ...]}``, checked finite."""
+    clouds: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for li, layer in enumerate(request.layers):
+        var = acts[layer]
+        if var.dims[:2] != ("perturbation", "sample") or var.ndim != 3:
+            raise ValueError(f"layer {layer!r} has dims {var.dims}; expected ('perturbation', 'sample', {unit_dim(layer)!r}).")
+        width = int(var.shape[2])
+        if width == 0:
+            raise ValueError(f"layer {layer!r} is empty (0 units); choose layers with at least one unit.")
+        X = np.asarray(var.sel(perturbation=request.perturbations).values)
+        if not np.issubdtype(X.dtype, np.floating) or X.dtype == np.float16:
+            X = X.astype(np.float32)
+        for pi, pert in enumerate(request.perturbations):
+            bad = first_nonfinite_row(X[pi])
+            if bad is not None:
+                raise ValueError(
+                    f"layer {layer!r}, perturbation {pert!r}: activations hold NaN or Inf at sample {bad}. "
+                    "Fix the model/inputs or drop that perturbation."
+                )
+        clouds.setdefault(width, []).append((li, X))
+    return clouds
+
+
 def _h0_group(Xs: np.ndarray, metric: str, params: dict, memory_budget: int, method: str) -> tuple:
-    """H0 (deaths, edges, linkage) of a stack ``(batch, sample, unit)`` of one width, one metric.
-
-    Distances and MSTs run in one compiled call per chunk of clouds
-    (``hj.h0_from_points``); the geodesic metric goes through the MST
-    of each cloud's kNN graph (``hj.h0_from_points``), which gives the exact
-    geodesic H0 without all-pairs shortest paths.
-    """
-    import holejax as hj
-
+    """H0 (deaths, edges, linkage) of a stack ``(batch, sample, unit)`` of one width, one metric."""
     if metric in _FROM_POINTS:
-        rs = [hj.h0_from_points(X, metric, **params) for X in Xs]
-    else:
-        rs = [hj.h0_from_points(Xs, metric, method=method, memory_budget=memory_budget, **params)]
-        return tuple(np.asarray(getattr(rs[0], f)) for f in ("deaths", "edges", "linkage"))
-    return tuple(np.stack([np.asarray(getattr(r, f)) for r in rs]) for f in ("deaths", "edges", "linkage"))
+        rs = [h0_from_points(X, metric, **params) for X in Xs]
+        return tuple(np.stack([np.asarray(getattr(r, f)) for r in rs]) for f in ("deaths", "edges", "linkage"))
+    r = h0_from_points(Xs, metric, method=method, memory_budget=memory_budget, **params)
+    return tuple(np.asarray(getattr(r, f)) for f in ("deaths", "edges", "linkage"))
+
+
+def merge_trees(
+    clouds: dict[int, list[tuple[int, np.ndarray]]], request: Request, n: int, memory_budget: int, method: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """H0 of every cloud: ``deaths`` ``(P, L, M, edge)`` float32, ``edges`` ``(..., 2)``, ``linkage`` ``(..., 4)``."""
+    P, L, M, E = len(request.perturbations), len(request.layers), len(request.metrics), n - 1
+    deaths = np.full((P, L, M, E), np.nan, np.float32)
+    edges = np.zeros((P, L, M, E, 2), np.int64)
+    linkage = np.zeros((P, L, M, E, 4), np.float64)
+    for members in clouds.values():
+        Xs = np.concatenate([X for _, X in members])
+        for mi, metric in enumerate(request.metrics):
+            try:
+                d, e, z = _h0_group(Xs, metric, request.params[metric], memory_budget, method)
+            except CloudError as err:  # cloud b of the group is layer members[b // P], perturbation b % P
+                if err.cloud is None:
+                    raise
+                layer = request.layers[members[err.cloud // P][0]]
+                raise err.located(layer=layer, perturbation=request.perturbations[err.cloud % P]) from None
+            for k, (li, _) in enumerate(members):
+                rows = slice(k * P, (k + 1) * P)
+                deaths[:, li, mi], edges[:, li, mi], linkage[:, li, mi] = d[rows], e[rows], z[rows]
+    return deaths, edges, linkage
+
+
+def stages_and_scores(
+    deaths: np.ndarray, edges: np.ndarray, linkage: np.ndarray, request: Request, persistence: float
+) -> dict[str, np.ndarray]:
+    """Sankey stages, the headline scores at the best threshold and the persistent components of every cloud.
+
+    Returns ``{name: array}``: ``stage_threshold`` ``(P, L, M, stage)``,
+    ``stage_labels`` ``(P, L, M, stage, sample)`` and the per-cloud
+    quantities of :data:`_SCALARS` and :data:`_COUNTS` ``(P, L, M)``.
+    """
+    P, L, M, E = deaths.shape
+    n, y, size = E + 1, request.labels, request.min_cluster_size
+    scored_size = scoring_min_size(request.criterion, size)
+    clock = time.perf_counter()
+    scores = None if y is None else merge_scores(linkage.reshape(P * L * M, E, 4), y, min_cluster_size=scored_size)
+    last_timings["scores_s"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    out: dict[str, np.ndarray] = {
+        "stage_threshold": np.full((P, L, M, len(STAGES)), np.nan),
+        "stage_labels": np.zeros((P, L, M, len(STAGES), n), np.int64),
+        **{k: np.full((P, L, M), np.nan) for k in _SCALARS},
+        **{k: np.zeros((P, L, M), np.int64) for k in _COUNTS},
+    }
+    for flat, (pi, li, mi) in enumerate(np.ndindex(P, L, M)):
+        cell = (pi, li, mi)
+        h = H0Result(deaths[cell], edges[cell], linkage[cell])
+        own = None if scores is None else MergeScores(*(f[flat] for f in scores))
+        t4 = choose_thresholds(h.deaths, request.criterion, own, request.max_clusters)
+        raw = cluster_labels(h, t4)
+        grouped = np.stack([group_small_clusters(row, size) for row in raw])
+        out["stage_threshold"][cell][1:] = t4
+        out["stage_labels"][cell][0] = -1 if y is None else y
+        out["stage_labels"][cell][1:] = grouped
+        out["best_threshold"][cell] = t4[1]
+        out["best_n_clusters"][cell] = int(grouped[1].max()) + 1
+        out["best_n_outliers"][cell] = int((grouped[1] < 0).sum())
+        if own is not None:
+            state = int(np.searchsorted(np.asarray(h.deaths, np.float64), t4[1], side="right"))
+            out["purity"][cell] = own.purity[state]
+            out["inverse_purity"][cell] = own.inverse_purity[state]
+            out["ari"][cell] = own.ari[state]
+            out["nmi"][cell] = normalized_mutual_info(raw[1] if scored_size == 1 else grouped[1], y)
+        pc = persistent_components(h, persistence, size)
+        out["n_components"][cell], out["n_outliers"][cell] = pc.n_components, pc.n_outliers
+        out["persistence_threshold"][cell] = pc.threshold
+    last_timings["stages_s"] = time.perf_counter() - clock
+    return out
+
+
+def distances_to_clean(deaths: np.ndarray, perturbations: list[str], order: float) -> dict[str, np.ndarray]:
+    """Bottleneck and Wasserstein distances ``(P, L, M)`` of each H0 diagram to its clean twin.
+
+    0 for clean itself; NaN everywhere when there is no ``clean`` perturbation.
+    """
+    P, L, M, E = deaths.shape
+    dist = {k: np.full((P, L, M), np.nan) for k in ("bottleneck", "wasserstein")}
+    if "clean" not in perturbations:
+        return dist
+    for k in dist:
+        dist[k][0] = 0.0
+    if P > 1:
+        a = np.broadcast_to(deaths[:1], deaths[1:].shape).reshape(-1, E)
+        b = deaths[1:].reshape(-1, E)
+        dist["bottleneck"][1:] = h0_diagram_distances(a, b, "bottleneck").reshape(P - 1, L, M)
+        dist["wasserstein"][1:] = h0_diagram_distances(a, b, "wasserstein", order).reshape(P - 1, L, M)
+    return dist
+
+
+def results_dataset(
+    acts: xr.Dataset,
+    source: str | None,
+    request: Request,
+    trees: tuple[np.ndarray, np.ndarray, np.ndarray],
+    stages: dict[str, np.ndarray],
+    distances: dict[str, np.ndarray],
+    accuracy: Mapping[str, float] | None,
+    persistence: float,
+    wasserstein_order: float,
+) -> xr.Dataset:
+    """The results Dataset of :func:`analyze` (its docstring lists the variables)."""
+    deaths, edges, linkage = trees
+    n = deaths.shape[-1] + 1
+    plm = ("perturbation", "layer", "metric")
+    data = {
+        "deaths": (plm + ("edge",), deaths),
+        "linkage": (plm + ("edge", "linkage_col"), linkage),
+        "mst_edges": (plm + ("edge", "end"), edges),
+        "stage_threshold": (plm + ("stage",), stages["stage_threshold"]),
+        "stage_labels": (plm + ("stage", "sample"), stages["stage_labels"]),
+        **{k: (plm, stages[k]) for k in _SCALARS + _COUNTS},
+        **{k: (plm, v) for k, v in distances.items()},
+    }
+    if accuracy is not None:
+        data["accuracy"] = (
+            ("perturbation",),
+            np.array([accuracy.get(p, np.nan) for p in request.perturbations], np.float64),
+        )
+    coords: dict[str, Any] = {
+        "perturbation": request.perturbations,
+        "layer": request.layers,
+        "metric": request.metrics,
+        "stage": list(STAGES),
+        "edge": np.arange(n - 1),
+        "sample": acts["sample"].values if "sample" in acts.coords else np.arange(n),
+    }
+    if request.labels is not None:
+        coords["label"] = ("sample", request.labels)
+    attrs = {
+        "holejax_store": "results",
+        "holejax_version": __version__,
+        "label_names": list(acts.attrs.get("label_names") or []),
+        "source": source or "",
+        "metric_params": request.params,
+        "criterion": request.criterion,
+        "min_cluster_size": request.min_cluster_size,
+        "clusters_per_class": request.clusters_per_class,
+        "max_clusters": request.max_clusters,
+        "tie_rtol": TIE_RTOL,
+        "persistence": float(persistence),
+        "wasserstein_order": float(wasserstein_order),
+        "perturbation_params": acts.attrs.get("perturbation_params", {}),
+        "framework": acts.attrs.get("framework", ""),
+        "model_class": acts.attrs.get("model_class", ""),
+        "activations_fingerprint": acts.attrs.get("fingerprint", {}),  # ties the results to their store
+    }
+    return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
 def analyze(
@@ -121,14 +373,39 @@ def analyze(
     labels: Any = None,
     criterion: str = "ari",
     min_cluster_size: int | None = None,
+    clusters_per_class: float | None = 2.0,
     persistence: float = 0.5,
     wasserstein_order: float = 1.0,
     metric_params: Mapping[str, Mapping[str, Any]] | None = None,
     memory_budget: int = 2**31,
     h0_method: str = "auto",
     accuracy: Mapping[str, float] | None = None,
+    client: Any = None,
 ) -> Any:
     """H0 merge trees, Sankey stages, label agreement and robustness for a whole store.
+
+    The headline numbers (``purity``, ``inverse_purity``, ``ari``, ``nmi``) are
+    read at each cloud's *best threshold*, defined so that singletons cannot
+    dominate it:
+
+    - candidate thresholds are the levels of the H0 deaths (merges whose
+      heights agree to the float32 rounding of the kernels are one level);
+    - at each level, clusters of fewer than ``min_cluster_size`` samples are
+      outliers, pooled into one outlier cluster (id ``-1`` in
+      ``stage_labels``) that the scores count as one impure cluster;
+    - only levels with at most ``clusters_per_class x classes`` clusters of
+      ``min_cluster_size`` or more samples compete (default: twice the
+      number of classes; when no level has so few, those with the fewest do);
+    - among them, the best level maximises ``criterion`` (default the
+      adjusted Rand index of that partition with the labels).
+
+    The scores are those of that partition, the one the Sankey and blob
+    graph draw at the ``best`` stage: ``purity == hj.purity(stage_labels
+    at best, labels)``. ``best_n_clusters`` and ``best_n_outliers`` say
+    what it holds. ``min_cluster_size=1, clusters_per_class=None`` gives
+    the unbounded rule over every cluster as it is, and
+    ``criterion="hole"`` the HOLE reference code's rule (see
+    :mod:`holejax.analysis.stages`).
 
     Args:
         acts: an activation store (``hj.open_activations(path)``, the result of
@@ -144,18 +421,25 @@ def analyze(
             are NaN and the ``best`` stage is the most persistent partition
             (``criterion="gap"``).
         criterion: how the ``best`` stage is chosen: ``"ari"``, ``"f1"``,
-            ``"hole"``, ``"purity"`` or ``"gap"`` (see
-            :mod:`holejax.analysis.stages`).
+            ``"purity"``, ``"gap"`` (the widest gap to the next level, no
+            labels needed) or ``"hole"`` (see :mod:`holejax.analysis.stages`).
         min_cluster_size: clusters smaller than this are "small/outliers"
-            (id -1 in ``stage_labels``, counted in ``n_outliers``); default
-            ``max(2, ceil(n / 100))``.
+            (id -1 in ``stage_labels``, counted in ``best_n_outliers`` and
+            ``n_outliers``); default ``max(2, ceil(n / 100))``.
+        clusters_per_class: the best threshold has at most
+            ``floor(clusters_per_class x classes)`` clusters of at least
+            ``min_cluster_size`` samples; None: no bound.
         persistence: relative threshold of the persistent components
             (:func:`~holejax.analysis.persistent_components`).
         wasserstein_order: exponent of the Wasserstein distance.
         metric_params: ``{metric: {param: value}}``, e.g. ``{"geodesic": {"k": 15}}``.
         memory_budget: bytes one batched distance call may use.
         h0_method: ``"auto"``, ``"prim"`` or ``"boruvka"`` (see ``hj.h0``).
-        accuracy: ``{perturbation: accuracy}`` to record (``hj.study`` fills it).
+        accuracy: ``{perturbation: accuracy}`` to record (``hj.robustness_study`` fills it).
+        client: a ``distributed.Client``: the clouds are analysed on its Dask
+            cluster, each task reading its own chunks of ``acts`` (a store path or
+            fsspec URL the workers can open); the result is the same Dataset
+            (see :mod:`holejax.distributed`).
 
     Returns:
         ``xarray.Dataset`` with coords ``perturbation``, ``layer``, ``metric``,
@@ -165,8 +449,11 @@ def analyze(
           ``(..., edge, linkage_col=4)`` float64 (scipy); ``mst_edges``
           ``(..., edge, end=2)`` int64;
         - ``purity``, ``inverse_purity``, ``ari``, ``nmi`` at the best
-          threshold, ``best_threshold``, ``n_components``, ``n_outliers``,
-          ``persistence_threshold`` ``(perturbation, layer, metric)``;
+          threshold, ``best_threshold``, ``best_n_clusters`` (clusters of at
+          least ``min_cluster_size`` there), ``best_n_outliers`` (samples in
+          smaller ones), and the persistent components ``n_components``,
+          ``n_outliers`` at ``persistence_threshold``, all
+          ``(perturbation, layer, metric)``;
         - ``stage_threshold`` ``(..., stage)`` (NaN for ``labels``) and
           ``stage_labels`` ``(..., stage, sample)`` int64;
         - ``bottleneck``, ``wasserstein`` ``(perturbation, layer, metric)``:
@@ -189,200 +476,43 @@ def analyze(
         >>> res = hj.analyze(acts, metrics=["euclidean", "cosine"])
         >>> res.purity.sel(perturbation="clean", metric="euclidean").item()
         1.0
+        >>> res.best_n_clusters.sel(perturbation="clean", metric="euclidean").item()
+        3
         >>> res.stage.values.tolist()
         ['labels', 'first_merge', 'best', 'intermediate', 'one']
     """
-    import xarray as xr
+    if client is not None:
+        from holejax.distributed import analyze_on_cluster  # dask: an optional dependency
 
-    from holejax import __version__
-    from holejax.metrics import METRICS
-    from holejax.store import as_activation_store, layer_names, unit_dim
-
+        return analyze_on_cluster(
+            client, acts, metrics, layers, perturbations, labels=labels, criterion=criterion,
+            min_cluster_size=min_cluster_size, clusters_per_class=clusters_per_class, persistence=persistence,
+            wasserstein_order=wasserstein_order, metric_params=metric_params, memory_budget=memory_budget,
+            h0_method=h0_method, accuracy=accuracy,
+        )
     acts, source = as_activation_store(acts)
-    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-    if not metrics:
-        raise ValueError("metrics is empty; pass at least one metric name, e.g. ['euclidean'].")
-    for m in metrics:
-        check_choice(m, "metric", METRICS)
-    if len(set(metrics)) != len(metrics):
-        raise ValueError(f"metrics lists a metric twice: {metrics}.")
-    params = _metric_params(metrics, metric_params)
-    check_choice(criterion, "criterion", CRITERIA)
+    request = check_request(
+        acts, metrics, layers, perturbations, labels, criterion, min_cluster_size, clusters_per_class, metric_params
+    )
     if isinstance(persistence, bool) or not isinstance(persistence, (int, float)) or not 0 < persistence <= 1:
         raise ValueError(f"persistence must be a number in (0, 1]; got {persistence!r}.")
     if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer)) or memory_budget <= 0:
         raise ValueError(f"memory_budget must be a positive number of bytes; got {memory_budget!r}.")
-
-    all_layers = layer_names(acts)
-    if not all_layers:
-        raise ValueError("acts holds no layer variables (perturbation, sample, unit); export some layers first.")
-    layer_list = _names(layers, "layers", all_layers, "layer")
-    store_perts = [str(p) for p in acts["perturbation"].values]
-    pert_list = _names(perturbations, "perturbations", store_perts, "perturbation")
-    if "clean" in store_perts:
-        pert_list = ["clean"] + [p for p in pert_list if p != "clean"]
-    n = int(acts.sizes["sample"])
-    if n < 2:
-        raise ValueError(f"acts holds {n} sample(s); H0 needs at least 2.")
-
-    if labels is None and "label" in acts.coords:
-        labels = acts["label"].values
-    y = None if labels is None else as_labels(labels, n, "labels")
-    if y is None and criterion != "gap":
-        criterion = "gap"
-    size = check_min_cluster_size(min_cluster_size, n)
     if accuracy is not None:
-        unknown = [k for k in accuracy if k not in pert_list]
+        unknown = [k for k in accuracy if k not in request.perturbations]
         if unknown:
-            raise ValueError(f"accuracy names perturbations {unknown} that are not analysed ({pert_list}).")
-
-    P, L, M, E = len(pert_list), len(layer_list), len(metrics), n - 1
-    clock = time.perf_counter()
+            raise ValueError(f"accuracy names perturbations {unknown} that are not analysed ({request.perturbations}).")
     last_timings.clear()
-    deaths = np.full((P, L, M, E), np.nan, np.float32)
-    edges = np.zeros((P, L, M, E, 2), np.int64)
-    linkage = np.zeros((P, L, M, E, 4), np.float64)
 
-    # 1. clouds grouped by width; one batched distance + H0 call per (group, metric)
-    clouds: dict[int, list[tuple[int, np.ndarray]]] = {}
-    for li, layer in enumerate(layer_list):
-        var = acts[layer]
-        if var.dims[:2] != ("perturbation", "sample") or var.ndim != 3:
-            raise ValueError(f"layer {layer!r} has dims {var.dims}; expected ('perturbation', 'sample', {unit_dim(layer)!r}).")
-        width = int(var.shape[2])
-        if width == 0:
-            raise ValueError(f"layer {layer!r} is empty (0 units); choose layers with at least one unit.")
-        X = np.asarray(var.sel(perturbation=pert_list).values)
-        if not np.issubdtype(X.dtype, np.floating) or X.dtype == np.float16:
-            X = X.astype(np.float32)
-        for pi, pert in enumerate(pert_list):
-            bad = first_nonfinite_row(X[pi])
-            if bad is not None:
-                raise ValueError(
-                    f"layer {layer!r}, perturbation {pert!r}: activations hold NaN or Inf at sample {bad}. "
-                    "Fix the model/inputs or drop that perturbation."
-                )
-        clouds.setdefault(width, []).append((li, X))
-    for width, members in clouds.items():
-        Xs = np.concatenate([X for _, X in members])
-        for mi, metric in enumerate(metrics):
-            try:
-                d, e, z = _h0_group(Xs, metric, params[metric], int(memory_budget), h0_method)
-            except CloudError as err:  # cloud b of the group is layer members[b // P], perturbation b % P
-                if err.cloud is None:
-                    raise
-                layer = layer_list[members[err.cloud // P][0]]
-                raise err.located(layer=layer, perturbation=pert_list[err.cloud % P]) from None
-            for k, (li, _) in enumerate(members):
-                rows = slice(k * P, (k + 1) * P)
-                deaths[:, li, mi], edges[:, li, mi], linkage[:, li, mi] = d[rows], e[rows], z[rows]
-
+    clock = time.perf_counter()
+    clouds = layer_clouds(acts, request)
+    trees = merge_trees(clouds, request, int(acts.sizes["sample"]), int(memory_budget), h0_method)
     last_timings["h0_s"] = time.perf_counter() - clock
 
-    # 2. every threshold of every cloud scored in one call
+    stages = stages_and_scores(*trees, request, persistence)
+
     clock = time.perf_counter()
-    flat_link = linkage.reshape(P * L * M, E, 4)
-    scores = merge_scores(flat_link, y) if y is not None else None
-    last_timings["scores_s"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-
-    # 3. per cloud: stages, best-threshold scores, persistent components
-    from holejax.filtration import H0Result
-
-    stage_t = np.full((P, L, M, len(STAGES)), np.nan)
-    stage_lab = np.zeros((P, L, M, len(STAGES), n), np.int64)
-    out = {k: np.full((P, L, M), np.nan) for k in ("purity", "inverse_purity", "ari", "nmi", "best_threshold", "persistence_threshold")}
-    n_comp = np.zeros((P, L, M), np.int64)
-    n_out = np.zeros((P, L, M), np.int64)
-    for flat, (pi, li, mi) in enumerate(np.ndindex(P, L, M)):
-        h = H0Result(deaths[pi, li, mi], edges[pi, li, mi], linkage[pi, li, mi])
-        values, states = distinct_deaths(h.deaths)
-        if scores is None or criterion == "gap" or len(values) == 0:
-            crit = criterion_values("gap", values)
-        else:
-            crit = criterion_values(
-                criterion, values, scores.purity[flat, states], scores.inverse_purity[flat, states], scores.ari[flat, states]
-            )
-        t4 = stage_thresholds(values, crit)
-        raw = cluster_labels(h, t4)
-        stage_t[pi, li, mi, 1:] = t4
-        stage_lab[pi, li, mi, 0] = -1 if y is None else y
-        for s in range(4):
-            stage_lab[pi, li, mi, s + 1] = group_small_clusters(raw[s], size)
-        best = t4[1]
-        out["best_threshold"][pi, li, mi] = best
-        if scores is not None:
-            state = int(np.searchsorted(np.asarray(h.deaths, np.float64), best, side="right"))
-            out["purity"][pi, li, mi] = scores.purity[flat, state]
-            out["inverse_purity"][pi, li, mi] = scores.inverse_purity[flat, state]
-            out["ari"][pi, li, mi] = scores.ari[flat, state]
-            out["nmi"][pi, li, mi] = normalized_mutual_info(raw[1], y)
-        pc = persistent_components(h, persistence, size)
-        n_comp[pi, li, mi], n_out[pi, li, mi] = pc.n_components, pc.n_outliers
-        out["persistence_threshold"][pi, li, mi] = pc.threshold
-
-    last_timings["stages_s"] = time.perf_counter() - clock
-
-    # 4. diagram distances of every perturbed cloud to its clean twin
-    clock = time.perf_counter()
-    dist = {k: np.full((P, L, M), np.nan) for k in ("bottleneck", "wasserstein")}
-    if "clean" in pert_list:
-        for k in dist:
-            dist[k][0] = 0.0
-        if P > 1:
-            a = np.broadcast_to(deaths[:1], deaths[1:].shape).reshape(-1, E)
-            b = deaths[1:].reshape(-1, E)
-            dist["bottleneck"][1:] = h0_diagram_distances(a, b, "bottleneck").reshape(P - 1, L, M)
-            dist["wasserstein"][1:] = h0_diagram_distances(a, b, "wasserstein", wasserstein_order).reshape(P - 1, L, M)
-
+    distances = distances_to_clean(trees[0], request.perturbations, wasserstein_order)
     last_timings["distances_s"] = time.perf_counter() - clock
 
-    plm = ("perturbation", "layer", "metric")
-    data = {
-        "deaths": (plm + ("edge",), deaths),
-        "linkage": (plm + ("edge", "linkage_col"), linkage),
-        "mst_edges": (plm + ("edge", "end"), edges),
-        "stage_threshold": (plm + ("stage",), stage_t),
-        "stage_labels": (plm + ("stage", "sample"), stage_lab),
-        "n_components": (plm, n_comp),
-        "n_outliers": (plm, n_out),
-        **{k: (plm, v) for k, v in out.items()},
-        **{k: (plm, v) for k, v in dist.items()},
-    }
-    if accuracy is not None:
-        data["accuracy"] = (("perturbation",), np.array([accuracy.get(p, np.nan) for p in pert_list], np.float64))
-    coords: dict[str, Any] = {
-        "perturbation": pert_list,
-        "layer": layer_list,
-        "metric": metrics,
-        "stage": list(STAGES),
-        "edge": np.arange(E),
-        "sample": acts["sample"].values if "sample" in acts.coords else np.arange(n),
-    }
-    if y is not None:
-        coords["label"] = ("sample", y)
-    attrs = {
-        "holejax_store": "results",
-        "holejax_version": __version__,
-        "label_names": list(acts.attrs.get("label_names") or []),
-        "source": source or "",
-        "metric_params": {m: {k: _json(v) for k, v in p.items()} for m, p in params.items()},
-        "criterion": criterion,
-        "min_cluster_size": size,
-        "persistence": float(persistence),
-        "wasserstein_order": float(wasserstein_order),
-        "perturbation_params": acts.attrs.get("perturbation_params", {}),
-        "framework": acts.attrs.get("framework", ""),
-        "model_class": acts.attrs.get("model_class", ""),
-    }
-    return xr.Dataset(data, coords=coords, attrs=attrs)
-
-
-def _json(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return "array" + str(tuple(v.shape))
-    if isinstance(v, (np.integer, np.floating)):
-        return v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    return v
+    return results_dataset(acts, source, request, trees, stages, distances, accuracy, persistence, wasserstein_order)

@@ -1,4 +1,4 @@
-"""``study``: export, analyse and measure accuracy under every perturbation in one call."""
+"""``robustness_study``: export, analyse and measure accuracy under every perturbation in one call."""
 
 from __future__ import annotations
 
@@ -13,21 +13,21 @@ import numpy as np
 from holejax._checks import as_labels, check_choice
 from holejax.analysis.analyze import analyze
 
-__all__ = ["study"]
+__all__ = ["robustness_study"]
 
 
 def _n_samples(inputs: Any) -> int:
     shape = getattr(inputs, "shape", None)
     if shape is None or len(shape) == 0:
         raise TypeError(
-            "study needs inputs as one array (sample, ...) (numpy, jax or torch), so that the "
+            "robustness_study needs inputs as one array (sample, ...) (numpy, jax or torch), so that the "
             f"accuracy pass sees the same samples as the export; got {type(inputs).__name__}. "
             "For iterables of batches call hj.export_activations and hj.analyze separately."
         )
     return int(shape[0])
 
 
-def study(
+def robustness_study(
     model: Any,
     inputs: Any,
     labels: Any = None,
@@ -85,7 +85,7 @@ def study(
         >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
         >>> x = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
         >>> y = (x[:, 0] > 0).astype(int)
-        >>> res = hj.study(net, x, y, perturbations=[hj.gaussian(0.5), hj.int8_dynamic()],
+        >>> res = hj.robustness_study(net, x, y, perturbations=[hj.gaussian(0.5), hj.int8_dynamic()],
         ...                layers=["1"], metrics=["euclidean"], progress=False)
         >>> res.perturbation.values.tolist()
         ['clean', 'gaussian(sigma=0.5)', 'int8_dynamic']
@@ -107,7 +107,7 @@ def study(
         check_choice(m, "metric", METRICS)
     perts = as_perturbations(perturbations)
     if "accuracy" in analyze_options:
-        raise TypeError("study measures accuracy itself; do not pass accuracy=.")
+        raise TypeError("robustness_study measures accuracy itself; do not pass accuracy=.")
     if results is not None and os.path.exists(results) and mode != "overwrite":
         raise FileExistsError(f"results={os.fspath(results)!r} already exists; pass mode='overwrite' or another path.")
 

@@ -10,27 +10,40 @@ HOLE draws a five-stage Sankey diagram (paper section 3.4.2):
 ``one``            the last finite merge: one component (if the cloud is connected)
 =================  ==========================================================
 
-Where the HOLE reference code differs, holejax follows the paper and fixes it:
+Which threshold is ``best`` (the headline of ``hj.analyze``):
 
-* The reference drops duplicate thresholds (``sorted(set(...))``) and returns
-  fewer than four when there are ties or few distinct deaths, so its Sankey
-  loses stages or fails on small clouds. Here the four thresholds are always
-  strictly increasing (:func:`stage_thresholds` spreads them between the
-  distinct deaths when there are fewer than four; such stages then show the
-  same partition, which is honest).
-* The reference scores thresholds with ``0.7 * purity + 0.3 * inverse
-  purity`` over clusters computed afresh from the full distance matrix per
-  threshold (``O(n^2)`` each). Purity alone is maximal for singletons, so
-  "best" must be a score that penalises fragmentation: by default the
-  adjusted Rand index (``criterion="ari"``); ``"f1"`` (harmonic mean of purity
-  and inverse purity) and ``"hole"`` (the reference's weighting) are offered.
-  All ``n - 1`` thresholds are scored at once from the merge tree
-  (:func:`holejax.analysis.merge_scores`).
-* The reference's default Rips complex is truncated at the 95th percentile
-  of the distances, so the last H0 deaths become infinite; holejax's H0 is
-  the exact minimum spanning tree.
+* Each candidate threshold is a level of the merge heights; heights that
+  agree to the float32 kernels' rounding (within :data:`TIE_RTOL` of the
+  largest finite death) are one level, so a threshold never separates two
+  merges of equal height (:func:`distinct_deaths`).
+* At each level, clusters with fewer than ``min_cluster_size`` samples are
+  pooled into one "small/outliers" cluster, and the partition is scored
+  against the labels with the pool counted as one (impure) cluster. Purity
+  alone is maximal for singletons, so ``best`` maximises a score that
+  penalises fragmentation: by default the adjusted Rand index
+  (``criterion="ari"``); ``"f1"`` (harmonic mean of purity and inverse
+  purity) and ``"purity"`` are offered. All ``n - 1`` thresholds are scored
+  at once from the merge tree (:func:`holejax.analysis.merge_scores`).
+* Only levels with at most ``max_clusters`` clusters of ``min_cluster_size``
+  samples or more compete (``hj.analyze`` uses twice the number of classes);
+  when none has so few, the levels with the fewest clusters do.
+* The four thresholds are always strictly increasing
+  (:func:`stage_thresholds` spreads them between the distinct levels when
+  there are fewer than four; such stages then show the same partition).
+* ``intermediate`` is the middle level strictly between ``best`` and
+  ``one``; with an even number of them the lower middle one. The paper
+  (section 3.4.2) calls the third and fourth stages "the most optimal
+  thresholds" without fixing the fourth, and holejax keeps the lower middle.
 * Without labels the best stage is the most persistent partition: the
-  threshold followed by the widest gap to the next death (``"gap"``).
+  threshold followed by the widest gap to the next level (``"gap"``).
+
+``criterion="hole"`` reproduces the HOLE reference code's rule exactly:
+every cluster counts as it is (singletons included, no pooling of small
+clusters and no bound on their number), the best level maximises ``0.7 *
+purity + 0.3 * inverse purity`` (ties to the smaller threshold), and the
+intermediate stage is the *upper* middle level between ``best`` and
+``one``. Both use holejax's exact H0 (the minimum spanning tree of the full
+distance matrix, as the reference's Sankey and visualiser paths compute it).
 
 Clusters with fewer than ``min_cluster_size`` samples are grouped as
 "small/outliers" with id ``-1`` in the stage labels; the remaining clusters
@@ -45,24 +58,34 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from holejax._checks import as_labels, check_choice, check_h0_result
-from holejax.analysis.scores import merge_scores
+from holejax.analysis.scores import MergeScores, merge_scores
 
 __all__ = [
     "CRITERIA",
     "STAGES",
     "PersistentComponents",
+    "TIE_RTOL",
+    "bound_clusters",
+    "check_clusters_per_class",
+    "choose_thresholds",
     "cluster_labels",
     "criterion_values",
     "default_min_cluster_size",
     "distinct_deaths",
     "group_small_clusters",
+    "max_clusters_for",
     "persistent_components",
     "sankey_stages",
+    "scoring_min_size",
     "stage_thresholds",
 ]
 
 STAGES = ("labels", "first_merge", "best", "intermediate", "one")
 CRITERIA = ("ari", "f1", "hole", "purity", "gap")
+
+# merge heights closer than this fraction of the largest finite death are one level:
+# 16 float32 units in the last place, the rounding of the distance kernels
+TIE_RTOL = 2.0**-19
 
 
 def default_min_cluster_size(n: int) -> int:
@@ -87,28 +110,39 @@ def check_min_cluster_size(value: Any, n: int) -> int:
     return int(value)
 
 
-def distinct_deaths(deaths: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct finite deaths and, for each, the merge-tree state it reaches.
+def distinct_deaths(deaths: Any, rtol: float = TIE_RTOL) -> tuple[np.ndarray, np.ndarray]:
+    """The levels of the finite deaths and, for each, the merge-tree state it reaches.
+
+    Deaths that agree to within ``rtol`` times the largest finite death are
+    one level (chained: each to the next), so that a threshold never falls
+    between two merges whose heights differ only by the float32 rounding of
+    the distance kernels.
 
     Args:
         deaths: ``(edge,)`` ascending deaths (``+inf`` last).
+        rtol: relative tolerance of a tie (0: exact equality only).
 
     Returns:
-        ``(values, states)``: ``values`` ``(k,)`` float64 ascending;
-        ``states[i]`` is the number of merges with death ``<= values[i]``
-        (the column of :class:`~holejax.analysis.MergeScores` that holds the
-        partition at that threshold).
+        ``(values, states)``: ``values`` ``(k,)`` float64 ascending, the
+        largest death of each level; ``states[i]`` is the number of merges
+        with death ``<= values[i]`` (the column of
+        :class:`~holejax.analysis.MergeScores` that holds the partition at
+        that threshold).
 
     Example:
         >>> v, s = distinct_deaths([1.0, 1.0, 2.0, float("inf")])
         >>> v.tolist(), s.tolist()
         ([1.0, 2.0], [2, 3])
+        >>> v, s = distinct_deaths([1.4829762, 1.48297644, 2.0])
+        >>> v.tolist(), s.tolist()
+        ([1.48297644, 2.0], [2, 3])
     """
     d = np.asarray(deaths, np.float64)
     finite = d[np.isfinite(d)]
     if finite.size == 0:
         return np.zeros(0), np.zeros(0, np.int64)
-    last = np.flatnonzero(np.r_[finite[1:] != finite[:-1], True])
+    tol = float(rtol) * float(np.abs(finite).max())
+    last = np.flatnonzero(np.r_[np.diff(finite) > tol, True])
     return finite[last], last + 1
 
 
@@ -133,13 +167,16 @@ def criterion_values(
     return 0.7 * p + 0.3 * q  # "hole"
 
 
-def stage_thresholds(values: Any, scores: Any) -> np.ndarray:
+def stage_thresholds(values: Any, scores: Any, *, middle: str = "lower") -> np.ndarray:
     """The four strictly increasing thresholds: first merge, best, intermediate, one.
 
     Args:
         values: ``(k,)`` ascending distinct finite deaths.
         scores: ``(k,)`` score of each (higher is better); ties go to the
-            smaller threshold.
+            smaller threshold; ``-inf`` / NaN never win unless all do.
+        middle: which of an even number of levels between best and one is
+            the intermediate: ``"lower"`` (holejax) or ``"upper"`` (the HOLE
+            reference code).
 
     Returns:
         ``(4,)`` float64. ``first = values[0]`` and ``one = values[-1]``; the
@@ -153,6 +190,11 @@ def stage_thresholds(values: Any, scores: Any) -> np.ndarray:
     Example:
         >>> stage_thresholds([1.0, 2.0, 3.0, 4.0, 5.0], [0, 0.2, 0.9, 0.1, 0]).tolist()
         [1.0, 3.0, 4.0, 5.0]
+        >>> gaps = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+        >>> stage_thresholds(gaps, [0, 1, 0, 0, 0, 0, 0]).tolist()
+        [1.0, 2.0, 4.0, 7.0]
+        >>> stage_thresholds(gaps, [0, 1, 0, 0, 0, 0, 0], middle="upper").tolist()
+        [1.0, 2.0, 5.0, 7.0]
         >>> stage_thresholds([1.0, 2.0, 3.0], [0, 1, 0]).tolist()
         [1.0, 2.0, 2.5, 3.0]
         >>> stage_thresholds([1.0, 4.0], [1, 0]).tolist()
@@ -160,6 +202,7 @@ def stage_thresholds(values: Any, scores: Any) -> np.ndarray:
         >>> stage_thresholds([2.0], [0]).tolist()
         [2.0, 2.00002, 2.00004, 2.00006]
     """
+    check_choice(middle, "middle", ("lower", "upper"))
     u = np.asarray(values, np.float64)
     s = np.asarray(scores, np.float64)
     k = len(u)
@@ -169,7 +212,8 @@ def stage_thresholds(values: Any, scores: Any) -> np.ndarray:
         best = u[best_i] if best_i > 0 else u[0] + (u[1] - u[0]) / 3
         between = np.arange(best_i + 1, k - 1)
         if between.size:
-            inter = u[between[(between.size - 1) // 2]]
+            pick = (between.size - 1) // 2 if middle == "lower" else between.size // 2
+            inter = u[between[pick]]
         else:
             inter = 0.5 * (best + u[-1])
         return np.array([u[0], best, inter, u[-1]])
@@ -255,12 +299,104 @@ def _check_h(h: Any) -> tuple[np.ndarray, np.ndarray]:
     return deaths, linkage
 
 
+def check_clusters_per_class(value: Any) -> float | None:
+    """``value`` as a positive float, or None (no bound on the number of clusters)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value > 0:
+        raise ValueError(
+            "clusters_per_class must be a positive number (the best threshold may have at most "
+            f"clusters_per_class x classes clusters) or None for no bound; got {value!r}."
+        )
+    return float(value)
+
+
+def max_clusters_for(labels: Any, clusters_per_class: float | None) -> int | None:
+    """The bound on the clusters of the best threshold: ``floor(clusters_per_class * classes)``, at least 1.
+
+    Example:
+        >>> max_clusters_for([0, 1, 1, 2], 2.0), max_clusters_for([0, 1], None)
+        (6, None)
+    """
+    if clusters_per_class is None:
+        return None
+    return max(1, math.floor(clusters_per_class * len(np.unique(np.asarray(labels)))))
+
+
+def scoring_min_size(criterion: str, min_cluster_size: int) -> int:
+    """The cluster size below which the scored partitions pool clusters as outliers (1 for ``"hole"``)."""
+    return 1 if criterion == "hole" else int(min_cluster_size)
+
+
+def bound_clusters(scores: Any, n_clusters: Any, max_clusters: int | None) -> np.ndarray:
+    """``scores`` with ``-inf`` where a candidate has more than ``max_clusters`` clusters.
+
+    The last candidate (one component) is never a best threshold, so when no
+    other candidate has at most ``max_clusters`` clusters, the other
+    candidates with the fewest clusters stay.
+
+    Example:
+        >>> bound_clusters([0.9, 0.8, 0.5, 0.0], [9, 4, 2, 1], 4).tolist()
+        [-inf, 0.8, 0.5, 0.0]
+        >>> bound_clusters([0.9, 0.8, 0.0], [9, 7, 1], 4).tolist()
+        [-inf, 0.8, 0.0]
+    """
+    s = np.asarray(scores, np.float64)
+    if max_clusters is None or s.size < 2:
+        return s
+    c = np.asarray(n_clusters)
+    allowed = c <= max_clusters
+    if not allowed[:-1].any():
+        allowed = c <= c[:-1].min()
+    return np.where(allowed, s, -np.inf)
+
+
+def choose_thresholds(
+    deaths: Any, criterion: str, scores: MergeScores | None = None, max_clusters: int | None = None
+) -> np.ndarray:
+    """The four stage thresholds of one cloud under ``criterion`` (see the module docstring).
+
+    Args:
+        deaths: ``(edge,)`` ascending H0 deaths.
+        criterion: one of :data:`CRITERIA`.
+        scores: the cloud's :class:`~holejax.analysis.MergeScores` (arrays
+            ``(sample,)``), scored with clusters under
+            :func:`scoring_min_size` pooled; None without labels (``"gap"``).
+        max_clusters: most clusters of the best threshold (None: no bound;
+            ignored by ``"hole"``).
+
+    Returns:
+        ``(4,)`` float64: first merge, best, intermediate, one.
+
+    Example:
+        >>> import numpy as np, holejax as hj
+        >>> x = np.array([0.0, 1.0, 3.0, 6.0, 10.0, 15.0, 21.0, 28.0])
+        >>> h = hj.h0(np.abs(x[:, None] - x[None, :]))
+        >>> y = [0, 0, 0, 1, 1, 1, 1, 1]
+        >>> s = merge_scores(np.asarray(h.linkage)[None], y)
+        >>> one = MergeScores(*(f[0] for f in s))
+        >>> choose_thresholds(h.deaths, "hole", one).tolist()
+        [1.0, 2.0, 5.0, 7.0]
+    """
+    values, states = distinct_deaths(deaths)
+    if scores is None or criterion == "gap" or len(values) == 0:
+        crit = criterion_values("gap", values)
+    else:
+        crit = criterion_values(
+            criterion, values, scores.purity[states], scores.inverse_purity[states], scores.ari[states]
+        )
+    if scores is not None and criterion != "hole":
+        crit = bound_clusters(crit, scores.n_clusters[states], max_clusters)
+    return stage_thresholds(values, crit, middle="upper" if criterion == "hole" else "lower")
+
+
 def sankey_stages(
     h: Any,
     labels: Any,
     *,
     criterion: str = "ari",
     min_cluster_size: int | None = None,
+    clusters_per_class: float | None = 2.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The five Sankey stages of one cloud: thresholds and the cluster ids at each.
 
@@ -268,9 +404,14 @@ def sankey_stages(
         h: ``hj.h0(D)`` of one cloud of ``n`` samples.
         labels: ``(sample,)`` int true classes (stage ``labels``).
         criterion: how ``best`` is chosen: ``"ari"`` (default), ``"f1"``,
-            ``"hole"``, ``"purity"`` or ``"gap"`` (see the module docstring).
-        min_cluster_size: clusters smaller than this become id ``-1``
-            (default ``max(2, ceil(n / 100))``; 1 keeps all).
+            ``"purity"``, ``"gap"`` or ``"hole"`` (the HOLE reference code's
+            rule; see the module docstring).
+        min_cluster_size: clusters smaller than this become id ``-1`` and are
+            scored as one outlier cluster (default ``max(2, ceil(n / 100))``;
+            1 keeps all).
+        clusters_per_class: the best threshold has at most
+            ``clusters_per_class x classes`` clusters of ``min_cluster_size``
+            or more (None: no bound).
 
     Returns:
         ``(thresholds, stage_labels)``: ``thresholds`` ``(stage=5,)`` float64
@@ -296,15 +437,9 @@ def sankey_stages(
     y = as_labels(labels, n, "labels")
     check_choice(criterion, "criterion", CRITERIA)
     size = check_min_cluster_size(min_cluster_size, n)
-    values, states = distinct_deaths(deaths)
-    if criterion == "gap" or len(values) == 0:
-        scores = criterion_values("gap", values)
-    else:
-        s = merge_scores(linkage[None], y)
-        scores = criterion_values(
-            criterion, values, s.purity[0, states], s.inverse_purity[0, states], s.ari[0, states]
-        )
-    thresholds = stage_thresholds(values, scores)
+    per_class = check_clusters_per_class(clusters_per_class)
+    s = merge_scores(linkage[None], y, min_cluster_size=scoring_min_size(criterion, size))
+    thresholds = choose_thresholds(deaths, criterion, MergeScores(*(f[0] for f in s)), max_clusters_for(y, per_class))
     stages = cluster_labels(h, thresholds)
     stages = np.stack([group_small_clusters(row, size) for row in stages])
     return np.r_[np.nan, thresholds], np.concatenate([y[None], stages])

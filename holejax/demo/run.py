@@ -71,7 +71,7 @@ def run_demo(output: str | Path = "holejax-demo", quick: bool = False, seed: int
         inputs = digits.images[test] if name == "torch-cnn" else digits.X[test]
         store = out / f"{name}.zarr"
         print(f"\n[{name}] exporting activations to {store} and analysing them", flush=True)
-        study = hj.study(
+        study = hj.robustness_study(
             model, inputs, labels=digits.y[test], label_names=digits.label_names,
             perturbations=demo_perturbations(), metrics=list(DEMO_METRICS), store=store,
             results=out / f"{name}-results.zarr", batch_size=128, mode="overwrite", seed=seed,

@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.metrics.cluster import contingency_matrix
 
 import holejax as hj
-from holejax.analysis import adjusted_rand, merge_scores, normalized_mutual_info
+from holejax.analysis import adjusted_rand, group_small_clusters, merge_scores, normalized_mutual_info
 from holejax.analysis import scores as scores_mod
 from holejax.analysis.stages import distinct_deaths
 from holejax.filtration import clusters_at
@@ -88,13 +88,41 @@ def test_merge_scores_batch_equals_one_by_one_and_chunks():
         np.testing.assert_array_equal(whole.purity[i], chunked.purity[i])
 
 
-def test_merge_scan_under_jit_and_vmap():
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("min_size", [2, 3, 7])
+def test_pooled_outlier_scores_match_sklearn_at_every_threshold(seed, min_size):
+    X, y = blobs(n=80, classes=4, seed=seed)
+    h = hj.h0(dist(X))
+    s = merge_scores(np.asarray(h.linkage)[None], y, min_cluster_size=min_size)
+    values, states = distinct_deaths(h.deaths, rtol=0.0)
+    for v, k in [(0.0, 0), *zip(values, states)]:
+        lab = group_small_clusters(clusters_at(h, v), min_size)
+        assert s.purity[0, k] == pytest.approx(hj.purity(lab, y), abs=1e-12)
+        assert s.inverse_purity[0, k] == pytest.approx(hj.inverse_purity(lab, y), abs=1e-12)
+        assert s.ari[0, k] == pytest.approx(adjusted_rand_score(y, lab), abs=1e-12)
+        assert s.n_clusters[0, k] == len(np.unique(lab[lab >= 0]))
+        assert s.n_outliers[0, k] == int((lab < 0).sum())
+
+
+def test_min_cluster_size_one_counts_every_cluster():
+    X, y = blobs()
+    Z = np.asarray(hj.h0(dist(X)).linkage)[None]
+    s = merge_scores(Z, y, min_cluster_size=1)
+    assert s.n_clusters[0].tolist() == list(range(len(y), 0, -1))
+    assert (s.n_outliers == 0).all()
+    with pytest.raises(ValueError, match="min_cluster_size must be an int >= 1"):
+        merge_scores(Z, y, min_cluster_size=0)
+
+
+@pytest.mark.parametrize("min_size", [1, 4])
+def test_merge_scan_under_jit_and_vmap(min_size):
     X, y = blobs()
     Z = jnp.asarray(hj.h0(dist(X)).linkage, jnp.float32)
     onehot = jnp.asarray(np.eye(3, dtype=np.int32)[y])
-    eager = scores_mod._merge_scan(Z, onehot)
-    jitted = jax.jit(scores_mod._merge_scan)(Z, onehot)
-    vmapped = jax.vmap(scores_mod._merge_scan, in_axes=(0, None))(jnp.stack([Z, Z]), onehot)
+    m = jnp.int32(min_size)
+    eager = scores_mod._merge_scan(Z, onehot, m)
+    jitted = jax.jit(scores_mod._merge_scan)(Z, onehot, m)
+    vmapped = jax.vmap(scores_mod._merge_scan, in_axes=(0, None, None))(jnp.stack([Z, Z]), onehot, m)
     for a, b, c in zip(eager, jitted, vmapped):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c[1])

@@ -39,7 +39,7 @@ def test_best_stage_is_the_brute_force_optimum(criterion):
     y = rng.integers(0, 3, 40)
     x = rng.normal(size=40) + 3 * y
     h = line_h0(x)
-    t, lab = hj.sankey_stages(h, y, criterion=criterion, min_cluster_size=1)
+    t, lab = hj.sankey_stages(h, y, criterion=criterion, min_cluster_size=1, clusters_per_class=None)
     values, _ = distinct_deaths(h.deaths)
 
     def score(v):
@@ -51,6 +51,76 @@ def test_best_stage_is_the_brute_force_optimum(criterion):
     best = head[int(np.argmax([score(v) for v in head]))]
     np.testing.assert_array_equal(clusters_at(h, t[2]), clusters_at(h, best))
     assert t[2] == best or (best == values[0] and values[0] < t[2] < values[1])
+
+
+@pytest.mark.parametrize("criterion", ["ari", "f1", "purity"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_default_best_stage_is_the_bounded_pooled_optimum(criterion, seed):
+    # many far-off singletons: the unbounded optimum over raw clusters is made of them
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.repeat([0, 1, 2], 20), rng.integers(0, 3, 25)]
+    x = np.r_[rng.normal(size=60) * 0.3 + 6 * y[:60], rng.uniform(-40, 60, 25)]
+    h = line_h0(x)
+    t, lab = hj.sankey_stages(h, y, criterion=criterion, min_cluster_size=3)
+    values, _ = distinct_deaths(h.deaths)
+
+    def pooled(v):
+        return group_small_clusters(clusters_at(h, v), 3)
+
+    def score(c):
+        p, q = hj.purity(c, y), hj.inverse_purity(c, y)
+        return {"ari": adjusted_rand_score(y, c), "f1": 2 * p * q / (p + q), "purity": p}[criterion]
+
+    head = [v for v in values[:-1] if pooled(v).max() + 1 <= 6]  # at most 2 x 3 classes clusters
+    best = head[int(np.argmax([score(pooled(v)) for v in head]))]
+    np.testing.assert_array_equal(lab[2], pooled(best))
+    assert lab[2].max() + 1 <= 6
+
+
+def test_hole_criterion_is_the_reference_rule_by_hand():
+    # 8 points on a line with gaps 1..7: the merge heights are 1, 2, ..., 7.
+    # Classes {0, 1, 3} and the rest. 0.7 * purity + 0.3 * inverse purity by hand:
+    # t=1: {0,1} + singletons: 0.7 * 1 + 0.3 * (2 + 1) / 8 = 0.8125
+    # t=2: {0,1,3} + singletons: 0.7 * 1 + 0.3 * (3 + 1) / 8 = 0.85   <- best
+    # t=3: {0,1,3,6} + singletons: 0.7 * 7 / 8 + 0.3 * 4 / 8 = 0.7625, and lower after.
+    # Levels strictly between best (2) and one (7): 3, 4, 5, 6; HOLE takes the upper middle, 5.
+    x = np.cumsum(np.r_[0.0, np.arange(1.0, 8.0)])
+    y = [0, 0, 0, 1, 1, 1, 1, 1]
+    t, lab = hj.sankey_stages(line_h0(x), y, criterion="hole", min_cluster_size=1)
+    assert t[1:].tolist() == [1.0, 2.0, 5.0, 7.0]
+    assert lab[2].tolist() == [0, 0, 0, 1, 2, 3, 4, 5]
+    # holejax's own rule on the same scores takes the lower middle
+    assert stage_thresholds(np.arange(1.0, 8.0), [0.8125, 0.85, 0.7625, 0, 0, 0, 0]).tolist() == [1.0, 2.0, 4.0, 7.0]
+
+
+def test_hole_criterion_ignores_pooling_and_the_bound():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 30)
+    h = line_h0(rng.normal(size=30) + 2 * y)
+    a, _ = hj.sankey_stages(h, y, criterion="hole")
+    b, _ = hj.sankey_stages(h, y, criterion="hole", min_cluster_size=1, clusters_per_class=None)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_near_equal_merge_heights_are_one_level():
+    # two merges of equal height in float64 that float32 rounding set 2 ulps apart
+    d = np.array([0.5, 1.4829762, 1.48297644, 2.0, np.inf])
+    values, states = distinct_deaths(d)
+    assert values.tolist() == [0.5, 1.48297644, 2.0] and states.tolist() == [1, 3, 4]
+    values, states = distinct_deaths(d, rtol=0.0)
+    assert len(values) == 4
+    # chained: a run of near-equal heights is one level, the next real gap separates
+    values, _ = distinct_deaths([1.0, 1.0 + 1e-7, 1.0 + 2e-7, 1.1])
+    assert values.tolist() == [1.0 + 2e-7, 1.1]
+
+
+def test_bound_keeps_the_fewest_when_none_fits():
+    from holejax.analysis.stages import bound_clusters
+
+    assert bound_clusters([0.1, 0.9, 0.2], [8, 8, 1], 3).tolist() == [0.1, 0.9, 0.2]
+    assert bound_clusters([0.1, 0.9, 0.2], [5, 8, 1], 3).tolist() == [0.1, -np.inf, 0.2]
+    with pytest.raises(ValueError, match="clusters_per_class must be a positive number"):
+        hj.sankey_stages(line_h0([0, 1, 3]), [0, 1, 1], clusters_per_class=0)
 
 
 def test_ties_still_give_distinct_thresholds():

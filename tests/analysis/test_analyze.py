@@ -10,6 +10,8 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 import holejax as hj
 from holejax.analysis import h0_diagram_distances
 from holejax.analysis.robustness import reference_diagram_distance
+from holejax.analysis import group_small_clusters
+from holejax.analysis.stages import distinct_deaths
 from holejax.filtration import H0Result, clusters_at
 
 N = 40
@@ -76,9 +78,13 @@ def test_every_cloud_matches_single_cloud_functions(study):
 
 def test_scores_at_the_best_threshold(study):
     _, y, res = study
+    size = res.attrs["min_cluster_size"]
     for cell in (res.isel(perturbation=i, layer=j, metric=k) for i in range(3) for j in range(3) for k in range(3)):
         h = H0Result(cell.deaths.values, cell.mst_edges.values, cell.linkage.values)
-        lab = clusters_at(h, float(cell.best_threshold))
+        lab = group_small_clusters(clusters_at(h, float(cell.best_threshold)), size)
+        np.testing.assert_array_equal(lab, cell.stage_labels.sel(stage="best").values)
+        assert int(cell.best_n_clusters) == len(np.unique(lab[lab >= 0])) <= 2 * 4
+        assert int(cell.best_n_outliers) == int((lab < 0).sum())
         assert float(cell.purity) == pytest.approx(hj.purity(lab, y))
         assert float(cell.inverse_purity) == pytest.approx(hj.inverse_purity(lab, y))
         assert float(cell.ari) == pytest.approx(adjusted_rand_score(y, lab))
@@ -87,6 +93,56 @@ def test_scores_at_the_best_threshold(study):
         t, stages = hj.sankey_stages(h, y, min_cluster_size=res.attrs["min_cluster_size"])
         np.testing.assert_array_equal(cell.stage_threshold.values[1:], t[1:])
         np.testing.assert_array_equal(cell.stage_labels.values, stages)
+
+
+def test_unbounded_rule_over_raw_clusters_is_still_available(study):
+    acts, y, _ = study
+    res = hj.analyze(acts, layers=["block1"], min_cluster_size=1, clusters_per_class=None)
+    for cell in (res.isel(perturbation=i, layer=0, metric=0) for i in range(3)):
+        h = H0Result(cell.deaths.values, cell.mst_edges.values, cell.linkage.values)
+        values, _ = distinct_deaths(h.deaths)
+        aris = [adjusted_rand_score(y, clusters_at(h, v)) for v in values[:-1]]
+        lab = clusters_at(h, float(cell.best_threshold))
+        assert float(cell.ari) == pytest.approx(max(aris), abs=1e-12)
+        assert float(cell.purity) == pytest.approx(hj.purity(lab, y))
+        assert int(cell.best_n_outliers) == 0 and int(cell.best_n_clusters) == len(np.unique(lab))
+
+
+def float64_best(X, y, min_size, max_clusters):
+    """The best threshold of float64 scipy single linkage, by brute force over its distinct heights."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
+
+    Z = linkage(pdist(np.asarray(X, np.float64)), "single")
+    best = None
+    for v in np.unique(Z[:-1, 2]):
+        lab = group_small_clusters(fcluster(Z, v, "distance"), min_size)
+        if max_clusters is not None and lab.max() + 1 > max_clusters:
+            continue
+        ari = adjusted_rand_score(y, lab)
+        if best is None or ari > best[0]:
+            best = (ari, hj.purity(lab, y), int(lab.max()) + 1, int((lab < 0).sum()))
+    return best
+
+
+@pytest.mark.parametrize("rule", ["unbounded", "default"])
+def test_float32_ties_do_not_split_a_level_on_the_digits_inputs(rule):
+    # the 540 held-out digits: two equal float64 distances (1.48297631) come out of the float32
+    # kernel as 1.4829762 and 1.48297644; a threshold between them is a partition float64 never has
+    from holejax.demo.data import load_digits, split_digits
+
+    digits = load_digits()
+    _, test = split_digits(digits)
+    X, y = digits.X[test], digits.y[test]
+    acts = xr.Dataset({"input": (("perturbation", "sample", "input:unit"), X[None])},
+                      coords={"perturbation": ["clean"], "label": ("sample", y)})
+    options = {"min_cluster_size": 1, "clusters_per_class": None} if rule == "unbounded" else {}
+    res = hj.analyze(acts, **options).isel(perturbation=0, layer=0, metric=0)
+    size = res.attrs["min_cluster_size"]
+    ari, purity, n_clusters, n_outliers = float64_best(X, y, size, res.attrs["max_clusters"])
+    assert float(res.purity) == pytest.approx(purity, abs=1e-12)
+    assert float(res.ari) == pytest.approx(ari, abs=1e-9)
+    assert (int(res.best_n_clusters), int(res.best_n_outliers)) == (n_clusters, n_outliers)
 
 
 def test_separated_classes_are_found(study):
@@ -135,7 +191,7 @@ def test_without_labels_uses_the_widest_gap():
     assert res.attrs["criterion"] == "gap"
     assert (res.stage_labels.sel(stage="labels") == -1).all()
     deaths = res.deaths.isel(perturbation=0, layer=0, metric=0).values
-    u = np.unique(deaths)
+    u, _ = distinct_deaths(deaths)
     gaps = np.diff(u)
     assert float(res.best_threshold.isel(perturbation=0, layer=0, metric=0)) == u[np.argmax(gaps[:-1] if len(gaps) > 1 else gaps)]
 

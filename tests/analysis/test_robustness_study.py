@@ -1,4 +1,4 @@
-"""hj.study: export + analysis + accuracy per perturbation, for PyTorch and Flax models."""
+"""hj.robustness_study: export + analysis + accuracy per perturbation, for PyTorch and Flax models."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ PERTS = [hj.gaussian(0.5), hj.global_l1_prune(0.5), hj.int8_dynamic()]
 def test_torch_study_end_to_end(tmp_path):
     X, y = data()
     net = torch_net()
-    res = hj.study(net, X, y, perturbations=PERTS, layers=["1", "2"], metrics=["euclidean", "cosine"],
+    res = hj.robustness_study(net, X, y, perturbations=PERTS, layers=["1", "2"], metrics=["euclidean", "cosine"],
                    store=tmp_path / "acts.zarr", results=tmp_path / "res.zarr", seed=3, progress=False)
     assert res.perturbation.values.tolist() == ["clean"] + [p.name for p in PERTS]
     assert res.layer.values.tolist() == ["1", "2"]
@@ -66,7 +66,7 @@ def test_torch_study_end_to_end(tmp_path):
 def test_temporary_store_is_removed():
     X, y = data()
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "holejax-study-*")))
-    res = hj.study(torch_net(), X, y, perturbations=[hj.gaussian(0.1)], layers=["1"], progress=False)
+    res = hj.robustness_study(torch_net(), X, y, perturbations=[hj.gaussian(0.1)], layers=["1"], progress=False)
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "holejax-study-*"))) == before
     assert res.attrs["source"] == "" and res.deaths.shape == (2, 1, 1, N - 1)
 
@@ -81,7 +81,7 @@ def test_flax_linen_study():
 
     module = MLP()
     variables = module.init(jax.random.key(0), X[:1])
-    res = hj.study((module, variables), X, y, perturbations=[hj.quantize(bits=2)], layers=["Dense_0"],
+    res = hj.robustness_study((module, variables), X, y, perturbations=[hj.quantize(bits=2)], layers=["Dense_0"],
                    metrics=["euclidean"], progress=False)
     assert res.accuracy.dims == ("perturbation",) and res.purity.shape == (2, 1, 1)
     # 2-bit weights change the layer's activations, hence its diagram
@@ -90,7 +90,7 @@ def test_flax_linen_study():
 
 def test_without_labels_there_is_no_accuracy():
     X, _ = data()
-    res = hj.study(torch_net(), X, None, layers=["1"], progress=False)
+    res = hj.robustness_study(torch_net(), X, None, layers=["1"], progress=False)
     assert "accuracy" not in res and np.isnan(res.purity).all()
 
 
@@ -100,17 +100,17 @@ def test_bad_input_is_rejected_before_export(tmp_path):
     net = torch_net()
     store = tmp_path / "acts.zarr"
     with pytest.raises(ValueError, match="labels has 47 entries but there are 48 samples"):
-        hj.study(net, X, y[:-1], store=store, progress=False)
+        hj.robustness_study(net, X, y[:-1], store=store, progress=False)
     with pytest.raises(ValueError, match="metric='euclidian'.*Did you mean 'euclidean'"):
-        hj.study(net, X, y, metrics=["euclidian"], store=store, progress=False)
+        hj.robustness_study(net, X, y, metrics=["euclidian"], store=store, progress=False)
     with pytest.raises(ValueError, match="unknown perturbation 'gaussain'"):
-        hj.study(net, X, y, perturbations=["gaussain(sigma=0.1)"], store=store, progress=False)
+        hj.robustness_study(net, X, y, perturbations=["gaussain(sigma=0.1)"], store=store, progress=False)
     with pytest.raises(TypeError, match="one array"):
-        hj.study(net, iter([X]), y, store=store, progress=False)
+        hj.robustness_study(net, iter([X]), y, store=store, progress=False)
     assert not store.exists()
 
 
 def test_unknown_layer_is_named(tmp_path):
     X, y = data()
     with pytest.raises(ValueError, match="'7'"):
-        hj.study(torch_net(), X, y, layers=["7"], store=tmp_path / "a.zarr", progress=False)
+        hj.robustness_study(torch_net(), X, y, layers=["7"], store=tmp_path / "a.zarr", progress=False)
