@@ -47,33 +47,39 @@ def run_coroutine(make: Callable[[], Coroutine], loop: asyncio.AbstractEventLoop
         return pool.submit(asyncio.run, make()).result()
 
 
-async def _object_sizes(store: Any) -> dict[str, int]:
+async def _object_sizes(store: Any, arrays: list[str]) -> dict[str, int]:
     sizes = {}
-    async for key in store.list():
-        sizes[key] = await store.getsize(key)
+    for name in arrays:
+        async for key in store.list_dir(name):
+            sizes[f"{name}/{key}"] = await store.getsize(f"{name}/{key}")
     return sizes
 
 
-def store_objects(path: Any) -> dict[str, int]:
-    """Every object of the local store at ``path``: key -> size in bytes.
+def store_objects(path: Any, arrays: Iterable[str]) -> dict[str, int]:
+    """The objects of the named arrays of the local store at ``path``: key -> size in bytes.
+
+    One listing per array folder: the stores' arrays key their chunks with
+    the ``"."`` separator (``c.0.3.0``), so every chunk lies directly in it.
 
     Example:
         >>> import tempfile
         >>> g = zarr.create_group(tempfile.mkdtemp(), zarr_format=3)
-        >>> a = g.create_array("x", shape=(4,), chunks=(2,), dtype="int8")
+        >>> a = g.create_array("x", shape=(4,), chunks=(2,), dtype="int8",
+        ...                    chunk_key_encoding={"name": "default", "separator": "."})
         >>> a[:] = 1
-        >>> sorted(store_objects(g.store.root))
-        ['x/c/0', 'x/c/1', 'x/zarr.json', 'zarr.json']
+        >>> sorted(store_objects(g.store.root, ["x"]))
+        ['x/c.0', 'x/c.1', 'x/zarr.json']
     """
     store = LocalStore(path, read_only=True)
-    return run_coroutine(lambda: _object_sizes(store))
+    names = [str(a) for a in arrays]
+    return run_coroutine(lambda: _object_sizes(store, names))
 
 
 def array_manifest(objects: Mapping[str, int], arrays: Iterable[str]) -> dict[str, dict[str, int]]:
     """Per array: the number of chunk objects and their total bytes, from ``objects`` (key -> size).
 
     Example:
-        >>> array_manifest({"fc/zarr.json": 90, "fc/c.0.0.0": 16, "fc/c.0.1.0": 16, "zarr.json": 70}, ["fc"])
+        >>> array_manifest({"fc/zarr.json": 90, "fc/c.0.0.0": 16, "fc/c.0.1.0": 16}, ["fc"])
         {'fc': {'chunks': 2, 'bytes': 32, 'metadata': 1}}
     """
     out = {str(name): {"chunks": 0, "bytes": 0, "metadata": 0} for name in arrays}

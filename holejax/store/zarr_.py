@@ -58,6 +58,7 @@ from holejax.store.schema import (
 __all__ = ["ActivationWriter", "as_activation_store", "open_activations", "write_results", "open_results"]
 
 MODES = ("error", "overwrite", "resume", "append")
+_FLAT_KEYS = {"name": "default", "separator": "."}  # chunk keys c.<i>.<j>...: one flat folder of chunks per array
 _CHUNK_BYTES = 4 * 2**20
 
 
@@ -160,9 +161,10 @@ def _create_store(
     named in the group's ``coordinates`` attribute) are one-chunk arrays with
     their dimension names, as ``xarray.Dataset.to_zarr`` writes them, so the
     store opens with plain ``xarray.open_zarr``. Every array ends its codecs
-    with a CRC-32C checksum; layer chunks are keyed ``c.<p>.<s>.<u>`` (one
-    folder of chunks per layer) and written even where they equal the fill
-    value, so the chunk count of a finished store is known.
+    with a CRC-32C checksum; chunks are keyed ``c.<p>.<s>.<u>`` (one flat
+    folder of chunks per array, listed in one call) and layer chunks are
+    written even where they equal the fill value, so the chunk count of a
+    finished store is known.
     """
     attrs = dict(root_attrs, **({"coordinates": "label"} if labels is not None else {}))
     group = zarr.create_group(str(path), zarr_format=3, attributes=json_safe(attrs))
@@ -178,13 +180,14 @@ def _create_store(
         arr = group.create_array(
             name, shape=values.shape, chunks=values.shape, dtype=data_type, fill_value=fill,
             compressors=checksum, dimension_names=["perturbation" if name == "perturbation" else "sample"],
+            chunk_key_encoding=_FLAT_KEYS,
         )
         arr[:] = values
     layer_codecs = codecs_with_checksum(codecs)
     for spec in layers:
         group.create_array(
             spec.name, shape=(p, n_samples, spec.units), chunks=(1, chunks[spec.name], spec.units), dtype=dtype,
-            fill_value=np.nan, compressors=layer_codecs, chunk_key_encoding={"name": "default", "separator": "."},
+            fill_value=np.nan, compressors=layer_codecs, chunk_key_encoding=_FLAT_KEYS,
             dimension_names=["perturbation", "sample", unit_dim(spec.name)],
             attributes={"layer": spec.name, "shape": list(spec.shape), "pooling": spec.pooling},
             config={"write_empty_chunks": True},
@@ -516,7 +519,8 @@ class ActivationWriter:
                 f"(samples written: {left} of {self.n_samples})."
             )
         attrs = self._group.attrs
-        manifest = array_manifest(store_objects(self.path), self._group.array_keys())
+        arrays = list(self._group.array_keys())
+        manifest = array_manifest(store_objects(self.path, arrays), arrays)
         labels = self._group["label"][:] if "label" in self._group else None
         fingerprint = {
             "holejax_version": __version__,
@@ -588,7 +592,7 @@ def _damage(path: Path, attrs: Mapping[str, Any]) -> tuple[dict[str, str], list[
             path, "it is marked complete but records no manifest of its chunks (its attributes were edited, or an "
             "older holejax wrote it)"
         )
-    found = array_manifest(store_objects(path), recorded)
+    found = array_manifest(store_objects(path, recorded), recorded)
     diffs = manifest_differences(recorded, found)
     if not diffs:
         return {}, [], None
