@@ -6,8 +6,8 @@ batch axes are flattened and the single-cloud kernel is mapped over them in
 one place (:func:`_over_range`): ``jax.vmap`` for Borůvka, ``lax.map`` for
 Prim on CPU; on CPU one range of the batch per core runs in a host thread,
 and with several accelerators one slice per device (:func:`_run`).
-:func:`dense_from_points` also computes the distance matrices inside the same
-compiled program (the dense engine of :func:`holejax.h0_from_points`).
+:func:`dense_from_points` is the dense engine of :func:`holejax.h0_from_points`:
+per cloud, one program for its distances and one for its tree.
 """
 
 from __future__ import annotations
@@ -251,66 +251,37 @@ def _unflatten(r: H0Result, lead: tuple) -> H0Result:
     return with_engine(tuple(np.reshape(x, lead + x.shape[1:]) for x in r), r.engine)
 
 
-def _concat(parts: list[H0Result]) -> H0Result:
-    if len(parts) == 1:
-        return parts[0]
-    return with_engine(tuple(np.concatenate(x) for x in zip(*parts)), parts[0].engine)
-
-
-@partial(jax.jit, static_argnames=("metric", "static", "method", "count"))
-def _fused_jit(Xs: jax.Array, start: jax.Array, metric: str, static: tuple, arrays: dict,
-               method: str, count: int):
-    """Distances and H0 of the clouds ``Xs[start : start + count]``, and the metric's flags."""
-    from holejax.metrics.registry import get_metric
-
-    kernel = get_metric(metric).kernel
-
-    def one(Xs, i):
-        D, flags = kernel(lax.dynamic_index_in_dim(Xs, i, 0, False), **dict(static), **arrays)
-        return h0_kernel(D, method), flags
-
-    # on CPU each cloud's matrix is built and consumed in one map step: one
-    # (sample, sample) matrix alive at a time and plain 2-d matmuls, which XLA's
-    # CPU dot runs several times faster than the batched dot a vmap would give
-    return _over_range(one, Xs, start, count, method)
-
-
 def dense_from_points(
-    stacked: np.ndarray, metric: str, spec, full: dict, method: str, memory_budget: int
+    stacked: np.ndarray, metric: str, spec, full: dict, method: str
 ) -> tuple[H0Result, np.ndarray]:
-    """H0 of ``(batch, sample, unit)`` validated clouds, distances and MSTs in one program.
+    """H0 of ``(batch, sample, unit)`` validated clouds by way of their ``n x n`` matrices.
 
-    Equal to ``h0(hj.pairwise_distances(Xs[b], metric, **params))`` for every
-    cloud ``b``, but the distance matrices never leave the compiled program:
-    on CPU each cloud's matrix is built and consumed in one step of a loop,
-    one range of the batch per core in a host thread, within chunks of clouds
-    that fit ``memory_budget``. Host metrics (geodesic) build their matrices
-    first. Returns the results (numpy, leading batch axis) and the metric's
-    ``(batch, sample, flag)`` flags.
+    Each cloud's matrix is computed by one compiled program and its tree by
+    another, and the pair runs per cloud, one cloud per core in host threads
+    (on CPU; in order on accelerators), so at most one matrix per core is
+    alive. The programs depend only on the cloud's shape: the tree program is
+    shared by every metric and width, and clouds of the metrics in
+    :data:`holejax.metrics.batch.PADDED_METRICS` are padded with zero units
+    to a few widths, so a study of many layers compiles a few programs.
+    Host metrics (geodesic) compute their matrices on the host. Returns the
+    results (numpy, leading batch axis) and the metric's ``(batch, sample,
+    flag)`` flags.
     """
-    from holejax.metrics import batched_pairwise_distances
-    from holejax.metrics.batch import clouds_per_chunk
+    from holejax.metrics.batch import cloud_distances, pad_units
     from holejax.metrics.registry import split_params
 
     method = _resolve(method)
-    engine = f"dense-{method}"
-    batch, n, _ = stacked.shape
-    if spec.host_kernel is not None:
-        Ds = batched_pairwise_distances(stacked, metric, memory_budget, **full)
-        out = _run(lambda xs, start, count: _h0_range_jit(xs, start, method, count), Ds)
-        return _to_host(out, engine), np.zeros((batch, n, 0), bool)
     static, arrays = split_params(spec, full)
     arrays = {k: jnp.asarray(v, dtype=stacked.dtype) for k, v in arrays.items()}
-    chunk = clouds_per_chunk(n, stacked.dtype.itemsize, memory_budget, batch)
-    parts, flags = [], []
-    for lo in range(0, batch, chunk):
-        part = stacked[lo : lo + chunk]
-        short = chunk - len(part)
-        if short:  # pad so every chunk has one shape (one compilation)
-            part = np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
-        r, f = _run(
-            lambda xs, start, count: _fused_jit(xs, start, metric, static, arrays, method, count), part
-        )
-        parts.append(with_engine(tuple(x[: len(x) - short] for x in _to_host(r)), engine))
-        flags.append(np.asarray(f)[: chunk - short])
-    return _concat(parts), np.concatenate(flags)
+    padded = pad_units(stacked, metric)
+
+    def one(X):
+        if spec.host_kernel is not None:
+            D, flags = spec.host_kernel(X, **full)
+        else:
+            D, flags = cloud_distances(X, metric, static, arrays)  # the jit call transfers X
+        return _to_host(_h0_jit(D, method)), np.asarray(flags)
+
+    outs = parallel_map(one, list(padded))
+    result = with_engine(tuple(np.stack(f) for f in zip(*(r for r, _ in outs))), f"dense-{method}")
+    return result, np.stack([f for _, f in outs])

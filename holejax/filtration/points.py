@@ -155,7 +155,7 @@ def h0_from_points(
         return _finish(out, lead)
     chosen = _choose(engine, metric, n, stacked.dtype.itemsize, memory_budget)
     if chosen == "dense":
-        out, flags = dense_from_points(stacked, metric, spec, full, method, memory_budget)
+        out, flags = dense_from_points(stacked, metric, spec, full, method)
     else:
         if chosen == "tiled":
             parts = [boruvka_from_points(x, metric)[0] for x in stacked]

@@ -59,6 +59,7 @@ from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
 from holejax.filtration.prim import prim_order_from_rows
 from holejax.filtration.result import H0Result, kruskal_host, linkage_from_prim
+from holejax.metrics.euclidean import scale_exponent, times_power_of_two
 
 __all__ = ["TILED_METRICS", "boruvka_from_points", "geodesic_h0", "h0_points_kernel"]
 
@@ -76,14 +77,19 @@ _GROUPS = 16
 
 def _row_function(X: jax.Array, metric: str):
     if metric in ("euclidean", "sqeuclidean"):
-        Xc = X - jnp.mean(X, axis=0)
+        e = scale_exponent(X)  # exact scaling: the squares neither overflow nor underflow
+        Xc = times_power_of_two(X, -e)
+        Xc = Xc - jnp.mean(Xc, axis=0)
 
         def row(j):
             diff = Xc - Xc[j]
             d2 = jnp.sum(diff * diff, axis=1)
-            return d2 if metric == "sqeuclidean" else jnp.sqrt(d2)
+            if metric == "sqeuclidean":
+                return times_power_of_two(times_power_of_two(d2, e), e)
+            return times_power_of_two(jnp.sqrt(d2), e)
 
         return row
+    X = times_power_of_two(X, -scale_exponent(X, axis=1))  # directions only: each row scaled exactly
     norms = jnp.sqrt(jnp.sum(X * X, axis=1))
     zero = norms == 0
     U = X / jnp.where(zero, 1, norms)[:, None]
@@ -304,6 +310,20 @@ def _merge(comp_count: int, owner, lo, hi, length, comp):
     return lo[accepted], hi[accepted], length[accepted], count, labels
 
 
+def _in_square_range(X: np.ndarray, metric: str) -> tuple[np.ndarray, float]:
+    """``(X / s, s)`` for a power of two ``s`` that keeps squared lengths in range, or ``(X, 1)``.
+
+    Clouds whose largest ``|x|`` lies in ``[2^-30, 2^30]`` are left as they are
+    (integer points stay integer); others are scaled exactly by a power of two
+    into ``[0.5, 1)``. Cosine lengths do not depend on scale and are never scaled.
+    """
+    big = float(np.max(np.abs(X))) if X.size else 0.0
+    if metric == "cosine" or big == 0 or 2.0**-30 <= big <= 2.0**30:
+        return X, 1.0
+    s = float(np.ldexp(1.0, np.frexp(big)[1]))
+    return X * X.dtype.type(1 / s), s
+
+
 def boruvka_from_points(
     X: np.ndarray,
     metric: str = "euclidean",
@@ -330,7 +350,7 @@ def boruvka_from_points(
         >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [5.0, 0.0]], np.float32)
         >>> h, stats = boruvka_from_points(X)
         >>> h.deaths.tolist(), stats["rounds"]
-        ([1.0, 5.0], 2)
+        ([1.0, 5.0], 1)
     """
     n = X.shape[0]
     if n == 1:
@@ -339,6 +359,7 @@ def boruvka_from_points(
     tile_cols = -(-min(tile_cols, n) // step) * step
     tile_rows = max(1, min(tile_rows, n))
     n_pad = -(-n // tile_cols) * tile_cols
+    X, scale = _in_square_range(X, metric)
     Y, E, zero = _embed(X, metric, n_pad)
     sq = np.einsum("ij,ij->i", Y, Y)
     embedded = tuple(jax.device_put(a) for a in (Y, sq, E, zero))
@@ -375,6 +396,7 @@ def boruvka_from_points(
             part.append(values)
         comp = labels[comp]
     lo, hi, w = (np.concatenate(part) for part in tree)
+    w = w.astype(np.float64) * (scale * scale if metric == "sqeuclidean" else scale)
     return kruskal_host(lo, hi, w.astype(X.dtype), n), {"rounds": rounds, "scanned": scanned}
 
 

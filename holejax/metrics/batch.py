@@ -23,7 +23,28 @@ from holejax.metrics.host import adopt, aligned_empty
 from holejax.metrics.pairwise import prepare_cloud, warn_flagged
 from holejax.metrics.registry import get_metric, split_params
 
-__all__ = ["batched_pairwise_distances", "clouds_per_chunk"]
+__all__ = [
+    "PADDED_METRICS",
+    "batched_pairwise_distances",
+    "cloud_distances",
+    "clouds_per_chunk",
+    "pad_units",
+    "unit_bucket",
+]
+
+PADDED_METRICS = (
+    "euclidean", "sqeuclidean", "manhattan", "chebyshev", "cosine", "angular",
+    "density_euclidean", "density_cosine",
+)
+"""Metrics that zero units leave unchanged: their clouds are padded to a few widths.
+
+A unit that is zero in every sample adds nothing to a difference, a norm or
+an inner product (and has mean zero, so centring keeps it zero). Mahalanobis
+estimates a covariance from the units, which a zero unit would make singular,
+so its clouds keep their width.
+"""
+
+_MIN_BUCKET = 16
 
 # (n, n) buffers a kernel holds at its peak per cloud: gram/difference, output, mask
 _WORK_FACTOR = 3
@@ -38,6 +59,42 @@ def clouds_per_chunk(n: int, itemsize: int, memory_budget: int, batch: int) -> i
     """
     per_cloud = _WORK_FACTOR * n * n * itemsize
     return int(max(1, min(batch, memory_budget // per_cloud)))
+
+
+def unit_bucket(d: int) -> int:
+    """The width clouds of ``d`` units are padded to: the next power of two, at least 16.
+
+    Example:
+        >>> [unit_bucket(d) for d in (10, 32, 100, 512)]
+        [16, 32, 128, 512]
+    """
+    return max(_MIN_BUCKET, 1 << (max(int(d), 1) - 1).bit_length())
+
+
+def pad_units(X: np.ndarray, metric: str) -> np.ndarray:
+    """``X`` with zero units appended up to :func:`unit_bucket` for :data:`PADDED_METRICS`.
+
+    Clouds of many widths then share a few compiled programs; the distances
+    are the same (up to the order in which the products are summed).
+
+    Example:
+        >>> pad_units(np.ones((2, 3), np.float32), "cosine").shape
+        (2, 16)
+    """
+    if metric not in PADDED_METRICS or X.shape[-1] == unit_bucket(X.shape[-1]):
+        return X
+    widths = [(0, 0)] * (X.ndim - 1) + [(0, unit_bucket(X.shape[-1]) - X.shape[-1])]
+    return np.pad(X, widths)
+
+
+@functools.partial(jax.jit, static_argnames=("metric", "static"))
+def cloud_distances(X: jax.Array, metric: str, static: tuple, arrays: dict) -> tuple[jax.Array, jax.Array]:
+    """``(D, flags)`` of one prepared cloud under ``metric`` (one compiled program per shape).
+
+    ``static`` and ``arrays`` are the parameters as split by
+    :func:`holejax.metrics.registry.split_params`.
+    """
+    return get_metric(metric).kernel(X, **dict(static), **arrays)
 
 
 @functools.partial(jax.jit, static_argnames=("metric", "static"))

@@ -13,6 +13,7 @@ from scipy.spatial.distance import squareform
 
 import holejax as hj
 from holejax.filtration import H0Result, h0, h0_from_points, h0_kernel
+from holejax.metrics.batch import pad_units
 from h0_helpers import cloud, dist32
 
 METHODS = ["prim", "boruvka"]
@@ -92,7 +93,7 @@ def test_batch_groups_per_core_agree_with_single_clouds(monkeypatch, groups):
     for fn, arg in ((h0, Ds), (from_points, Xs)):
         got = fn(arg, method="prim")
         for i in range(5):
-            D = Ds[i] if fn is h0 else np.asarray(hj.pairwise_distances(Xs[i]))
+            D = Ds[i] if fn is h0 else np.asarray(hj.pairwise_distances(pad_units(Xs[i], "euclidean")))
             ref = h0(D, method="prim")
             for a, b in zip(ref, H0Result(*(f[i] for f in got))):
                 np.testing.assert_array_equal(a, b)

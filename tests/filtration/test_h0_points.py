@@ -177,13 +177,18 @@ def test_bad_arguments():
         h0_from_points(bad)
 
 
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "manhattan", "density_cosine", "mahalanobis"])
 def test_dense_engine_equals_two_step(metric):
+    """Per cloud, h0 of pairwise_distances; padded widths change nothing but the summation order."""
+    from holejax.metrics.batch import PADDED_METRICS, pad_units
+
     Xs = np.stack([cloud(s, 40, 5) for s in range(3)]).astype(np.float32)
     fused = h0_from_points(Xs, metric, engine="dense")
-    two = h0(np.asarray(hj.batched_pairwise_distances(Xs, metric)))
-    for a, b in zip(fused, two):
-        np.testing.assert_array_equal(a, b)
-    # chunks (a small memory budget) give the same answer
-    small = h0_from_points(Xs, metric, engine="dense", memory_budget=3 * 40 * 40 * 4 * 2)
-    np.testing.assert_array_equal(small.linkage, fused.linkage)
+    assert (pad_units(Xs, metric).shape[-1] == 16) == (metric in PADDED_METRICS)
+    for b in range(3):
+        two = h0(np.asarray(hj.pairwise_distances(Xs[b], metric)))
+        np.testing.assert_allclose(fused.deaths[b], two.deaths, rtol=1e-5)
+        np.testing.assert_allclose(hierarchy.cophenet(fused.linkage[b]), hierarchy.cophenet(two.linkage),
+                                   rtol=1e-5)
+        padded = h0(np.asarray(hj.pairwise_distances(pad_units(Xs[b], metric), metric)))
+        np.testing.assert_array_equal(fused.linkage[b], padded.linkage)
