@@ -224,14 +224,33 @@ def _parent(path: str) -> str:
     return path.rpartition(".")[0]
 
 
+def _list_path(path: str) -> str | None:
+    """The list a module belongs to: ``<parent>`` of ``<parent>.<int>`` (PyTorch ModuleList,
+    Flax NNX List), ``<parent>.<name>`` of ``<parent>.<name>_<int>`` (Flax Linen lists and
+    auto-named submodules); None for other paths.
+
+    Example:
+        >>> _list_path("encoder.layer.3"), _list_path("encoder.blocks_3"), _list_path("Block_0"), _list_path("fc")
+        ('encoder.layer', 'encoder.blocks', 'Block', None)
+    """
+    parent, _, last = path.rpartition(".")
+    if last.isdigit():
+        return parent
+    name, sep, index = last.rpartition("_")
+    if not (sep and name and index.isdigit()):
+        return None
+    return f"{parent}.{name}" if parent else name
+
+
 def _block_groups(rows: Sequence[LayerInfo]) -> dict[str, list[LayerInfo]]:
-    """Lists of blocks: rows ``<parent>.<int>`` of one block-like class, by parent path."""
+    """Lists of blocks: rows ``<parent>.<int>`` (or Flax Linen's ``<parent>.<name>_<int>``) of one
+    block-like class, by list path."""
     groups: dict[str, list[LayerInfo]] = {}
     for info in rows:
         path, call, _ = split_layer_name(info.name)
-        last = path.rpartition(".")[2]
-        if call == 0 and last.isdigit() and _block_like(info.type):
-            groups.setdefault(_parent(path), []).append(info)
+        owner = _list_path(path)
+        if call == 0 and owner is not None and _block_like(info.type):
+            groups.setdefault(owner, []).append(info)
     return {p: g for p, g in groups.items() if len({i.type for i in g}) == 1}
 
 
@@ -244,7 +263,7 @@ def residual_layers(infos: Sequence[LayerInfo]) -> list[LayerInfo]:
 
     Framework-neutral: it reads only names and class names. A *block* is a
     module at ``<parent>.<int>`` (``encoder.layer.3``, ``h.3``,
-    ``layers.3``, ``encoder.stages.1``, ``blocks.3``) whose class name holds
+    ``layers.3``, ``encoder.stages.1``, ``blocks.3``; Flax Linen's ``blocks_3``) whose class name holds
     ``Layer``, ``Block`` or ``Stage`` (not ``Norm``, ``Scale``, ``Drop``,
     ``Embed``, ``Linear``, ``Dense``, ``Conv``), all of one class: BERT and
     RoBERTa layers, GPT-2 and Llama-style decoder blocks, ViT layers, the
