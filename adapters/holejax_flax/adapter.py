@@ -6,6 +6,20 @@ the name a model gave to a value it stored with ``sow``. A layer name's path
 walks that mapping; what it reaches says whether it is a module output or a
 sown value, so a name alone is enough to find a layer again.
 
+Batches arrive as model inputs (``holejax.capture.inputs``): an array, a
+tuple of arrays or a dict of arrays, applied as ``module.apply(variables,
+x)``, ``module.apply(variables, *x)`` or ``module.apply(variables, **x)``
+for Linen and ``model(x)``, ``model(*x)``, ``model(**x)`` for NNX.
+
+Layers are listed in the order the forward pass computed them: the listing
+traces the forward pass once (``jax.make_jaxpr``; nothing is computed) and
+places each output at the equation that produced it. Outputs of the same
+value (a Dropout that passes its input through, a block returning the value
+it sowed) follow the order in which module calls returned, recorded through
+public Flax API: ``flax.linen.intercept_methods`` for Linen, and for NNX an
+``nnx.Variable`` type given to ``nnx.capture(method_outputs=...)`` that
+numbers each method output as it is sown.
+
 Capture runs under ``jax.jit``: Linen applies the module with
 ``mutable=["intermediates"]`` only (batch statistics are not updated), NNX
 runs an ``eval()`` copy merged inside the traced function (the caller's
@@ -16,12 +30,14 @@ padded to its size, so a short last batch does not compile again.
 from __future__ import annotations
 
 import functools
+import itertools
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from holejax.capture.inputs import ModelInput, n_samples_of
 from holejax.capture.layers import SOWN, LayerInfo, class_names, layer_name, output_leaves, split_layer_name
 
 __all__ = ["FlaxAdapter"]
@@ -111,71 +127,66 @@ def _sites(intermediates: Mapping, prefix: tuple = ()) -> Iterator[tuple[tuple, 
 
 
 # -- execution order ---------------------------------------------------------
-def _execution_order(fn: Callable[[], Any], module_cls: type, path_of: Callable[[Any], tuple]) -> tuple[Any, list, dict]:
-    """Run ``fn`` eagerly and record module returns and ``sow`` calls in order.
+def _producers(fn: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
+    """Trace ``fn(*args)`` (nothing is computed) and say when each output was computed.
 
-    Returns ``(fn(), [(path, key), ...], {path: module class})``; key is
-    ``"__call__"`` for a module call (recorded when its outermost
-    ``__call__`` returns) or the name given to ``sow``.
+    Returns ``(shapes, ranks)``: the output pytree with ``jax.ShapeDtypeStruct``
+    leaves, and the same pytree with, at each leaf, the index of the equation
+    of the traced program (``jax.make_jaxpr``) that produced it; -1 for an
+    input passed through or a constant.
     """
-    events: list[tuple[tuple, str]] = []
-    classes: dict[tuple, type] = {}
-    depth: dict[int, int] = {}
+    import jax
 
-    def profiler(frame: Any, event: str, arg: Any) -> None:
-        code = frame.f_code.co_name
-        if code not in ("__call__", "sow") or event not in ("call", "return"):
-            return
-        module = frame.f_locals.get("self")
-        if not isinstance(module, module_cls):
-            return
-        if code == "sow":
-            name = frame.f_locals.get("name")
-            if event == "return" and isinstance(name, str) and name != "__call__":
-                events.append((path_of(module), name))
-            return
-        key = id(module)
-        if event == "call":
-            depth[key] = depth.get(key, 0) + 1
-            return
-        depth[key] = depth.get(key, 1) - 1
-        if depth[key] == 0:
-            path = path_of(module)
-            events.append((path, "__call__"))
-            classes.setdefault(path, type(module))
-
-    previous = sys.getprofile()
-    sys.setprofile(profiler)
-    try:
-        result = fn()
-    finally:
-        if previous is None or callable(previous):
-            sys.setprofile(previous)
-        else:  # a C-level profiler (cProfile) cannot be set back from Python: switch it on again
-            sys.setprofile(None)
-            enable = getattr(previous, "enable", None)
-            if callable(enable):
-                enable()
-    return result, events, classes
+    closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
+    made = {id(v): i for i, eqn in enumerate(closed.jaxpr.eqns) for v in eqn.outvars}
+    ranks = [made.get(id(v), -1) for v in closed.jaxpr.outvars]
+    return shapes, jax.tree.unflatten(jax.tree.structure(shapes), ranks)
 
 
-def _infos(intermediates: Mapping, events: list, classes: dict, n: int, all_modules: dict) -> list[LayerInfo]:
-    """The layer table from recorded intermediates, in the order of ``events``."""
-    rank: dict[tuple, int] = {}
-    seen: dict[tuple, int] = {}
-    for i, site in enumerate(events):
-        call = seen.get(site, 0)
-        seen[site] = call + 1
-        rank[(*site, call)] = i
-    records = [
-        (path, key, call, out)
-        for path, key, calls in _sites(intermediates)
-        if path != () or key != "__call__"  # not the model output
-        for call, out in enumerate(calls)
-    ]
-    records.sort(key=lambda r: (rank.get(r[:3], len(events)), [str(p) for p in r[0]], r[1], r[2]))
+def _sow_tie(path: tuple, rank: int, events: Mapping[tuple, int], ranks: Mapping[tuple, int]) -> float:
+    """Where a value sown by the module at ``path`` stands among records of the same value:
+    just before the return of the call that sowed it (the first call of that module whose
+    output was computed at or after the value)."""
+    after = [e for (p, k, c), e in events.items() if p == path and k == "__call__" and ranks.get((p, k, c), -1) >= rank]
+    return min(after) - 0.5 if after else float("inf")
+
+
+def _ordered_records(shapes: Mapping, ranks: Mapping, events: Mapping[tuple, int]) -> list[tuple[tuple, str, int, Any]]:
+    """``(path, key, call, output)`` of every record, in the order the forward pass made them.
+
+    The primary order is the position in the traced program of the
+    equation that computed a record's first array (``ranks``); records of
+    the same value (a module that passes its input through, a block that
+    returns the value it sowed) follow the order in which module calls
+    returned (``events``: ``(path, "__call__", call) -> return number``).
+    """
+    import jax
+
+    first_rank: dict[tuple, int] = {}
+    records = []
+    rank_sites = {(p, k): r for p, k, r in _sites(ranks)}
+    for path, key, calls in _sites(shapes):
+        rank_calls = rank_sites.get((path, key), ())
+        for call, out in enumerate(calls):
+            leaves = jax.tree.leaves(rank_calls[call]) if call < len(rank_calls) else []
+            first_rank[(path, key, call)] = leaves[0] if leaves else -1
+            records.append((path, key, call, out))
+
+    def order(record: tuple) -> tuple:
+        path, key, call, _ = record
+        rank = first_rank[(path, key, call)]
+        tie = events[(path, key, call)] if (path, key, call) in events else _sow_tie(path, rank, events, first_rank)
+        return rank, tie, [str(p) for p in path], key, call
+
+    return sorted(records, key=order)
+
+
+def _infos(records: list, classes: Mapping[tuple, type], n: int, all_modules: Mapping[tuple, Any]) -> list[LayerInfo]:
+    """The layer table from ordered records ``(path, key, call, output)``."""
     infos, fired = [], set()
     for path, key, call, out in records:
+        if path == () and key == "__call__":  # the model output
+            continue
         parts = [str(p) for p in path]
         if key == "__call__":
             fired.add(path)
@@ -252,24 +263,97 @@ def _linen_key(module: Any, kwargs: dict) -> tuple:
     return "linen", module, tuple(sorted(kwargs.items()))
 
 
-def _linen_list(module: Any, variables: Any, kwargs: dict, example: np.ndarray) -> list[LayerInfo]:
+def _call_args(x: Any, apply_kwargs: Mapping | None = None) -> tuple[tuple, dict]:
+    """``(args, kwargs)`` of a model call from a model input: ``model(x)``, ``model(*x)`` or ``model(**x)``.
+
+    ``apply_kwargs`` (Linen call arguments such as ``{"train": False}``)
+    join the keyword arguments.
+
+    Example:
+        >>> _call_args({"input_ids": 1}, {"train": False})
+        ((), {'train': False, 'input_ids': 1})
+        >>> _call_args((1, 2))
+        ((1, 2), {})
+    """
+    if isinstance(x, dict):
+        return (), {**(apply_kwargs or {}), **x}
+    if isinstance(x, tuple):
+        return x, dict(apply_kwargs or {})
+    return (x,), dict(apply_kwargs or {})
+
+
+def _check_call_arguments(x: Any, apply_kwargs: Mapping) -> None:
+    """Inputs under the same keyword as a Linen call argument would silently replace it."""
+    clash = sorted(set(x) & set(apply_kwargs)) if isinstance(x, dict) else []
+    if clash:
+        raise ValueError(
+            f"inputs and the model's call arguments both set {clash}; pass each keyword once, either among the "
+            "inputs (a per-sample array) or in model=(module, variables, apply_kwargs)."
+        )
+
+
+def _linen_events() -> tuple[Callable, list, dict]:
+    """A method interceptor (``flax.linen.intercept_methods``) recording module calls.
+
+    Returns ``(interceptor, returns, classes)``: ``returns`` receives the
+    path of each module whose outermost ``__call__`` returns, in order;
+    ``classes`` maps each path to its module class.
+    """
+    returns: list[tuple] = []
+    classes: dict[tuple, type] = {}
+    depth: dict[tuple, int] = {}
+
+    def interceptor(next_fun: Callable, args: tuple, kwargs: dict, context: Any) -> Any:
+        if context.method_name != "__call__":
+            return next_fun(*args, **kwargs)
+        path = tuple(context.module.path)
+        depth[path] = depth.get(path, 0) + 1
+        try:
+            return next_fun(*args, **kwargs)
+        finally:
+            depth[path] -= 1
+            if depth[path] == 0:
+                returns.append(path)
+                classes.setdefault(path, type(context.module))
+
+    return interceptor, returns, classes
+
+
+def _numbered(returns: list[tuple], key: str = "__call__") -> dict[tuple, int]:
+    """``{(path, key, call): return number}`` from the paths of module calls in the order they returned.
+
+    Example:
+        >>> list(_numbered([("a",), ("b",), ("a",)]).items())
+        [((('a',), '__call__', 0), 0), ((('b',), '__call__', 0), 1), ((('a',), '__call__', 1), 2)]
+    """
+    seen: dict[tuple, int] = {}
+    events = {}
+    for i, path in enumerate(returns):
+        events[(path, key, seen.get(path, 0))] = i
+        seen[path] = seen.get(path, 0) + 1
+    return events
+
+
+def _linen_list(module: Any, variables: Any, kwargs: dict, example: Any) -> list[LayerInfo]:
     """The layer table of a Linen model. It depends on shapes only (the forward
     pass is traced, not run), so it is kept per module, call arguments and shapes."""
     import flax.linen as nn
-    import jax
-
-    def forward() -> Any:  # traced for shapes only: nothing is computed
-        return jax.eval_shape(
-            lambda v, x: module.apply(v, x, capture_intermediates=True, mutable=["intermediates"], **kwargs),
-            variables, example,
-        )
 
     def build() -> tuple[LayerInfo, ...]:
-        (_, state), events, classes = _execution_order(forward, nn.Module, lambda m: tuple(m.scope.path))
-        modules = {**_linen_param_paths(variables), **classes}
-        return tuple(_infos(state.get("intermediates", {}), events, classes, len(example), modules))
+        interceptor, returns, classes = _linen_events()
 
-    key = (*_linen_key(module, kwargs), _shapes(variables), example.shape, str(example.dtype))
+        def forward(variables: Any, x: Any) -> Any:
+            args, kw = _call_args(x, kwargs)
+            with nn.intercept_methods(interceptor):
+                _, state = module.apply(variables, *args, capture_intermediates=True, mutable=["intermediates"], **kw)
+            return state.get("intermediates", {})
+
+        shapes, ranks = _producers(forward, variables, example)
+        records = _ordered_records(shapes, ranks, _numbered(returns))
+        modules = {**_linen_param_paths(variables), **classes}
+        return tuple(_infos(records, classes, n_samples_of(example), modules))
+
+    key = (*_linen_key(module, kwargs), _shapes(variables), _shapes(example))
     return list(_memo(_LISTS, key, build))
 
 
@@ -286,11 +370,12 @@ def _linen_capture_fn(module: Any, kwargs: dict, names: Sequence[str]) -> Callab
     wanted = {tuple(split_layer_name(n)[0].split(".")) for n in names}
 
     def keep(mdl: Any, method: str) -> bool:
-        return method == "__call__" and tuple(mdl.scope.path) in wanted
+        return method == "__call__" and tuple(mdl.path) in wanted
 
     @jax.jit
     def run(variables: Any, x: Any) -> dict:
-        _, state = module.apply(variables, x, capture_intermediates=keep, mutable=["intermediates"], **kwargs)
+        args, kw = _call_args(x, kwargs)
+        _, state = module.apply(variables, *args, capture_intermediates=keep, mutable=["intermediates"], **kw)
         return _pick(state.get("intermediates", {}), names)
 
     return run
@@ -303,31 +388,84 @@ def _nnx_modules(model: Any) -> dict[tuple, type]:
     return {tuple(path): type(m) for path, m in nnx.iter_modules(model)}
 
 
-def _nnx_list(model: Any, example: np.ndarray) -> list[LayerInfo]:
+class _Stamp(NamedTuple):
+    """A method output and the number of its return among all method returns of a listing."""
+
+    event: int
+    value: Any
+
+
+_RETURNS = itertools.count()
+
+
+@functools.lru_cache(maxsize=1)
+def _stamped_type() -> type:
+    """An NNX Variable type that stamps every value sown into it with a return number.
+
+    Given to ``nnx.capture(..., method_outputs=...)``, it records the order
+    in which module methods return: ``sow`` appends each method output to
+    the tuple under the method's name, and ``set_value`` wraps the new last
+    entry in a :class:`_Stamp`.
+    """
+    from flax import nnx
+
+    class MethodReturn(nnx.Variable):
+        def set_value(self, value: Any, **kwargs: Any) -> Any:
+            if "index" in kwargs and isinstance(value, tuple) and value and not isinstance(value[-1], _Stamp):
+                value = (*value[:-1], _Stamp(next(_RETURNS), value[-1]))
+            return super().set_value(value, **kwargs)
+
+    return MethodReturn
+
+
+def _unstamp(returns: Any, prefix: tuple = ()) -> tuple[dict, dict[tuple, int]]:
+    """Method outputs without their stamps, and ``{(path, method, call): return number}``."""
+    outputs: dict = {}
+    events: dict[tuple, int] = {}
+    for key, value in returns.items():
+        if isinstance(value, Mapping):
+            outputs[key], inner = _unstamp(value, (*prefix, key))
+            events.update(inner)
+        else:
+            outputs[key] = tuple(v.value for v in value)
+            events.update({(prefix, str(key), call): v.event for call, v in enumerate(value)})
+    return outputs, events
+
+
+def _merged(a: Mapping, b: Mapping) -> dict:
+    """Two nested mappings joined key by key (``b`` wins where both hold a leaf)."""
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = _merged(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+    return out
+
+
+def _nnx_list(model: Any, example: Any) -> list[LayerInfo]:
     """The layer table of an NNX model, kept per graph and shapes like :func:`_linen_list`."""
-    import jax
     from flax import nnx
 
     graphdef, state = nnx.split(model)
 
     def build() -> tuple[LayerInfo, ...]:
-        paths: dict[int, tuple] = {}
+        events: dict[tuple, int] = {}
+        returned = _stamped_type()
 
         def forward(state: Any, x: Any) -> Any:
             copy = nnx.merge(graphdef, state)
             copy.eval()
-            paths.update({id(m): tuple(path) for path, m in nnx.iter_modules(copy)})
-            _, inter = nnx.capture(copy, nnx.Intermediate, method_outputs=nnx.Intermediate)(x)
-            return nnx.to_pure_dict(inter)
+            args, kwargs = _call_args(x)
+            _, sown, methods = nnx.capture(copy, nnx.Intermediate, returned, method_outputs=returned)(*args, **kwargs)
+            outputs, stamps = _unstamp(nnx.to_pure_dict(methods))
+            events.update(stamps)
+            return _merged(nnx.to_pure_dict(sown), outputs)
 
-        inter, events, classes = _execution_order(
-            lambda: jax.eval_shape(forward, state, example),  # traced for shapes only: nothing is computed
-            nnx.Module,
-            lambda m: paths.get(id(m), ("?",)),
-        )
-        return tuple(_infos(inter, events, classes, len(example), _nnx_modules(model)))
+        shapes, ranks = _producers(forward, state, example)
+        numbered = {site: i for i, site in enumerate(sorted(events, key=events.get))}
+        records = _ordered_records(shapes, ranks, numbered)
+        modules = _nnx_modules(model)
+        return tuple(_infos(records, modules, n_samples_of(example), modules))
 
-    key = ("nnx", graphdef, _shapes(state), example.shape, str(example.dtype))
+    key = ("nnx", graphdef, _shapes(state), _shapes(example))
     return list(_memo(_LISTS, key, build))
 
 
@@ -348,7 +486,8 @@ def _nnx_capture_fn(graphdef: Any, names: Sequence[str]) -> Callable:
     def run(state: Any, x: Any) -> dict:
         copy = nnx.merge(graphdef, state)
         copy.eval()
-        _, inter = nnx.capture(copy, nnx.Intermediate, method_outputs=nnx.Intermediate)(x)
+        args, kwargs = _call_args(x)
+        _, inter = nnx.capture(copy, nnx.Intermediate, method_outputs=nnx.Intermediate)(*args, **kwargs)
         return _pick(nnx.to_pure_dict(inter), names)
 
     return run
@@ -360,7 +499,11 @@ def _linen_predict(module: Any, variables: Any, kwargs: dict, x: np.ndarray) -> 
     def build() -> Callable:
         import jax
 
-        return jax.jit(lambda variables, x: module.apply(variables, x, **kwargs))
+        def run(variables: Any, x: Any) -> Any:
+            args, kw = _call_args(x, kwargs)
+            return module.apply(variables, *args, **kw)
+
+        return jax.jit(run)
 
     return _memo(_PREDICT_FNS, _linen_key(module, kwargs), build)(variables, x)
 
@@ -376,7 +519,8 @@ def _nnx_predict(graphdef: Any, state: Any, x: np.ndarray) -> Any:
         def run(state: Any, x: Any) -> Any:
             copy = nnx.merge(graphdef, state)
             copy.eval()
-            return nnx.capture(copy)(x)  # sow is a no-op inside capture
+            args, kwargs = _call_args(x)
+            return nnx.capture(copy)(*args, **kwargs)  # sow is a no-op inside capture
 
         return run
 
@@ -384,9 +528,42 @@ def _nnx_predict(graphdef: Any, state: Any, x: np.ndarray) -> Any:
 
 
 # -- shared ------------------------------------------------------------------
-def _as_input(batch: np.ndarray) -> np.ndarray:
-    x = np.asarray(batch)
-    return x.astype(np.float32) if x.dtype == np.float64 else x
+def _as_input(batch: ModelInput) -> ModelInput:
+    """A model input with float64 arrays as float32 (JAX's default precision); same kind and keys.
+
+    Example:
+        >>> x = _as_input({"ids": np.zeros((2, 3), np.int64), "w": np.zeros(2)})
+        >>> x["ids"].dtype, x["w"].dtype
+        (dtype('int64'), dtype('float32'))
+    """
+
+    def one(a: Any) -> np.ndarray:
+        a = np.asarray(a)
+        return a.astype(np.float32) if a.dtype == np.float64 else a
+
+    if isinstance(batch, dict):
+        return {k: one(v) for k, v in batch.items()}
+    if isinstance(batch, tuple):
+        return tuple(one(v) for v in batch)
+    return one(batch)
+
+
+def _padded(x: ModelInput, size: int) -> ModelInput:
+    """Every array of a model input padded to ``size`` samples by repeating its last sample.
+
+    Example:
+        >>> _padded((np.arange(2), np.ones((2, 3))), 4)[0].tolist()
+        [0, 1, 1, 1]
+    """
+
+    def one(a: np.ndarray) -> np.ndarray:
+        return np.concatenate([a, np.repeat(a[-1:], size - len(a), axis=0)])
+
+    if isinstance(x, dict):
+        return {k: one(v) for k, v in x.items()}
+    if isinstance(x, tuple):
+        return tuple(one(v) for v in x)
+    return one(x)
 
 
 class _Capture:
@@ -396,21 +573,21 @@ class _Capture:
         self.runner = runner
         self.size: int | None = None
 
-    def __enter__(self) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    def __enter__(self) -> Callable[[ModelInput], dict[str, np.ndarray]]:
         return self.run
 
     def __exit__(self, *exc: Any) -> None:
         return None
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, batch: ModelInput) -> dict[str, np.ndarray]:
         import jax
 
         x = _as_input(batch)
-        n = len(x)
+        n = n_samples_of(x)
         if self.size is None or n > self.size:
             self.size = n
         if n < self.size:  # pad to the compiled batch size; padding rows are dropped below
-            x = np.concatenate([x, np.repeat(x[-1:], self.size - n, axis=0)])
+            x = _padded(x, self.size)
         out = jax.device_get(self.runner(x))
         return {k: np.asarray(v)[:n] for k, v in out.items()}
 
@@ -435,21 +612,26 @@ class FlaxAdapter:
         parts = _linen_parts(model)
         return type(parts[0] if parts else model).__name__
 
-    def list_layers(self, model: Any, example: np.ndarray) -> list[LayerInfo]:
+    def list_layers(self, model: Any, example: ModelInput) -> list[LayerInfo]:
         parts = _linen_parts(model)
         x = _as_input(example)
+        if parts:
+            _check_call_arguments(x, parts[2])
         return _linen_list(*parts, x) if parts else _nnx_list(model, x)
 
     def capture(self, model: Any, names: Sequence[str]) -> _Capture:
         parts = _linen_parts(model)
-        return _Capture(_linen_runner(*parts, names) if parts else _nnx_runner(model, names))
+        if parts:
+            return _Capture(_linen_runner(*parts, names))
+        return _Capture(_nnx_runner(model, names))
 
-    def predict(self, model: Any, batch: np.ndarray) -> np.ndarray:
+    def predict(self, model: Any, batch: ModelInput) -> np.ndarray:
         import jax
 
         x = _as_input(batch)
         parts = _linen_parts(model)
         if parts:
+            _check_call_arguments(x, parts[2])
             out = _linen_predict(*parts, x)
         else:
             from flax import nnx

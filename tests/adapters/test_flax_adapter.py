@@ -222,13 +222,13 @@ def _traced_calls(monkeypatch) -> list:
     monkeypatch.setattr(adapter, "_LISTS", {})
     monkeypatch.setattr(adapter, "_CAPTURE_FNS", {})
     calls = []
-    original = adapter._execution_order
+    original = adapter._producers
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(adapter, "_execution_order", counting)
+    monkeypatch.setattr(adapter, "_producers", counting)
     return calls
 
 
