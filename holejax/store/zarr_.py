@@ -16,6 +16,7 @@ open (:mod:`holejax.store.manifest`). The finished store opens with plain
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import shutil
 import uuid
@@ -225,6 +226,7 @@ class ActivationWriter:
         attrs = group.attrs
         self._progress: dict[str, int] = {p: int(v) for p, v in dict(attrs.get("progress", {})).items()}
         self._inputs = InputsDigest.from_attrs(attrs.get("inputs_digest"))
+        self._unhashed: collections.deque = collections.deque()  # input batches to add to the digest
         # one event loop per writer runs each batch's writes of every layer concurrently
         self._loop = asyncio.new_event_loop()
         self._close_loop = weakref.finalize(self, self._loop.close)
@@ -477,6 +479,7 @@ class ActivationWriter:
             raise ValueError(
                 f"batch ends at sample {stop} but the store holds {self.n_samples} samples."
             )
+        self._hash_inputs()
         self._progress[perturbation] = stop
         attrs = {"progress": dict(self._progress), "inputs_digest": self._inputs.to_attrs()}
         try:
@@ -503,12 +506,20 @@ class ActivationWriter:
         run_coroutine(write, self._loop)
 
     def record_inputs(self, start: int, x: Any) -> None:
-        """Extend the digest of the inputs by the batch ``x`` (samples ``start ..``), before its activations are written.
+        """Add the input batch ``x`` (samples ``start ..``) to the digest of the inputs.
 
-        Recorded with the progress of the next batch and, at :meth:`finish`,
-        in the store's fingerprint; see :mod:`holejax.store.fingerprint`.
+        Call it for every batch, in order, before its activations are
+        written. The hashing itself runs in :meth:`write_batch` (the export's
+        writer thread; hashlib releases the GIL), and the digest is recorded
+        with the progress and, at :meth:`finish`, in the store's fingerprint;
+        see :mod:`holejax.store.fingerprint`.
         """
-        self._inputs = self._inputs.add(int(start), x)
+        self._unhashed.append((int(start), x))
+
+    def _hash_inputs(self) -> None:
+        while self._unhashed:
+            start, x = self._unhashed.popleft()
+            self._inputs = self._inputs.add(start, x)
 
     def finish(self) -> xr.Dataset:
         """Record what the store holds (manifest and fingerprint), mark it complete, consolidate and open it."""
@@ -518,6 +529,7 @@ class ActivationWriter:
                 f"cannot finish {str(self.path)!r}: perturbations {sorted(left)} are incomplete "
                 f"(samples written: {left} of {self.n_samples})."
             )
+        self._hash_inputs()
         attrs = self._group.attrs
         arrays = list(self._group.array_keys())
         manifest = array_manifest(store_objects(self.path, arrays), arrays)
