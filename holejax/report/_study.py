@@ -17,6 +17,8 @@ import numpy as np
 import xarray as xr
 
 from holejax._checks import as_cloud, check_choice
+from holejax.metrics import METRICS, batched_pairwise_distances
+from holejax.metrics.registry import get_metric
 
 __all__ = [
     "STAGES",
@@ -27,6 +29,7 @@ __all__ = [
     "distance_matrices",
     "finite_cap",
     "metric_params",
+    "parameter_value",
     "SUMMARY_QUANTITIES",
     "summary_values",
 ]
@@ -222,8 +225,6 @@ def distance_matrices(clouds: np.ndarray, metric: str, params: dict[str, Any] | 
         >>> distance_matrices(X, "euclidean")[0].round(3).tolist()
         [[0.0, 5.0], [5.0, 0.0]]
     """
-    from holejax.metrics import batched_pairwise_distances
-
     # the metric's data warnings (zero vectors, disconnected kNN graphs) were raised when the
     # study was analysed; the picture shows their effect (e.g. black = infinite distance)
     with warnings.catch_warnings():
@@ -232,11 +233,38 @@ def distance_matrices(clouds: np.ndarray, metric: str, params: dict[str, Any] | 
     return np.asarray(D, dtype=np.float32)
 
 
+_NONFINITE = {"inf": np.inf, "-inf": -np.inf, "nan": np.nan}
+
+
+def parameter_value(value: Any, default: Any = None) -> Any:
+    """A metric parameter as ``hj.analyze`` took it, from its form in the results' attrs.
+
+    Results written to Zarr hold their attrs as JSON (``hj.write_results``):
+    arrays become nested lists and non-finite floats the strings ``"inf"``,
+    ``"-inf"``, ``"nan"``. Numeric lists come back as float arrays and, for
+    parameters whose ``default`` is not a string, those strings as floats;
+    everything else is returned as it is.
+
+    Example:
+        >>> parameter_value([[2.0, 0.0], [0.0, 1.0]]).shape, parameter_value("inf", 1.0), parameter_value("inf", "inf")
+        ((2, 2), inf, 'inf')
+    """
+    if isinstance(value, str):
+        return value if isinstance(default, str) else _NONFINITE.get(value, value)
+    if isinstance(value, (list, tuple)):
+        arr = np.asarray([parameter_value(v, default) for v in value])
+        return arr if arr.dtype.kind in "biuf" else list(value)
+    return value
+
+
 def metric_params(study: xr.Dataset, metric: str) -> dict[str, Any]:
-    """The parameters the study used for ``metric`` (attrs ``metric_params``), or ``{}``."""
+    """The parameters the study used for ``metric`` (attrs ``metric_params``, read by :func:`parameter_value`), or ``{}``."""
     table = study.attrs.get("metric_params") or {}
     params = table.get(metric, {}) if isinstance(table, dict) else {}
-    return dict(params) if isinstance(params, dict) else {}
+    if not isinstance(params, dict):
+        return {}
+    defaults = get_metric(metric).defaults if metric in METRICS else {}
+    return {k: parameter_value(v, defaults.get(k)) for k, v in params.items()}
 
 
 def finite_cap(values: np.ndarray, factor: float = 1.1) -> float:
