@@ -3,8 +3,8 @@
 Both the density metrics (each sample's ``k`` nearest distances) and the
 kNN graph of the geodesic metric (each sample's ``k`` nearest neighbours)
 select a few entries from rows as long as the cloud. XLA's CPU ``top_k``
-slows down sharply on long rows (4000 rows of 4000: ~50 ms, against ~15 ms
-for ``torch.topk``), so :func:`row_smallest` runs it on far fewer values.
+slows down sharply on long rows, so :func:`row_smallest` runs it on far
+fewer values.
 """
 
 from __future__ import annotations
@@ -40,8 +40,7 @@ def row_smallest(A: ArrayLike, k: int) -> tuple[jax.Array, jax.Array]:
     equals the last of them it lies in a later column than a tied value of
     a chosen group. One pass computes the group minima; ``top_k`` then runs
     over the ``m / s`` minima and over the ``k * s`` values of the chosen
-    groups, taken in column order, instead of all ``m`` (4000 rows of 4000:
-    ~9 ms against ~50 ms; see benchmarks/README.md).
+    groups, taken in column order, instead of all ``m``.
 
     Args:
         A: ``(row, column)`` values; no NaN (``inf`` is fine).
