@@ -71,6 +71,8 @@ def test_geodesic_preset_matches_hand_computation(seed):
     T = minimum_spanning_tree(sp.coo_matrix((g.weights.astype(np.float64), (g.rows, g.cols)), shape=(len(X),) * 2))
     np.testing.assert_allclose(np.sort(T.data), single_linkage_deaths(ref), rtol=2e-5)
     np.testing.assert_allclose(np.asarray(hj.h0(D).deaths), single_linkage_deaths(ref), rtol=2e-5)
+    from_points = hj.h0_from_points(X.astype(np.float32), "geodesic", **params)  # the kNN-forest engine
+    np.testing.assert_allclose(np.sort(np.asarray(from_points.deaths)), single_linkage_deaths(ref), rtol=2e-5)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

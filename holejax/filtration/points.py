@@ -150,7 +150,7 @@ def h0_from_points(
         return _finish(with_engine(tuple(np.stack([f] * len(stacked)) for f in one), "none"), lead)
     batch, n, _ = stacked.shape
     if metric == "geodesic":
-        parts = [geodesic_h0(x, full["k"], full["mutual"]) for x in stacked]
+        parts = [geodesic_h0(x, full["k"], full["mutual"], full["disconnected"]) for x in stacked]
         out = with_engine(tuple(np.stack(f) for f in zip(*parts)), "knn-graph")
         return _finish(out, lead)
     chosen = _choose(engine, metric, n, stacked.dtype.itemsize, memory_budget)

@@ -403,7 +403,7 @@ def boruvka_from_points(
 # ---- geodesic: the kNN graph's own spanning forest ------------------------------------
 
 
-def geodesic_h0(X: np.ndarray, k: int, mutual: bool) -> H0Result:
+def geodesic_h0(X: np.ndarray, k: int, mutual: bool, disconnected: str = "inf") -> H0Result:
     """H0 under the geodesic metric: the minimum spanning forest of the kNN graph.
 
     Example:
@@ -418,7 +418,7 @@ def geodesic_h0(X: np.ndarray, k: int, mutual: bool) -> H0Result:
         return kruskal_host([], [], np.zeros(0, X.dtype), 1)
     if k > n - 1:
         raise ValueError(f"k={k} must be at most n - 1 = {n - 1} (samples in X); pass a smaller k.")
-    g = knn_graph(X, k=k, mutual=mutual)
+    g = knn_graph(X, k=k, mutual=mutual, disconnected=disconnected)  # "euclidean": with the cross-component edges
     # scipy's spanning tree drops stored zeros: lift zero lengths (duplicate points)
     # to the smallest float64, below every positive float32/float64 length.
     tiny = np.nextafter(0.0, 1.0)
