@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from holejax.metrics.euclidean import identity_sq, power_of_two_scale, symmetric_gram
+from holejax.metrics.euclidean import identity_sq, scale_exponent, symmetric_gram, times_power_of_two
 
 __all__ = ["cosine_distances", "angular_distances", "unit_rows"]
 
@@ -42,7 +42,7 @@ def unit_rows(X: ArrayLike) -> jax.Array:
     """Rows scaled to unit length; zero rows stay zero.
 
     Each row is first brought to a largest entry in ``[0.5, 1)`` by an exact
-    power of two (:func:`~holejax.metrics.euclidean.power_of_two_scale`), so
+    power of two (:func:`~holejax.metrics.euclidean.scale_exponent`), so
     its squared norm neither overflows nor underflows: rows near ``1e20`` or
     ``1e-20`` get the same direction as the row near 1.
 
@@ -57,7 +57,7 @@ def unit_rows(X: ArrayLike) -> jax.Array:
         [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
     """
     X = jnp.asarray(X)
-    X = X * (1 / power_of_two_scale(X, axis=1))
+    X = times_power_of_two(X, -scale_exponent(X, axis=1))
     norms = jnp.sqrt(jnp.sum(X * X, axis=1, keepdims=True))
     return X / jnp.where(norms > 0, norms, jnp.ones((), X.dtype))
 

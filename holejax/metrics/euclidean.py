@@ -14,12 +14,14 @@ product does all the work (only its upper triangle for wide clouds, see
 into one elementwise pass over its output.
 
 Scale: the points are first multiplied by a power of two that brings the
-largest ``|x|`` of the cloud into ``[0.5, 1)`` (:func:`power_of_two_scale`),
+largest ``|x|`` of the cloud into ``[0.5, 1)`` (:func:`scale_exponent`),
 and the distances are multiplied back. Powers of two scale exactly, so
 nothing is lost for ordinary data, and the squares can neither overflow nor
 underflow: clouds near ``1e20`` or ``1e-20`` (or 512 units near ``1e18``) get
 the same relative accuracy as clouds near 1. Squared euclidean distances
-beyond the float32 range (about ``3.4e38``) are ``inf``.
+beyond the float range (above ``3.4e38`` or below ``1.2e-38`` in float32)
+cannot be returned: :func:`sqeuclidean_kernel` flags them and
+:func:`holejax.pairwise_distances` raises an error suggesting ``euclidean``.
 
 Accuracy: the identity has an absolute error of about ``eps * (|x_i|^2 +
 |x_j|^2)`` in ``d^2`` (norms after centring), so distances much smaller than
@@ -40,18 +42,24 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
+
+from holejax._checks import CloudError
 
 __all__ = [
     "euclidean_distances",
     "sqeuclidean_distances",
+    "sqeuclidean_kernel",
+    "sqeuclidean_range_failure",
     "manhattan_distances",
     "chebyshev_distances",
     "gram",
     "symmetric_gram",
     "identity_sq",
-    "power_of_two_scale",
+    "scale_exponent",
+    "times_power_of_two",
 ]
 
 # bytes of the (block, n) accumulator that one step of the manhattan / chebyshev kernels holds
@@ -161,40 +169,57 @@ def identity_sq(G: jax.Array, sq_r: jax.Array, sq_c: jax.Array) -> jax.Array:
     return jnp.where(D2 > floor, D2, jnp.zeros((), G.dtype))
 
 
-def power_of_two_scale(X: ArrayLike, axis: int | None = None) -> jax.Array:
-    """The power of two ``s`` with ``max |X| / s`` in ``[0.5, 1)``; 1 where ``X`` is all zeros.
+def scale_exponent(X: ArrayLike, axis: int | None = None) -> jax.Array:
+    """The exponent ``e`` with ``max |X| * 2^-e`` in ``[0.5, 1)``; 0 where ``X`` is all zeros.
 
-    Dividing by ``s`` (or multiplying by ``1 / s``, also a power of two) is
-    exact, so kernels can square the scaled values without overflow or
-    underflow and scale the result back without rounding.
+    Multiplying by ``2^-e`` (:func:`times_power_of_two`) is exact, so kernels
+    can square the scaled values without overflow or underflow and scale the
+    result back without rounding.
 
     Args:
         X: any shape.
         axis: reduce over this axis only (``keepdims``), e.g. ``1`` for one
-            scale per row; ``None`` for one scale for the whole array.
+            exponent per row; ``None`` for one exponent for the whole array.
 
     Returns:
-        scalar (or ``keepdims`` array along ``axis``) of ``X``'s dtype.
+        int32 scalar (or ``keepdims`` array along ``axis``).
 
     Example:
-        >>> power_of_two_scale(jnp.array([[3.0, -5.0], [0.0, 1e-3]])).tolist()
-        8.0
-        >>> power_of_two_scale(jnp.array([[3.0, -5.0], [0.0, 1e-3]]), axis=1).ravel().tolist()
-        [8.0, 0.001953125]
+        >>> scale_exponent(jnp.array([[3.0, -5.0], [0.0, 1e-3]])).tolist()
+        3
+        >>> scale_exponent(jnp.array([[3.0, -5.0], [0.0, 1e-3]]), axis=1).ravel().tolist()
+        [3, -9]
     """
     X = jnp.asarray(X)
     biggest = jnp.max(jnp.abs(X), axis=axis, keepdims=axis is not None)
-    _, exponent = jnp.frexp(biggest)  # biggest = m 2^e with m in [0.5, 1); e = 0 for 0
-    return jnp.ldexp(jnp.ones((), X.dtype), exponent)
+    return jnp.frexp(biggest)[1]  # biggest = m 2^e with m in [0.5, 1); e = 0 for 0
+
+
+def times_power_of_two(Y: ArrayLike, e: ArrayLike) -> jax.Array:
+    """``Y * 2^e``, exactly, as two multiplications by powers of two that are representable.
+
+    ``2^e`` itself may not be (``2^128`` is not a float32), ``2^(e // 2)`` and
+    ``2^(e - e // 2)`` are for every exponent of the dtype; zeros stay zero.
+    The multiplications fuse into the elementwise pass around them.
+
+    Example:
+        >>> times_power_of_two(jnp.float32(3e38), -128).tolist()  # 2^-128 is not a normal float32
+        0.8816207647323608
+    """
+    Y = jnp.asarray(Y)
+    e = jnp.asarray(e, jnp.int32)
+    half = e // 2
+    one = jnp.ones((), Y.dtype)
+    return Y * jnp.ldexp(one, half) * jnp.ldexp(one, e - half)
 
 
 def _scaled_sqeuclidean(X: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Squared euclidean distances of ``X / s`` and the scale ``s`` (:func:`power_of_two_scale`)."""
-    s = power_of_two_scale(X)
-    Xs = X * (1 / s)
+    """Squared euclidean distances of ``X * 2^-e`` and the exponent ``e`` (:func:`scale_exponent`)."""
+    e = scale_exponent(X)
+    Xs = times_power_of_two(X, -e)
     G = symmetric_gram(Xs - jnp.mean(Xs, axis=0, keepdims=True))
     sq = jnp.diagonal(G)
-    return identity_sq(G, sq, sq), s
+    return identity_sq(G, sq, sq), e
 
 
 def sqeuclidean_distances(X: ArrayLike) -> jax.Array:
@@ -211,8 +236,45 @@ def sqeuclidean_distances(X: ArrayLike) -> jax.Array:
         >>> sqeuclidean_distances(X).tolist()
         [[0.0, 25.0], [25.0, 0.0]]
     """
-    D2, s = _scaled_sqeuclidean(jnp.asarray(X))
-    return D2 * s * s  # left to right: s * s alone may leave the float range
+    D2, e = _scaled_sqeuclidean(jnp.asarray(X))
+    return times_power_of_two(times_power_of_two(D2, e), e)  # 2^(2e) alone may leave the float range
+
+
+def sqeuclidean_kernel(X: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """Squared euclidean distances and which rows left the float range.
+
+    Squared distances of a cloud near ``1e20`` (``1e40``) overflow float32, and
+    those of a cloud near ``1e-20`` underflow to 0; the distances themselves
+    are fine. The flag says so, and :func:`holejax.pairwise_distances` raises
+    (:func:`sqeuclidean_range_failure`) instead of returning ``inf`` or 0.
+
+    Returns:
+        ``(D, out_of_range)``: ``(sample, sample)`` as
+        :func:`sqeuclidean_distances` and a ``(sample, 1)`` bool column, True
+        for rows holding a squared distance that is ``inf`` or below the
+        smallest normal float while the scaled one is not 0.
+
+    Example:
+        >>> D, out = sqeuclidean_kernel(jnp.array([[0.0], [3e20]]))
+        >>> out.ravel().tolist()
+        [True, True]
+    """
+    D2, e = _scaled_sqeuclidean(jnp.asarray(X))
+    D = times_power_of_two(times_power_of_two(D2, e), e)
+    lost = jnp.isinf(D) | ((D2 > 0) & (D < jnp.finfo(D.dtype).tiny))
+    return D, jnp.any(lost, axis=1, keepdims=True)
+
+
+def sqeuclidean_range_failure(column: np.ndarray, where: str, params: dict) -> None:
+    """Raise :class:`~holejax._checks.CloudError` when :func:`sqeuclidean_kernel` flagged a row."""
+    if not np.any(column):
+        return None
+    raise CloudError(
+        "squared euclidean distances of this cloud leave the float range (they overflow to inf or "
+        "underflow to 0)",
+        "Use metric='euclidean' (the same merge order, so the same clusters), rescale the cloud, or enable "
+        "x64 (jax.enable_x64) with float64 input.",
+    )
 
 
 def euclidean_distances(X: ArrayLike) -> jax.Array:
@@ -229,8 +291,8 @@ def euclidean_distances(X: ArrayLike) -> jax.Array:
         >>> euclidean_distances(X).tolist()
         [[0.0, 5.0], [5.0, 0.0]]
     """
-    D2, s = _scaled_sqeuclidean(jnp.asarray(X))
-    return jnp.sqrt(D2) * s
+    D2, e = _scaled_sqeuclidean(jnp.asarray(X))
+    return times_power_of_two(jnp.sqrt(D2), e)
 
 
 def _accumulate_units(
@@ -301,11 +363,16 @@ def _pairwise_fold(X: jax.Array, fold: Callable[[jax.Array, jax.Array], jax.Arra
 
     These metrics cost ``O(n^2 d)`` elementwise work whatever ``d`` is, so
     computing each pair once (:func:`symmetric_blocks`) pays off already for
-    moderate ``n``.
+    moderate ``n``. The cloud is scaled by an exact power of two into
+    ``max |x| < 1`` first and the result scaled back, so near the bottom of
+    the float range no coordinate difference falls into the subnormals that
+    XLA flushes to zero.
     """
+    e = scale_exponent(X)  # exact scaling: no difference of a tiny cloud is flushed to zero
+    X = times_power_of_two(X, -e)
     if X.shape[0] < _REDUCE_PANEL_MIN_SAMPLES:
-        return _zero_diagonal(fold(X, X))
-    return _zero_diagonal(symmetric_blocks(X, fold, panels=_REDUCE_PANELS))
+        return times_power_of_two(_zero_diagonal(fold(X, X)), e)
+    return times_power_of_two(_zero_diagonal(symmetric_blocks(X, fold, panels=_REDUCE_PANELS)), e)
 
 
 def _sum_abs_differences(A: jax.Array, B: jax.Array) -> jax.Array:

@@ -41,7 +41,7 @@ from jax import lax
 from jax.typing import ArrayLike
 from scipy.sparse.csgraph import connected_components, shortest_path
 
-from holejax.metrics.euclidean import gram
+from holejax.metrics.euclidean import gram, scale_exponent, times_power_of_two
 from holejax.metrics.host import aligned_empty
 from holejax.metrics.selection import row_smallest
 
@@ -115,6 +115,8 @@ def knn(X: ArrayLike, k: int) -> tuple[jax.Array, jax.Array]:
     """
     X = jnp.asarray(X)
     n, d = X.shape
+    e = scale_exponent(X)  # exact scaling: the squares neither overflow nor underflow
+    X = times_power_of_two(X, -e)
     X = X - jnp.mean(X, axis=0, keepdims=True)
     sq = jnp.sum(X * X, axis=1)
     block = int(max(1, min(n, _KNN_BLOCK_BYTES // max(1, 4 * n))))
@@ -134,7 +136,7 @@ def knn(X: ArrayLike, k: int) -> tuple[jax.Array, jax.Array]:
         return jnp.take_along_axis(idx, order, 1), jnp.take_along_axis(dist, order, 1)
 
     idx, dist = lax.map(rows, starts)
-    return idx.reshape(-1, k)[:n].astype(jnp.int32), dist.reshape(-1, k)[:n]
+    return idx.reshape(-1, k)[:n].astype(jnp.int32), times_power_of_two(dist.reshape(-1, k)[:n], e)
 
 
 _knn_jit = jax.jit(knn, static_argnames="k")

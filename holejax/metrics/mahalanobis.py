@@ -40,7 +40,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from holejax._checks import CloudError, as_numeric_array
-from holejax.metrics.euclidean import euclidean_distances, power_of_two_scale
+from holejax.metrics.euclidean import euclidean_distances, scale_exponent, times_power_of_two
 
 __all__ = [
     "ShrunkCovariance",
@@ -192,28 +192,28 @@ def estimate_covariance(X: ArrayLike, covariance: str = "ledoit_wolf") -> Shrunk
 def _whitened(
     X: jax.Array, covariance: str, VI: ArrayLike | None
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(Z, s, usable)``: ``s |z_i - z_j|`` are the Mahalanobis distances of ``X``.
+    """``(Z, e, usable)``: ``2^e |z_i - z_j|`` are the Mahalanobis distances of ``X``.
 
-    The cloud is first scaled by an exact power of two into ``max |x| < 1``
-    (:func:`~holejax.metrics.euclidean.power_of_two_scale`), so the
-    covariance (a sum of squares) neither overflows nor underflows. An
+    The cloud is first scaled by an exact power of two ``2^-e`` into
+    ``max |x| < 1`` (:func:`~holejax.metrics.euclidean.scale_exponent`), so
+    the covariance (a sum of squares) neither overflows nor underflows. An
     estimated covariance scales with the data and the distances do not, so
-    ``s`` is 1 then; a user's ``VI`` has the units of the data, so ``s`` is the
-    scale. ``usable`` is False when the Cholesky factor of the estimated
+    ``e`` is 0 then; a user's ``VI`` has the units of the data, so ``e`` is the
+    scale's. ``usable`` is False when the Cholesky factor of the estimated
     covariance is not finite or is numerically singular (its smallest squared
     pivot below ``eps`` times its largest; the inverse would be rounding
     noise), or when the factor of ``VI`` is not finite.
     """
     d = X.shape[1]
-    scale = power_of_two_scale(X)
-    X = X * (1 / scale)
+    e = scale_exponent(X)
+    X = times_power_of_two(X, -e)
     # centre first: distances are translation invariant, and a large common offset
     # would otherwise cancel catastrophically after the whitening matmul
     X = X - jnp.mean(X, axis=0, keepdims=True)
     if VI is not None:
         # (x - y)^T VI (x - y) = |L^T (x - y)|^2 with VI = L L^T
         L = cholesky_lower(jnp.asarray(VI, X.dtype))
-        return jnp.matmul(X, L, precision="highest"), scale, jnp.all(jnp.isfinite(L))
+        return jnp.matmul(X, L, precision="highest"), e, jnp.all(jnp.isfinite(L))
     cov = estimate_covariance(X, covariance).covariance
     # all points equal: every distance is 0 whatever the matrix, so factorise the identity
     cov = jnp.where(jnp.trace(cov) > 0, cov, jnp.eye(d, dtype=X.dtype))
@@ -222,7 +222,7 @@ def _whitened(
     # (unit, unit) factor once and multiplying beats a triangular solve against all samples
     C_inv = tril_inverse(C)
     Z = jnp.matmul(X, C_inv.T, precision="highest")
-    return Z, jnp.ones((), X.dtype), _factor_usable(C) & jnp.all(jnp.isfinite(C_inv))
+    return Z, jnp.zeros((), e.dtype), _factor_usable(C) & jnp.all(jnp.isfinite(C_inv))
 
 
 def _factor_usable(C: jax.Array) -> jax.Array:
@@ -252,8 +252,8 @@ def whiten(X: ArrayLike, covariance: str = "ledoit_wolf", VI: ArrayLike | None =
         >>> float(jnp.linalg.norm(Z[0] - Z[1]))
         4.0
     """
-    Z, scale, _ = _whitened(jnp.asarray(X), covariance, VI)
-    return Z * scale
+    Z, e, _ = _whitened(jnp.asarray(X), covariance, VI)
+    return times_power_of_two(Z, e)
 
 
 # ---- Cholesky factor and triangular inverse from matmuls -------------------------------
@@ -375,8 +375,8 @@ def mahalanobis_kernel(
         False
     """
     X = jnp.asarray(X)
-    Z, scale, usable = _whitened(X, covariance, VI)
-    D = euclidean_distances(Z) * scale
+    Z, e, usable = _whitened(X, covariance, VI)
+    D = times_power_of_two(euclidean_distances(Z), e)
     return D, jnp.broadcast_to(~usable, (X.shape[0], 1))
 
 

@@ -249,13 +249,13 @@ _ZERO_SCALE_MESSAGE = (
 )
 _MAHALANOBIS_DEFAULTS = {"covariance": "ledoit_wolf", "VI": None, "components": None}
 
-for _name, _fn in [
-    ("euclidean", _euc.euclidean_distances),
-    ("sqeuclidean", _euc.sqeuclidean_distances),
-    ("manhattan", _euc.manhattan_distances),
-    ("chebyshev", _euc.chebyshev_distances),
+for _spec in [
+    MetricSpec("euclidean", _plain(_euc.euclidean_distances)),
+    MetricSpec("sqeuclidean", _euc.sqeuclidean_kernel, flag_messages=(_euc.sqeuclidean_range_failure,)),
+    MetricSpec("manhattan", _plain(_euc.manhattan_distances)),
+    MetricSpec("chebyshev", _plain(_euc.chebyshev_distances)),
 ]:
-    register(MetricSpec(_name, _plain(_fn)))
+    register(_spec)
 
 register(MetricSpec("cosine", _direction(_cos.cosine_distances), flag_messages=(_ZERO_VECTOR_MESSAGE,)))
 register(MetricSpec("angular", _direction(_cos.angular_distances), flag_messages=(_ZERO_VECTOR_MESSAGE,)))

@@ -149,3 +149,49 @@ def test_analyze_names_the_layer_and_perturbation_of_a_singular_covariance():
     )
     with pytest.raises(CloudError, match=r"singular.*\(layer 'b', perturbation 'noise'\)"):
         hj.analyze(acts, metrics=["mahalanobis"])
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "mahalanobis", "manhattan"])
+@pytest.mark.parametrize("unit", [2.7e37, 1e-36])
+def test_the_ends_of_the_float32_range(metric, unit):
+    # largest |x| ~ 3e38 (above 2^127; 2^128 is no float32), or every entry and difference
+    # a normal float32 a few powers of ten above the smallest one (XLA flushes subnormals)
+    X = (10 + 0.3 * np.random.default_rng(4).normal(size=(40, 8))).astype(np.float32) * np.float32(unit)
+    assert_close(hj.pairwise_distances(X, metric), reference(X, metric))
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-20])
+def test_squared_distances_out_of_range_are_an_error(scale):
+    X = points() * np.float32(scale)
+    with pytest.raises(CloudError, match=r"squared euclidean distances.*leave the float range.*layer 'fc'.*metric='euclidean'"):
+        hj.pairwise_distances(X, "sqeuclidean", layer="fc")
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-20])
+def test_geodesic_far_from_one(scale):
+    X = points()
+    D = np.asarray(hj.pairwise_distances(X * np.float32(scale), "geodesic", k=8), np.float64)
+    D1 = np.asarray(hj.pairwise_distances(X, "geodesic", k=8), np.float64)
+    np.testing.assert_allclose(D[OFF] / scale, D1[OFF], rtol=1e-5)
+
+
+def mst_lengths(X32, metric):
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
+    ref = reference(X32, metric)
+    unit = np.abs(ref[OFF]).max()  # scipy's spanning tree drops tiny weights: compare in units of the largest
+    return np.sort(minimum_spanning_tree(ref / unit).data) * unit
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("scale", [1e20, 1e-20])
+def test_h0_from_points_engines_far_from_one(metric, scale):
+    from holejax.filtration.tiled import boruvka_from_points, h0_points_kernel
+
+    X = points() * np.float32(scale)
+    ref = mst_lengths(X, metric)
+    prim = np.sort(np.asarray(jax.jit(h0_points_kernel, static_argnames="metric")(X, metric).deaths, np.float64))
+    tiled = np.sort(np.asarray(boruvka_from_points(X, metric, tile_rows=8, tile_cols=16)[0].deaths, np.float64))
+    np.testing.assert_allclose(prim, ref, rtol=1e-5)
+    np.testing.assert_allclose(tiled, ref, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(hj.h0_from_points(X, metric).deaths, np.float64), ref, rtol=1e-5)
