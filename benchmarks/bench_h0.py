@@ -9,13 +9,13 @@ What is measured, per batch of 8 clouds (``n`` samples, ``d`` units, a gaussian
 mixture of 10 clusters, float32):
 
 - **from distances**: every engine gets the distance matrices; the distance
-  computation is *not* timed. holejax: ``h0_batched(Ds)`` (validation
+  computation is *not* timed. holejax: ``hj.h0(Ds)`` (validation
   included) on the (8, n, n) float32 batch; peers: their native input, float64
   (condensed ``pdist`` vector for scipy / fastcluster, square matrix for
   ripser, giotto-ph, gudhi).
 - **from points**: every engine starts from the points; the distance
-  computation *is* timed. holejax: ``h0_batched_from_points(Xs)`` (distances
-  and MSTs in one compiled call); peers: ``pdist`` + linkage (scipy,
+  computation *is* timed. holejax: ``hj.h0_from_points(Xs)`` (the dense
+  engine: per cloud one distance program and one tree program); peers: ``pdist`` + linkage (scipy,
   fastcluster), fastcluster ``linkage_vector``, and ripser / giotto-ph / gudhi
   on the points.
 - peers run once in this process (1 core; giotto-ph with 2 threads) and once
@@ -30,10 +30,15 @@ mixture of 10 clusters, float32):
   fewer clouds and scaled to 8; such entries are flagged ``extrapolated``.
 
 Also reported: the machine bound (float32 matmul FLOP/s and memory bandwidth
-of a large copy) and holejax's time relative to it, and a large-n run
-(``h0_from_points`` at n = 50,000, d = 64 vs fastcluster ``linkage_vector``) with
-peak memory measured in a fresh subprocess. Results go to
-``benchmarks/results/h0.json``; a markdown table is printed.
+of a large copy) and holejax's time relative to it, and the large-n runs
+(``--large``, ``NxD`` sizes): ``hj.h0_from_points`` on one gaussian cloud
+(the tiled Borůvka engine) against fastcluster ``linkage_vector`` where that
+finishes in reasonable time (``--peer-max-n``, d = 64 only), each in a fresh
+subprocess with its peak RSS (VmHWM), the engine's rounds and scanned points,
+and the time of one pass of the same tiles' matrix products (the bound the
+engine is compared with). ``--large-only`` skips the batch cells. Results go
+to ``benchmarks/results/h0.json`` (``h0_large.json`` with ``--large-only``);
+a markdown table is printed.
 """
 
 from __future__ import annotations
@@ -213,17 +218,17 @@ def time_holejax(Xs: np.ndarray, repeats: int) -> dict:
 
     Ds = jax.block_until_ready(hj.batched_pairwise_distances(Xs))
     out = {}
-    first, best = best_of(lambda: hj.h0_batched(Ds), repeats)
+    first, best = best_of(lambda: hj.h0(Ds), repeats)
     out["D"] = {"first_s": first, "steady_s": best, "compile_s": max(0.0, first - best)}
-    first, best = best_of(lambda: hj.h0_batched(Ds, check=False), repeats)
+    first, best = best_of(lambda: hj.h0(Ds, check=False), repeats)
     out["D_nocheck"] = {"steady_s": best}
-    first, best = best_of(lambda: hj.h0_batched_from_points(Xs), repeats)
+    first, best = best_of(lambda: hj.h0_from_points(Xs), repeats)
     out["X"] = {"first_s": first, "steady_s": best, "compile_s": max(0.0, first - best)}
     # correctness spot check against scipy on cloud 0
     from scipy.cluster.hierarchy import linkage
 
     ref = linkage(distances64(Xs[0]), "single")[:, 2]
-    got = hj.h0_batched_from_points(Xs[:1]).deaths[0]
+    got = hj.h0_from_points(Xs[0]).deaths
     out["max_rel_err_vs_scipy"] = float(np.max(np.abs(got - ref) / np.maximum(ref, 1e-12)))
     return out
 
@@ -261,44 +266,93 @@ def _status_mib(field: str) -> float:
     return float("nan")
 
 
+def gemm_pass_seconds(X: np.ndarray) -> float:
+    """One pass of the tiled engine's matrix products over the cloud: every row tile times all points.
+
+    The same tile shape, padding and host threads as the engine, each tile's
+    products reduced to one number (so none is skipped): the arithmetic bound
+    of one Borůvka pass.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    from holejax.filtration.dense import parallel_map
+    from holejax.filtration.tiled import TILE_COLS, TILE_ROWS
+
+    n, d = X.shape
+    cols = min(TILE_COLS, n)
+    n_pad = -(-n // cols) * cols
+    Y = jnp.asarray(np.pad(X, ((0, n_pad - n), (0, 0))))
+
+    @jax.jit
+    def tile_products(start):
+        R = lax.dynamic_slice_in_dim(Y, start, TILE_ROWS)
+
+        def body(j, acc):
+            C = lax.dynamic_slice_in_dim(Y, j * cols, cols)
+            g = lax.dot_general(R, C, (((1,), (1,)), ((), ())), precision=lax.Precision.HIGHEST)
+            return acc + jnp.max(g)
+
+        return lax.fori_loop(0, n_pad // cols, body, jnp.float32(0))
+
+    starts = [min(lo, n_pad - TILE_ROWS) for lo in range(0, n, TILE_ROWS)]
+    jax.block_until_ready(tile_products(0))
+    t = time.perf_counter()
+    parallel_map(lambda s: float(tile_products(s)), starts)
+    return time.perf_counter() - t
+
+
 def large_worker(engine: str, n: int, d: int) -> None:
     """Run one engine on one large cloud and print JSON with time and peak RSS."""
     X = np.random.default_rng(1).normal(size=(n, d)).astype(np.float32)
     if engine == "holejax":
-        import holejax  # noqa: F401  (imports count in the baseline, not the peak)
+        import holejax as hj
+        from holejax.filtration.tiled import boruvka_from_points  # noqa: F401  (imports in the baseline)
     else:
         import fastcluster  # noqa: F401
     base = _status_mib("VmRSS")
+    extra = {}
     t = time.perf_counter()
     if engine == "holejax":
-        import holejax as hj
-
         h = hj.h0_from_points(X)
         result = float(h.deaths[-1])
+        extra["holejax_engine"] = h.engine
     else:
         import fastcluster
 
         Z = fastcluster.linkage_vector(X.astype(np.float64), "single")
         result = float(Z[-1, 2])
     seconds = time.perf_counter() - t
+    peak = _status_mib("VmHWM")
+    if engine == "holejax":
+        # compile time, rounds and scanned points: a second run on the now-compiled programs
+        t = time.perf_counter()
+        _, stats = boruvka_from_points(X)
+        extra["steady_s"] = time.perf_counter() - t
+        extra.update(stats)
+        extra["gemm_pass_s"] = gemm_pass_seconds(X)
     print(json.dumps({"engine": engine, "n": n, "d": d, "seconds": seconds,
-                      "peak_rss_mib": _status_mib("VmHWM"), "rss_before_mib": base,
-                      "last_death": result}))
+                      "peak_rss_mib": peak, "rss_before_mib": base,
+                      "last_death": result, **extra}))
 
 
-def run_large(n: int, d: int, timeout: float) -> list[dict]:
+def run_large(sizes: list[tuple[int, int]], peer_max_n: int, timeout: float) -> list[dict]:
     rows = []
-    for engine in ["holejax", "fastcluster-vector"]:
-        cmd = [sys.executable, __file__, "--large-worker", engine, str(n), str(d)]
-        try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        except subprocess.TimeoutExpired:
-            rows.append({"engine": engine, "n": n, "d": d, "seconds": None,
-                         "note": f"did not finish within {timeout:.0f} s"})
-        except subprocess.CalledProcessError as err:
-            rows.append({"engine": engine, "n": n, "d": d, "seconds": None,
-                         "note": err.stderr.strip().splitlines()[-1] if err.stderr else "failed"})
+    for n, d in sizes:
+        engines = ["holejax"] + (["fastcluster-vector"] if n <= peer_max_n and d == 64 else [])
+        for engine in engines:
+            cmd = [sys.executable, __file__, "--large-worker", engine, str(n), str(d)]
+            try:
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=True)
+                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            except subprocess.TimeoutExpired:
+                rows.append({"engine": engine, "n": n, "d": d, "seconds": None,
+                             "note": f"did not finish within {timeout:.0f} s"})
+            except subprocess.CalledProcessError as err:
+                rows.append({"engine": engine, "n": n, "d": d, "seconds": None,
+                             "note": err.stderr.strip().splitlines()[-1] if err.stderr else "failed"})
+            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -320,11 +374,15 @@ def main() -> None:
                         help="seconds per cloud above which a peer is timed on fewer clouds")
     parser.add_argument("--peers", nargs="*", default=None,
                         help="only these peers (development; the full run times all)")
-    parser.add_argument("--large-n", type=int, default=50_000)
+    parser.add_argument("--large", default="10000x64,20000x64,50000x64,100000x64,200000x64,50000x768",
+                        help="comma-separated NxD clouds for the large-n runs")
+    parser.add_argument("--peer-max-n", type=int, default=50_000,
+                        help="largest n at which fastcluster linkage_vector runs (d = 64 only)")
     parser.add_argument("--no-large", action="store_true")
-    parser.add_argument("--output", default=str(HERE / "results" / "h0.json"))
+    parser.add_argument("--large-only", action="store_true", help="only the large-n runs")
+    parser.add_argument("--output", default=None)
     parser.add_argument("--cpu-devices", type=int, default=1,
-                        help="jax_num_cpu_devices; h0_batched spreads a batch over the devices")
+                        help="jax_num_cpu_devices; hj.h0 spreads a batch over the devices")
     parser.add_argument("--large-worker", nargs=3, metavar=("ENGINE", "N", "D"))
     args = parser.parse_args()
     import jax
@@ -335,7 +393,7 @@ def main() -> None:
         large_worker(engine, int(n), int(d))
         return
 
-    sizes = args.sizes or ([500, 1000] if args.quick else [500, 1000, 2000, 4000])
+    sizes = [] if args.large_only else (args.sizes or ([500, 1000] if args.quick else [500, 1000, 2000, 4000]))
     dims = args.dims or ([64] if args.quick else [64, 512])
     load_before = os.getloadavg()
     info = {
@@ -345,7 +403,7 @@ def main() -> None:
         "backend": jax.default_backend(),
         "cpu_devices": len(jax.local_devices()),
         "loadavg_before": load_before,
-        "command": "python benchmarks/bench_h0.py" + (" --quick" if args.quick else ""),
+        "command": "python " + " ".join(sys.argv),
     }
     bound = machine_bound()
     print(f"machine bound: matmul {bound['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s, "
@@ -392,11 +450,13 @@ def main() -> None:
                       f"X {fmt(hj['X']['steady_s'])} "
                       f"(x{row['ratio_X']['ratio']:.2f} of {row['ratio_X']['fastest_peer']})",
                       flush=True)
-    large = [] if (args.quick or args.no_large) else run_large(args.large_n, 64, timeout=1800)
+    large_sizes = [tuple(int(v) for v in item.split("x")) for item in args.large.split(",") if item]
+    large = [] if (args.quick or args.no_large) else run_large(large_sizes, args.peer_max_n, timeout=3600)
     info["loadavg_after"] = os.getloadavg()
     out = {"info": info, "machine_bound": bound, "batches": results, "large": large}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(out, indent=1))
+    output = Path(args.output or HERE / "results" / ("h0_large.json" if args.large_only else "h0.json"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(out, indent=1))
     print(markdown(out))
 
 
@@ -409,8 +469,8 @@ def markdown(out: dict) -> str:
                  f"Measured bound: matmul {b['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s, "
                  f"copy {b['copy_bytes_per_s'] / 1e9:.1f} GB/s (read + write).")
     lines.append("")
-    for kind, title in (("D", "From distance matrices (distance computation not timed)"),
-                        ("X", "From points (distance computation timed for every engine)")):
+    for kind, title in (() if not out["batches"] else (("D", "From distance matrices (distance computation not timed)"),
+                        ("X", "From points (distance computation timed for every engine)"))):
         lines.append(f"**{title}**, batch of {BATCH} clouds, steady seconds per batch "
                      "(peers: best of 1 process / 2 processes; * = extrapolated from fewer clouds)")
         lines.append("")
@@ -431,15 +491,25 @@ def markdown(out: dict) -> str:
                          f"{row['bound'][f'holejax_{kind}_over_bound']:.1f} |")
         lines.append("")
     if out["large"]:
-        lines.append("**Large n** (one cloud, d = 64, fresh subprocess each)")
+        lines.append("**Large n** (one gaussian cloud, fresh subprocess each; tiled Borůvka for holejax)")
         lines.append("")
-        lines.append("| engine | n | time | peak RSS | RSS before the call |")
-        lines.append("|---|---|---|---|---|")
+        lines.append("| n | d | holejax | fastcluster `linkage_vector` | holejax / fastcluster | "
+                     "holejax peak RSS | passes (scanned / n) | rounds | one GEMM pass | holejax / GEMM pass |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        by = {}
         for r in out["large"]:
-            t = fmt(r["seconds"]) if r.get("seconds") else r.get("note", "-")
-            rss = f"{r['peak_rss_mib']:.0f} MiB" if "peak_rss_mib" in r else "-"
-            base = f"{r['rss_before_mib']:.0f} MiB" if "rss_before_mib" in r else "-"
-            lines.append(f"| {r['engine']} | {r['n']} | {t} | {rss} | {base} |")
+            by.setdefault((r["n"], r["d"]), {})[r["engine"]] = r
+        for (n, d), rows in by.items():
+            h, f = rows.get("holejax", {}), rows.get("fastcluster-vector")
+            t = fmt(h.get("seconds")) if h.get("seconds") else h.get("note", "-")
+            ft = "-" if f is None else (fmt(f["seconds"]) if f.get("seconds") else f.get("note", "-"))
+            ratio = f"{h['seconds'] / f['seconds']:.3f}" if f and f.get("seconds") and h.get("seconds") else "-"
+            rss = f"{h['peak_rss_mib']:.0f} MiB" if "peak_rss_mib" in h else "-"
+            passes = f"{h['scanned'] / n:.2f}" if "scanned" in h else "-"
+            gemm = fmt(h.get("gemm_pass_s"))
+            over = f"{h['steady_s'] / h['gemm_pass_s']:.2f}" if h.get("gemm_pass_s") else "-"
+            lines.append(f"| {n} | {d} | {t} | {ft} | {ratio} | {rss} | {passes} | {h.get('rounds', '-')} | "
+                         f"{gemm} | {over} |")
     return "\n".join(lines)
 
 

@@ -362,7 +362,18 @@ def kruskal_host(u: ArrayLike, v: ArrayLike, w: ArrayLike, n: int) -> H0Result:
     w = np.asarray(w).ravel()
     dtype = w.dtype if np.issubdtype(w.dtype, np.floating) else np.float64
     lo, hi = np.minimum(u, v), np.maximum(u, v)
-    # union-find over the given edges to find the parts, then join them with inf edges
+    # the parts of the forest, each joined to the first one through its smallest sample by an inf edge
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(lo), np.int8), (lo, hi)), shape=(n, n))
+    count, labels = connected_components(graph, directed=False)
+    if count > 1:
+        _, first = np.unique(labels, return_index=True)
+        roots = np.sort(first)
+        lo = np.concatenate([lo, np.full(len(roots) - 1, roots[0])])
+        hi = np.concatenate([hi, roots[1:].astype(np.int64)])
+        w = np.concatenate([w.astype(dtype), np.full(len(roots) - 1, np.inf, dtype)])
     parent = list(range(n))
 
     def find(a: int) -> int:
@@ -371,30 +382,22 @@ def kruskal_host(u: ArrayLike, v: ArrayLike, w: ArrayLike, n: int) -> H0Result:
             a = parent[a]
         return a
 
-    for a, b in zip(lo.tolist(), hi.tolist()):
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    roots = sorted({find(a) for a in range(n)})
-    if len(roots) > 1:
-        lo = np.concatenate([lo, np.full(len(roots) - 1, roots[0])])
-        hi = np.concatenate([hi, np.asarray(roots[1:], np.int64)])
-        w = np.concatenate([w.astype(dtype), np.full(len(roots) - 1, np.inf, dtype)])
     if len(lo) != n - 1:
         raise ValueError(f"expected a spanning forest of {n} samples; got {len(lo)} edges with cycles.")
     order = np.lexsort((hi, lo, w))
     lo, hi, w = lo[order], hi[order], w[order].astype(dtype)
     label = list(range(n))  # union-find over cluster ids: label[root] = current cluster id
-    parent = list(range(n))
     size = [1] * n + [0] * (n - 1)
-    Z = np.empty((n - 1, 4), np.float64)
-    for i, (a, b) in enumerate(zip(lo.tolist(), hi.tolist())):
+    rows = []
+    for i, (a, b) in enumerate(zip(lo.tolist(), hi.tolist()), start=n):
         ra, rb = find(a), find(b)
         ca, cb = label[ra], label[rb]
-        size[n + i] = size[ca] + size[cb]
-        Z[i, 0], Z[i, 1] = min(ca, cb), max(ca, cb)
-        Z[i, 3] = size[n + i]
+        size[i] = size[ca] + size[cb]
+        rows.append((ca, cb) if ca < cb else (cb, ca))
         parent[rb] = ra
-        label[ra] = n + i
+        label[ra] = i
+    Z = np.empty((n - 1, 4), np.float64)
+    Z[:, :2] = np.asarray(rows, np.float64).reshape(-1, 2)
     Z[:, 2] = w
+    Z[:, 3] = size[n:]
     return H0Result(w, np.stack([lo, hi], axis=1), Z)

@@ -67,7 +67,7 @@ TILED_METRICS = ("euclidean", "sqeuclidean", "cosine")
 """Metrics the point engines compute from coordinates."""
 
 # rows of one tile, columns of one tile, candidates kept per point
-TILE_ROWS = 512
+TILE_ROWS = 256
 TILE_COLS = 2048
 CANDIDATES = 4
 # a tile's columns are read in groups of _GROUPS adjacent columns: a row's
@@ -189,19 +189,21 @@ def _nearest_outside(Y, sq, E, zero, comp, rows, n: int, metric: str, candidates
         best, best_cols = state
         start = j * tile_cols
         C = lax.dynamic_slice_in_dim(Y, start, tile_cols)
-        g = lax.dot_general(R, C, (((1,), (1,)), ((), ())), precision=lax.Precision.HIGHEST)
-        d2 = rsq[:, None] + lax.dynamic_slice_in_dim(sq, start, tile_cols)[None, :] - 2 * g
+        # (cols, rows): the group minima below then reduce a middle axis, vectorised over rows
+        g = lax.dot_general(C, R, (((1,), (1,)), ((), ())), precision=lax.Precision.HIGHEST)
+        d2 = lax.dynamic_slice_in_dim(sq, start, tile_cols)[:, None] + rsq[None, :] - 2 * g
         if metric == "cosine":  # zero rows: cosine distance 1, chord^2 2
-            d2 = jnp.where(rzero[:, None] | lax.dynamic_slice_in_dim(zero, start, tile_cols)[None, :],
+            d2 = jnp.where(lax.dynamic_slice_in_dim(zero, start, tile_cols)[:, None] | rzero[None, :],
                            jnp.asarray(2, Y.dtype), d2)
-        col = start + lax.broadcasted_iota(jnp.int32, (1, tile_cols), 1)
-        same = rcomp[:, None] == lax.dynamic_slice_in_dim(comp, start, tile_cols)[None, :]
-        d2 = jnp.where(same | (col >= n), big, d2).reshape(t, width, _GROUPS)
+        col = start + lax.broadcasted_iota(jnp.int32, (tile_cols, 1), 0)
+        same = lax.dynamic_slice_in_dim(comp, start, tile_cols)[:, None] == rcomp[None, :]
+        d2 = jnp.where(same | (col >= n), big, d2).reshape(width, _GROUPS, t)
         # the row's smallest entries in (value, column) order lie in the `candidates`
         # groups of _GROUPS adjacent columns whose minima come first in that order
-        _, groups = lax.top_k(-jnp.min(d2, axis=2), candidates)
-        groups = jnp.sort(groups, axis=1)  # the gathered columns then ascend
-        sub = jnp.take_along_axis(d2, groups[:, :, None], axis=1).reshape(t, -1)
+        _, groups = lax.top_k(-jnp.min(d2, axis=1).T, candidates)
+        groups = jnp.sort(groups, axis=1)  # (rows, candidates): the gathered columns then ascend
+        sub = jnp.take_along_axis(d2, groups.T[:, None, :], axis=0)  # (candidates, _GROUPS, rows)
+        sub = jnp.transpose(sub, (2, 0, 1)).reshape(t, -1)
         sub_cols = (start + groups[:, :, None] * _GROUPS
                     + jnp.arange(_GROUPS, dtype=jnp.int32)[None, None, :]).reshape(t, -1)
         vals = jnp.concatenate([best, -sub], axis=1)
