@@ -5,7 +5,10 @@ encoder block: every default layer agrees to 1e-5 (after NCHW -> NHWC for
 feature maps), and the H0 deaths and cluster purity computed from the stores
 agree too. Single linkage from scipy checks the H0 deaths independently.
 Input noise and compression (pruning, quantization) give the same stores in
-every framework as well.
+every framework as well. A token encoder (embeddings and two attention blocks)
+called with keyword arguments (``input_ids``, ``attention_mask``) on batches
+padded to different lengths gives the same default layers (the residual
+stream), pooled over real tokens, and the same H0 in all three.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sklearn.datasets import load_digits
 
 import holejax as hj
 import twins
+from holejax.store import layer_names
 
 N = 150
 _digits = load_digits()
@@ -127,3 +131,80 @@ def test_pooled_layers_agree_without_transposing(tmp_path):
     for name in ("norm1", "norm2"):
         assert a[name].shape == (1, N, 16)
         np.testing.assert_allclose(b[name].values, a[name].values, rtol=1e-5, atol=1e-5)
+
+
+# -- a token encoder called with keyword arguments, on batches padded to their own lengths ----------
+VOCAB, TEXTS = 40, 60
+
+
+def _padded_batches(n: int = TEXTS, batch: int = 20, seed: int = 0) -> tuple[tuple[dict, ...], np.ndarray]:
+    """Batches of right-padded token ids and attention masks, each padded to its own longest row,
+    and ``(sample,)`` labels: the class of a text is its first token modulo 4."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for i, start in enumerate(range(0, n, batch)):
+        t = 8 + 2 * i  # longest row of this batch
+        lengths = rng.integers(2, t + 1, min(batch, n - start))
+        lengths[0] = t
+        mask = (np.arange(t)[None, :] < lengths[:, None]).astype(np.int64)
+        batches.append({"input_ids": rng.integers(1, VOCAB, (len(lengths), t)) * mask, "attention_mask": mask})
+    labels = np.concatenate([b["input_ids"][:, 0] % 4 for b in batches])
+    return tuple(batches), labels
+
+
+@pytest.fixture(scope="module")
+def text_exports(tmp_path_factory):
+    tm = twins.torch_twin("text")
+    batches, labels = _padded_batches()
+    assert len({b["input_ids"].shape[1] for b in batches}) > 1  # the batches differ in length
+    root = tmp_path_factory.mktemp("text")
+    models = {"torch": tm, "linen": twins.linen_twin(tm), "nnx": twins.nnx_twin(tm)}
+    stores = {
+        name: hj.export_activations(model, batches, labels=labels, store=root / f"{name}.zarr", batch_size=20,
+                                    progress=False)
+        for name, model in models.items()
+    }
+    return models, batches, labels, stores
+
+
+def test_token_encoder_default_layers_agree_across_frameworks(text_exports):
+    models, batches, _, stores = text_exports
+    linen_names = {"blocks.0": "blocks_0", "blocks.1": "blocks_1"}  # Linen names list members <name>_<int>
+    assert layer_names(stores["torch"]) == layer_names(stores["nnx"]) == ["embeddings", "blocks.0", "blocks.1"]
+    assert layer_names(stores["linen"]) == ["embeddings", "blocks_0", "blocks_1"]
+    for name in layer_names(stores["torch"]):
+        ref = stores["torch"][name].values[0]
+        assert ref.shape == (TEXTS, 32) and stores["nnx"][name].attrs["pooling"] == "mean"
+        np.testing.assert_allclose(stores["nnx"][name].values[0], ref, rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(stores["linen"][linen_names.get(name, name)].values[0], ref, rtol=1e-5,
+                                   atol=1e-5, err_msg=name)
+    # independent of holejax's pooling: the embeddings of the NNX model averaged over real tokens by hand
+    nnx_model = models["nnx"]
+    by_hand = []
+    for b in batches:
+        h = np.asarray(nnx_model.embeddings(b["input_ids"]))
+        m = b["attention_mask"][..., None]
+        by_hand.append((h * m).sum(1) / m.sum(1))
+    np.testing.assert_allclose(stores["nnx"]["embeddings"].values[0], np.concatenate(by_hand), rtol=1e-5, atol=1e-5)
+
+
+def test_token_encoder_h0_agrees_across_frameworks(text_exports):
+    _, _, labels, stores = text_exports
+    for name in ("embeddings", "blocks.1"):
+        a = stores["torch"][name].values[0]
+        deaths_a = np.sort(np.asarray(hj.h0(hj.pairwise_distances(a)).deaths))
+        heights = np.sort(linkage(a.astype(np.float64), method="single")[:, 2])
+        np.testing.assert_allclose(deaths_a, heights, rtol=1e-4, atol=1e-5, err_msg=name)
+        for flavour, other in (("nnx", name), ("linen", name.replace(".", "_") if name != "embeddings" else name)):
+            b = stores[flavour][other].values[0]
+            deaths_b = np.sort(np.asarray(hj.h0(hj.pairwise_distances(b)).deaths))
+            np.testing.assert_allclose(deaths_b, deaths_a, rtol=1e-4, atol=1e-5, err_msg=f"{flavour} {name}")
+    np.testing.assert_array_equal(stores["nnx"]["label"].values, labels)
+
+
+def test_token_encoder_predictions_agree(text_exports):
+    models, batches, _, _ = text_exports
+    ref = np.concatenate([hj.predict(models["torch"], b) for b in batches])
+    for flavour in ("linen", "nnx"):
+        out = np.concatenate([hj.predict(models[flavour], b) for b in batches])
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5, err_msg=flavour)

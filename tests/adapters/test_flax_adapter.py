@@ -1,4 +1,5 @@
-"""The Flax adapter: Linen capture_intermediates, NNX capture, sow, eval copies, padding, bad input."""
+"""The Flax adapter: Linen capture_intermediates, NNX capture, sow, eval copies, padding, keyword and
+positional inputs, bad input."""
 
 from __future__ import annotations
 
@@ -286,3 +287,58 @@ def test_unhashable_call_arguments_run_uncached(monkeypatch, tmp_path):
     ds = hj.export_activations(model, X, layers=["head"], store=tmp_path / "a.zarr", progress=False)
     np.testing.assert_allclose(ds["head"].values[0], expected / 2.0, rtol=1e-5, atol=1e-6)
     assert not adapter._PREDICT_FNS and not adapter._CAPTURE_FNS and not adapter._LISTS
+
+
+# -- keyword and positional inputs -----------------------------------------------
+W = np.random.default_rng(1).uniform(0.5, 1.5, size=N).astype(np.float32)
+
+
+class LinenTwoInputs(nn.Module):
+    @nn.compact
+    def __call__(self, features, weight, scale: float = 1.0):
+        h = nn.relu(nn.Dense(5, name="fc")(features)) * weight[:, None] * scale
+        return nn.Dense(3, name="head")(h)
+
+
+class NNXTwoInputs(nnx.Module):
+    def __init__(self, rngs):
+        self.fc, self.head = nnx.Linear(6, 5, rngs=rngs), nnx.Linear(5, 3, rngs=rngs)
+
+    def __call__(self, features, weight):
+        return self.head(nnx.relu(self.fc(features)) * weight[:, None])
+
+
+@pytest.mark.parametrize("flavour", ["linen", "nnx"])
+def test_keyword_and_positional_inputs(flavour, monkeypatch, tmp_path):
+    from holejax_flax import adapter
+
+    monkeypatch.setattr(adapter, "_CAPTURE_FNS", {})
+    if flavour == "linen":
+        module = LinenTwoInputs()
+        variables = module.init(jax.random.key(0), X[:2], W[:2])
+        model, fc = (module, variables), variables["params"]["fc"]
+        ref_fc = X @ np.asarray(fc["kernel"]) + np.asarray(fc["bias"])
+        ref_out = np.asarray(module.apply(variables, X, W))
+    else:
+        model = NNXTwoInputs(nnx.Rngs(0))
+        ref_fc = np.asarray(model.fc(X))
+        ref_out = np.asarray(model(X, W))
+    kw = dict(layers=["fc", "head"], batch_size=8, progress=False)  # 37 samples: the last batch is padded
+    by_name = hj.export_activations(model, {"features": X, "weight": W}, store=tmp_path / "k.zarr", **kw)
+    by_position = hj.export_activations(model, (X, W), store=tmp_path / "p.zarr", **kw)
+    for ds in (by_name, by_position):
+        np.testing.assert_allclose(ds["head"].values[0], ref_out, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ds["fc"].values[0], ref_fc, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hj.predict(model, {"features": X, "weight": W}, batch_size=10), ref_out, rtol=1e-5, atol=1e-6)
+    # one compiled capture per kind of input (keyword, positional), each compiled once for every batch
+    assert sorted(fn._cache_size() for fn in adapter._CAPTURE_FNS.values()) == [2]
+
+
+def test_inputs_that_clash_with_call_arguments():
+    module = LinenTwoInputs()
+    variables = module.init(jax.random.key(0), X[:2], W[:2])
+    model = (module, variables, {"scale": 2.0})
+    np.testing.assert_allclose(hj.predict(model, {"features": X, "weight": W}),
+                               np.asarray(module.apply(variables, X, W, scale=2.0)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"inputs and the model's call arguments both set \['scale'\]"):
+        hj.list_layers(model, {"features": X, "weight": W, "scale": np.ones(N, np.float32)})

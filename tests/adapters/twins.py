@@ -1,4 +1,8 @@
-"""The same three architectures in PyTorch, Flax Linen and Flax NNX, and weight copying torch -> flax.
+"""The same four architectures in PyTorch, Flax Linen and Flax NNX, and weight copying torch -> flax.
+
+An MLP, a residual CNN, a transformer encoder block on feature rows, and a
+token encoder (embeddings, a list of two attention blocks, called with
+keyword arguments ``input_ids`` and ``attention_mask``).
 
 Layer names agree across frameworks wherever the frameworks allow it: Flax
 models ``sow`` the outputs of plain functions (``relu``, ``gelu``, the global
@@ -195,6 +199,179 @@ class NNXEncoder(nnx.Module):
         return self.head(h[:, 0])
 
 
+# -- token encoder: embeddings, a list of attention blocks, keyword inputs -------------
+class TorchEmbeddings(tnn.Module):
+    def __init__(self, vocab: int, d: int, max_len: int):
+        super().__init__()
+        self.tokens, self.positions = tnn.Embedding(vocab, d), tnn.Embedding(max_len, d)
+        self.norm = tnn.LayerNorm(d)
+
+    def forward(self, input_ids):
+        pos = torch.arange(input_ids.shape[1], device=input_ids.device)
+        return self.norm(self.tokens(input_ids) + self.positions(pos)[None])
+
+
+class TorchSelfAttention(tnn.Module):
+    """Multi-head self-attention written out, so both frameworks run the same arithmetic."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (tnn.Linear(d, d) for _ in range(4))
+
+    def forward(self, h, attention_mask):
+        b, t, d = h.shape
+        split = lambda y: y.reshape(b, t, self.heads, d // self.heads).transpose(1, 2)  # noqa: E731
+        q, k, v = split(self.q(h)), split(self.k(h)), split(self.v(h))
+        scores = q @ k.transpose(-1, -2) / (d // self.heads) ** 0.5
+        scores = scores.masked_fill(attention_mask[:, None, None, :] == 0, -1e9)
+        a = scores.softmax(-1) @ v
+        return self.o(a.transpose(1, 2).reshape(b, t, d))
+
+
+class TorchEncoderBlock(tnn.Module):
+    def __init__(self, d: int, heads: int, ff: int):
+        super().__init__()
+        self.attn, self.norm1 = TorchSelfAttention(d, heads), tnn.LayerNorm(d)
+        self.ff1, self.act, self.ff2 = tnn.Linear(d, ff), tnn.GELU(), tnn.Linear(ff, d)
+        self.norm2 = tnn.LayerNorm(d)
+
+    def forward(self, h, attention_mask):
+        h = self.norm1(h + self.attn(h, attention_mask))
+        return self.norm2(h + self.ff2(self.act(self.ff1(h))))
+
+
+class TorchTextEncoder(tnn.Module):
+    """Token ids and an attention mask in (keyword arguments), class logits from the first token out."""
+
+    def __init__(self, vocab: int = 40, d: int = 32, heads: int = 2, ff: int = 64, n_blocks: int = 2,
+                 max_len: int = 16, n_out: int = 4):
+        super().__init__()
+        self.embeddings = TorchEmbeddings(vocab, d, max_len)
+        self.blocks = tnn.ModuleList([TorchEncoderBlock(d, heads, ff) for _ in range(n_blocks)])
+        self.head = tnn.Linear(d, n_out)
+
+    def forward(self, input_ids, attention_mask):
+        h = self.embeddings(input_ids)
+        for block in self.blocks:
+            h = block(h, attention_mask)
+        return self.head(h[:, 0])
+
+
+def _attention(q, k, v, attention_mask, heads: int):
+    """Multi-head attention of projected queries, keys and values ``(b, t, d)``; padding keys masked."""
+    b, t, d = q.shape
+    split = lambda y: y.reshape(b, t, heads, d // heads).transpose(0, 2, 1, 3)  # noqa: E731
+    q, k, v = split(q), split(k), split(v)
+    scores = q @ k.transpose(0, 1, 3, 2) / (d // heads) ** 0.5
+    scores = jnp.where(attention_mask[:, None, None, :] == 0, -1e9, scores)
+    a = nn.softmax(scores, axis=-1) @ v
+    return a.transpose(0, 2, 1, 3).reshape(b, t, d)
+
+
+class NNXEmbeddings(nnx.Module):
+    def __init__(self, vocab: int, d: int, max_len: int):
+        self.tokens, self.positions = nnx.Embed(vocab, d, rngs=RNG), nnx.Embed(max_len, d, rngs=RNG)
+        self.norm = nnx.LayerNorm(d, epsilon=1e-5, rngs=RNG)
+
+    def __call__(self, input_ids):
+        return self.norm(self.tokens(input_ids) + self.positions(jnp.arange(input_ids.shape[1]))[None])
+
+
+class NNXSelfAttention(nnx.Module):
+    def __init__(self, d: int, heads: int):
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (nnx.Linear(d, d, rngs=RNG) for _ in range(4))
+
+    def __call__(self, h, attention_mask):
+        return self.o(_attention(self.q(h), self.k(h), self.v(h), attention_mask, self.heads))
+
+
+class NNXEncoderBlock(nnx.Module):
+    def __init__(self, d: int, heads: int, ff: int):
+        self.attn, self.norm1 = NNXSelfAttention(d, heads), nnx.LayerNorm(d, epsilon=1e-5, rngs=RNG)
+        self.ff1, self.ff2 = nnx.Linear(d, ff, rngs=RNG), nnx.Linear(ff, d, rngs=RNG)
+        self.norm2 = nnx.LayerNorm(d, epsilon=1e-5, rngs=RNG)
+
+    def __call__(self, h, attention_mask):
+        h = self.norm1(h + self.attn(h, attention_mask))
+        f = nnx.gelu(self.ff1(h), approximate=False)
+        self.sow(nnx.Intermediate, "act", f)
+        return self.norm2(h + self.ff2(f))
+
+
+class NNXTextEncoder(nnx.Module):
+    def __init__(self, vocab: int = 40, d: int = 32, heads: int = 2, ff: int = 64, n_blocks: int = 2,
+                 max_len: int = 16, n_out: int = 4):
+        self.embeddings = NNXEmbeddings(vocab, d, max_len)
+        self.blocks = nnx.List([NNXEncoderBlock(d, heads, ff) for _ in range(n_blocks)])
+        self.head = nnx.Linear(d, n_out, rngs=RNG)
+
+    def __call__(self, input_ids, attention_mask):
+        h = self.embeddings(input_ids)
+        for block in self.blocks:
+            h = block(h, attention_mask)
+        return self.head(h[:, 0])
+
+
+class LinenSelfAttention(nn.Module):
+    d: int
+    heads: int
+
+    @nn.compact
+    def __call__(self, h, attention_mask):
+        q, k, v = (nn.Dense(self.d, name=n)(h) for n in ("q", "k", "v"))
+        return nn.Dense(self.d, name="o")(_attention(q, k, v, attention_mask, self.heads))
+
+
+class LinenEncoderBlock(nn.Module):
+    d: int
+    heads: int
+    ff: int
+
+    @nn.compact
+    def __call__(self, h, attention_mask):
+        h = nn.LayerNorm(epsilon=1e-5, name="norm1")(h + LinenSelfAttention(self.d, self.heads, name="attn")(h, attention_mask))
+        f = nn.gelu(nn.Dense(self.ff, name="ff1")(h), approximate=False)
+        self.sow("intermediates", "act", f)
+        return nn.LayerNorm(epsilon=1e-5, name="norm2")(h + nn.Dense(self.d, name="ff2")(f))
+
+
+class LinenEmbeddings(nn.Module):
+    vocab: int
+    d: int
+    max_len: int
+
+    @nn.compact
+    def __call__(self, input_ids):
+        tokens = nn.Embed(self.vocab, self.d, name="tokens")(input_ids)
+        positions = nn.Embed(self.max_len, self.d, name="positions")(jnp.arange(input_ids.shape[1]))
+        return nn.LayerNorm(epsilon=1e-5, name="norm")(tokens + positions[None])
+
+
+class LinenTextEncoder(nn.Module):
+    """Blocks in a list attribute: Linen names them ``blocks_0``, ``blocks_1``."""
+
+    vocab: int = 40
+    d: int = 32
+    heads: int = 2
+    ff: int = 64
+    n_blocks: int = 2
+    max_len: int = 16
+    n_out: int = 4
+
+    def setup(self):
+        self.embeddings = LinenEmbeddings(self.vocab, self.d, self.max_len)
+        self.blocks = [LinenEncoderBlock(self.d, self.heads, self.ff) for _ in range(self.n_blocks)]
+        self.head = nn.Dense(self.n_out)
+
+    def __call__(self, input_ids, attention_mask):
+        h = self.embeddings(input_ids)
+        for block in self.blocks:
+            h = block(h, attention_mask)
+        return self.head(h[:, 0])
+
+
 # -- copying weights torch -> flax -------------------------------------------------
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
@@ -246,11 +423,28 @@ def flax_params(tm: tnn.Module) -> tuple[dict, dict]:
         params = {k: _dense(getattr(tm, k)) for k in ("embed", "ff1", "ff2", "head")}
         params.update(attn=_attn(tm.attn), norm1=_ln(tm.norm1), norm2=_ln(tm.norm2))
         return params, {}
+    if isinstance(tm, TorchTextEncoder):
+        emb = tm.embeddings
+        params = {
+            "embeddings": {"tokens": {"embedding": _np(emb.tokens.weight)},
+                           "positions": {"embedding": _np(emb.positions.weight)}, "norm": _ln(emb.norm)},
+            "head": _dense(tm.head),
+        }
+        for i, b in enumerate(tm.blocks):
+            params[f"blocks_{i}"] = {
+                "attn": {n: _dense(getattr(b.attn, n)) for n in ("q", "k", "v", "o")},
+                "norm1": _ln(b.norm1), "norm2": _ln(b.norm2), "ff1": _dense(b.ff1), "ff2": _dense(b.ff2),
+            }
+        return params, {}
     raise TypeError(type(tm))
 
 
+_LINEN = {TorchMLP: LinenMLP, TorchCNN: LinenCNN, TorchEncoder: LinenEncoder, TorchTextEncoder: LinenTextEncoder}
+_NNX = {TorchMLP: NNXMLP, TorchCNN: NNXCNN, TorchEncoder: NNXEncoder, TorchTextEncoder: NNXTextEncoder}
+
+
 def linen_twin(tm: tnn.Module) -> tuple[nn.Module, dict]:
-    module = {TorchMLP: LinenMLP, TorchCNN: LinenCNN, TorchEncoder: LinenEncoder}[type(tm)]()
+    module = _LINEN[type(tm)]()
     params, stats = flax_params(tm)
     variables = {"params": params}
     if stats:
@@ -261,7 +455,8 @@ def linen_twin(tm: tnn.Module) -> tuple[nn.Module, dict]:
 
 def _set(module: nnx.Module, tree: dict) -> None:
     for key, value in tree.items():
-        target = getattr(module, key)
+        name, _, index = key.rpartition("_")
+        target = getattr(module, name)[int(index)] if name == "blocks" else getattr(module, key)
         if isinstance(value, dict):
             _set(target, value)
         else:
@@ -269,7 +464,7 @@ def _set(module: nnx.Module, tree: dict) -> None:
 
 
 def nnx_twin(tm: tnn.Module) -> nnx.Module:
-    model = {TorchMLP: NNXMLP, TorchCNN: NNXCNN, TorchEncoder: NNXEncoder}[type(tm)]()
+    model = _NNX[type(tm)]()
     params, stats = flax_params(tm)
     _set(model, params)
     _set(model, stats)
@@ -279,7 +474,7 @@ def nnx_twin(tm: tnn.Module) -> nnx.Module:
 def torch_twin(kind: str, seed: int = 0) -> tnn.Module:
     """A randomly initialised torch model; BatchNorm statistics are made non-trivial."""
     torch.manual_seed(seed)
-    model = {"mlp": TorchMLP, "cnn": TorchCNN, "encoder": TorchEncoder}[kind]()
+    model = {"mlp": TorchMLP, "cnn": TorchCNN, "encoder": TorchEncoder, "text": TorchTextEncoder}[kind]()
     gen = torch.Generator().manual_seed(seed + 1)
     for m in model.modules():
         if isinstance(m, tnn.BatchNorm2d):
