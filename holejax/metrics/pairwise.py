@@ -64,6 +64,10 @@ def prepare_cloud(
         check_float32_range(arr, argument, where(layer, perturbation))
     arr = arr.astype(dtype, copy=False)
     full = resolve_params(spec, params, arr.shape[0], arr.shape[1])
+    if dtype == np.float32:  # array parameters (VI) are cast to the cloud's dtype as well
+        for name in spec.array_params:
+            if full.get(name) is not None:
+                check_float32_range(np.asarray(full[name]), name)
     if spec.check_cloud is not None:
         spec.check_cloud(arr, full)
     return arr, spec, full

@@ -143,3 +143,10 @@ def test_bfloat16_clouds_are_accepted():
     Xb = jax.numpy.asarray(X, jax.numpy.bfloat16)
     D = np.asarray(hj.pairwise_distances(Xb))
     np.testing.assert_allclose(D, np.asarray(hj.pairwise_distances(np.asarray(Xb.astype(np.float32)))), rtol=1e-6)
+
+
+@pytest.mark.parametrize("factor", [1e50, 1e-50])
+def test_inverse_covariance_beyond_float32_is_refused(factor):
+    X = np.random.default_rng(3).normal(size=(8, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"VI holds values up to .*outside the float32 range.*rescale VI"):
+        hj.pairwise_distances(X, "mahalanobis", VI=np.eye(3) * factor)
