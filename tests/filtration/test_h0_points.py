@@ -179,12 +179,12 @@ def test_bad_arguments():
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine", "manhattan", "density_cosine", "mahalanobis"])
 def test_dense_engine_equals_two_step(metric):
-    """Per cloud, h0 of pairwise_distances; padded widths change nothing but the summation order."""
+    """Per cloud, h0 of pairwise_distances; padded units change nothing but the summation order."""
     from holejax.metrics.batch import PADDED_METRICS, pad_units
 
     Xs = np.stack([cloud(s, 40, 5) for s in range(3)]).astype(np.float32)
     fused = h0_from_points(Xs, metric, engine="dense")
-    assert (pad_units(Xs, metric).shape[-1] == 16) == (metric in PADDED_METRICS)
+    assert (pad_units(Xs, metric).shape[-1] == 64) == (metric in PADDED_METRICS)
     for b in range(3):
         two = h0(np.asarray(hj.pairwise_distances(Xs[b], metric)))
         np.testing.assert_allclose(fused.deaths[b], two.deaths, rtol=1e-5)
