@@ -43,8 +43,10 @@ _REQUIRED = {
 }
 # summary quantities, in display order, with their axis labels
 SUMMARY_QUANTITIES = {
-    "purity": "purity",
+    "purity": "purity at the best threshold",
     "inverse_purity": "inverse purity",
+    "best_n_clusters": "clusters at the best threshold",
+    "best_n_outliers": "outliers at the best threshold",
     "n_components": "persistent components",
     "n_outliers": "outliers",
     "bottleneck": "bottleneck distance to clean",

@@ -160,8 +160,11 @@ targets.diagram.title.text = 'Persistence diagram (H0): ' + names.layers[st.l];
 function num(v, d) { return Number.isFinite(v) ? v.toFixed(d) : (Number.isNaN(v) ? 'n/a' : String(v)); }
 const th = [sc.th0, sc.th1, sc.th2, sc.th3, sc.th4].map(one);
 const rows = [
-  ['purity', num(one(sc.purity), 3)], ['persistent components', num(one(sc.n_components), 0)],
-  ['outliers', num(one(sc.n_outliers), 0)], ['bottleneck to clean', num(one(sc.bottleneck), 4)],
+  ['purity at the best threshold', num(one(sc.purity), 3)],
+  ['clusters / outliers at the best threshold', Number.isFinite(one(sc.best_n_clusters))
+    ? num(one(sc.best_n_clusters), 0) + ' / ' + num(one(sc.best_n_outliers), 0) : 'n/a'],
+  ['persistent components', num(one(sc.n_components), 0)],
+  ['outliers of the persistent components', num(one(sc.n_outliers), 0)], ['bottleneck to clean', num(one(sc.bottleneck), 4)],
   ['Wasserstein to clean', num(one(sc.wasserstein), 4)], ['accuracy', num(one(sc.accuracy), 3)],
   ['thresholds (first, best, mid, one)', th.slice(1).map((v) => num(v, 4)).join(', ')],
   ['infinite deaths', num(one(sc.n_infinite), 0)],

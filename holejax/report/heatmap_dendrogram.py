@@ -34,6 +34,7 @@ from bokeh.models import (
     Range1d,
 )
 from bokeh.plotting import figure
+from scipy.cluster.hierarchy import leaves_list
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
@@ -46,7 +47,6 @@ __all__ = [
     "DendrogramSegments",
     "LabelStrip",
     "HeatmapDendrogram",
-    "leaf_order",
     "rcm_order",
     "seriation_order",
     "bin_edges",
@@ -138,35 +138,6 @@ def _check_linkage(linkage: np.ndarray, n: int | None = None) -> np.ndarray:
     return Z
 
 
-def leaf_order(linkage: np.ndarray) -> np.ndarray:
-    """Sample indices in dendrogram leaf order (left child first), as ``scipy...leaves_list``.
-
-    Args:
-        linkage: ``(sample - 1, 4)`` scipy-compatible linkage; heights may be infinite.
-
-    Returns:
-        ``(sample,)`` int64 permutation.
-
-    Example:
-        >>> leaf_order(np.array([[0, 2, 1.0, 2], [1, 3, 2.0, 3]])).tolist()
-        [1, 0, 2]
-    """
-    Z = _check_linkage(linkage)
-    n = Z.shape[0] + 1
-    children = Z[:, :2].astype(np.int64)
-    out = []
-    stack = [2 * n - 2]
-    while stack:
-        node = stack.pop()
-        if node < n:
-            out.append(node)
-        else:
-            left, right = children[node - n]
-            stack.append(right)
-            stack.append(left)
-    return np.asarray(out, dtype=np.int64)
-
-
 def rcm_order(D: np.ndarray, n_neighbors: int | None = 10) -> np.ndarray:
     """Reverse Cuthill-McKee order of the k-nearest-neighbour graph of a distance matrix.
 
@@ -214,10 +185,10 @@ def rcm_order(D: np.ndarray, n_neighbors: int | None = 10) -> np.ndarray:
 def seriation_order(
     D: np.ndarray | None, linkage: np.ndarray, method: str = "rcm", n_neighbors: int | None = 10
 ) -> np.ndarray:
-    """The heatmap order: ``"rcm"`` (needs ``D``) or ``"dendrogram"`` (leaf order of ``linkage``)."""
+    """The heatmap order: ``"rcm"`` (needs ``D``) or ``"dendrogram"`` (scipy's ``leaves_list`` of ``linkage``)."""
     check_choice(method, "order", ORDERS)
     if method == "dendrogram":
-        return leaf_order(linkage)
+        return leaves_list(_check_linkage(linkage)).astype(np.int64)
     if D is None:
         raise ValueError("order='rcm' needs the distance matrix D; got None.")
     return rcm_order(D, n_neighbors)

@@ -3,7 +3,8 @@
 One line per (perturbation, metric): colour by perturbation, dash by metric;
 the legend toggles all lines of a perturbation or a metric at once. The
 selected (perturbation, metric) is drawn over them in black, with a marker at
-the selected layer.
+the selected layer; its hover names the clusters and outliers of the best
+threshold (``best_n_clusters``, ``best_n_outliers``) when the values hold them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from bokeh.plotting import figure
 from holejax._checks import check_choice
 from holejax.report._study import SUMMARY_QUANTITIES
 
-__all__ = ["summary_columns", "summary_figure", "summary_tabs"]
+__all__ = ["HOVER_COUNTS", "summary_columns", "summary_figure", "summary_tabs"]
+
+# quantities shown in the hover of every summary line, when present
+HOVER_COUNTS = {"best_n_clusters": "clusters at best", "best_n_outliers": "outliers at best"}
 
 _DASHES = ("solid", "dashed", "dotted", "dotdash", "dashdot", [6, 2, 2, 2], [2, 4], [10, 4])
 
@@ -104,7 +108,9 @@ def summary_figure(
             by_metric.setdefault(m, []).append(r)
     sel = fig.line("x", quantity, source=hl, line_color="black", line_width=3, alpha=0.6)
     fig.scatter("x", quantity, source=cur, size=12, marker="diamond", fill_color="black", line_color="white")
-    fig.add_tools(HoverTool(renderers=[sel], tooltips=[("layer", "$index"), ("value", f"@{{{quantity}}}{{0.000}}")]))
+    tooltips = [("layer", "$index"), ("value", f"@{{{quantity}}}{{0.000}}")]
+    tooltips += [(label, f"@{{{name}}}{{0}}") for name, label in HOVER_COUNTS.items() if name in values and name != quantity]
+    fig.add_tools(HoverTool(renderers=[sel], tooltips=tooltips))
     # each legend entry toggles its lines; its swatch is the proxy glyph drawn last over them
     # (its colour, or grey with its dash)
     items = []
@@ -125,17 +131,24 @@ def summary_tabs(
     layers: Sequence[str],
     metrics: Sequence[str],
     *,
+    tabs: Sequence[str] | None = None,
     current: tuple[int, int, int] = (0, 0, 0),
     width: int = 900,
     height: int = 300,
 ) -> Tabs:
-    """One tab per quantity present in ``values``, sharing the ``sum.hl``/``sum.cur`` sources."""
+    """One tab per quantity of ``tabs`` (default: all of ``values``), sharing the ``sum.hl``/``sum.cur`` sources.
+
+    Quantities of ``values`` without a tab still reach the sources (and the hovers).
+    """
+    tabs = list(values) if tabs is None else list(tabs)
+    for q in tabs:
+        check_choice(q, "tabs", list(values))
     cols = summary_columns(values, *current)
     sources = (ColumnDataSource(cols["sum.hl"], name="sum.hl"), ColumnDataSource(cols["sum.cur"], name="sum.cur"))
     panels = [
         TabPanel(child=summary_figure(values, q, perturbations, layers, metrics, current=current,
                                       sources=sources, width=width, height=height),
                  title=SUMMARY_QUANTITIES.get(q, q))
-        for q in values
+        for q in tabs
     ]
     return Tabs(tabs=panels, name="sum.view")

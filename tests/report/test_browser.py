@@ -27,6 +27,18 @@ FIGURES = ["hd.dendrogram", "hd.strips", "hd.heatmap", "blob.figure", "sk.figure
            "dg.betti", "sum.purity"]
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "report.png"
 
+# true once the views show the selected layer, metric, perturbation, order and Sankey variant
+# (the switch callback sets these titles last, after the data)
+VIEW_SHOWN_JS = """() => {
+  const d = Bokeh.documents[0];
+  const label = (n) => { const s = d.get_model_by_name(n); return s.options.find((o) => o[0] === s.value)[1]; };
+  const where = label('sel.layer') + ' | ' + label('sel.metric') + ' | ' + label('sel.perturbation');
+  const order = ['RCM', 'dendrogram'][d.get_model_by_name('sel.order').active];
+  const sankey = d.get_model_by_name('sel.sankey').active === 1 ? 'Compact Sankey: ' : 'Sankey: ';
+  return d.get_model_by_name('hd.dendrogram').title.text === 'Heatmap-dendrogram (' + order + ' order)\\n' + where
+    && d.get_model_by_name('sk.figure').title.text === sankey + where;
+}"""
+
 # pixels of a figure's exported canvas: size, distinct colours, share of non-white pixels, a hash
 PIXELS_JS = """(name) => {
   const model = Bokeh.documents[0].get_model_by_name(name);
@@ -86,9 +98,14 @@ class Page:
         )
         self.settle()
 
-    def settle(self):
+    def wait_until(self, condition: str, arg=None):
+        """Wait for a JS condition (a function of ``arg``), then for two painted frames."""
+        self.page.wait_for_function(condition, arg=arg, timeout=20_000)
         self.page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-        self.page.wait_for_timeout(150)
+
+    def settle(self):
+        """Wait until the main views show the selectors' current state."""
+        self.wait_until(VIEW_SHOWN_JS)
 
     def pixels(self, name):
         return self.page.evaluate(PIXELS_JS, name)
@@ -134,6 +151,7 @@ def test_switching_selectors_changes_the_views_to_the_stored_data(page, case, re
     page.page.get_by_role("button", name="dendrogram order").click()
     page.page.get_by_role("button", name="compact Sankey").click()
     page.settle()
+    page.wait_until("() => Bokeh.documents[0].get_model_by_name('sk.figure').title.text.startsWith('Compact')")
     assert page.problems() == []
     after = {name: page.pixels(name)["hash"] for name in before}
     assert all(after[k] != before[k] for k in before), (before, after)
@@ -166,10 +184,13 @@ def test_switching_selectors_changes_the_views_to_the_stored_data(page, case, re
     selects.nth(1).select_option(index=1)
     page.page.get_by_role("button", name="alpha shapes").click()
     page.settle()
+    page.wait_until("(before) => Bokeh.documents[0].get_model_by_name('sum.hl').data.purity.some((v, i) => v !== before[i])",
+                    cur_before)
     assert page.data("sum.hl", "purity") != cur_before
     assert page.problems() == []
     shot = report_file.with_suffix(".png")
     selects.nth(0).select_option(index=1)
+    page.settle()
     page.page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     if os.environ.get("HOLEJAX_UPDATE_SCREENSHOT"):
@@ -187,8 +208,8 @@ def test_hover_shows_sample_label_and_cluster(page):
               sample: src.data.sample[i]};
     }""")
     page.page.mouse.move(point["x"], point["y"])
-    page.settle()
     tip = page.page.locator(".bk-tooltip-content").first
+    tip.locator(".bk-tooltip-row-label").first.wait_for(state="visible")
     rows = dict(zip([t.strip().rstrip(":") for t in tip.locator(".bk-tooltip-row-label").all_inner_texts()],
                     [t.strip() for t in tip.locator(".bk-tooltip-row-value").all_inner_texts()]))
     label = page.page.evaluate("Bokeh.documents[0].get_model_by_name('blob.points').data.label_name[0]")
@@ -200,7 +221,7 @@ def test_hover_shows_sample_label_and_cluster(page):
 
 def assert_names_stayed_inert(p):
     """No image was created, no script element came out of a name, and the page logged no problem."""
-    p.page.wait_for_timeout(300)
+    p.settle()
     assert p.page.locator("img").count() == 0
     # the only scripts holding "alert(" are the JSON data
     injected = p.page.evaluate(
@@ -224,6 +245,7 @@ def test_hostile_names_stay_inert_text(browser, hostile_file):
         for i in range(2):
             selects.nth(0).select_option(index=i)
             selects.nth(1).select_option(index=1 - i)
+        p.settle()
         point = p.page.evaluate("""() => {
           const v = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('blob.figure'));
           const src = Bokeh.documents[0].get_model_by_name('blob.points');
@@ -231,8 +253,8 @@ def test_hostile_names_stay_inert_text(browser, hostile_file):
           return {x: r.x + v.frame.x_scale.compute(src.data.x[0]), y: r.y + v.frame.y_scale.compute(src.data.y[0])};
         }""")
         p.page.mouse.move(point["x"], point["y"])
-        p.settle()
         tip = p.page.locator(".bk-tooltip-content").first
+        tip.locator(".bk-tooltip-row-label").first.wait_for(state="visible")
         assert HOSTILE in tip.inner_text()
         assert tip.locator("img").count() == 0
         assert_names_stayed_inert(p)
@@ -268,23 +290,20 @@ def test_topology_section_draws_and_switches_offline(topology_page):
     topo = make_topology()
     np.testing.assert_allclose(page.data("tp.landscape.data", "k1"), topo.landscape.values[0, 0, 1, 0], rtol=1e-6)
     # the H0 legend item hides the H0 lines and markers of every perturbation (2 x 2), and itself
-    hidden = page.page.evaluate("""async () => {
-      const doc = Bokeh.documents[0];
-      doc.get_model_by_name('tp.norm.H0').visible = false;
-      await new Promise((r) => setTimeout(r, 200));   // CustomJS callbacks run asynchronously
-      const n = doc.get_model_by_name('tp.norm').renderers.filter((r) => !r.visible).length;
-      doc.get_model_by_name('tp.norm.H0').visible = true;
-      await new Promise((r) => setTimeout(r, 200));
-      return n;
-    }""")
-    assert hidden == 2 * 2 + 1
+    hidden_count = "() => Bokeh.documents[0].get_model_by_name('tp.norm').renderers.filter((r) => !r.visible).length"
+    page.page.evaluate("() => { Bokeh.documents[0].get_model_by_name('tp.norm.H0').visible = false; }")
+    page.wait_until(f"() => ({hidden_count})() > 1")  # the legend callback hid more than the item itself
+    assert page.page.evaluate(hidden_count) == 2 * 2 + 1
+    page.page.evaluate("() => { Bokeh.documents[0].get_model_by_name('tp.norm.H0').visible = true; }")
+    page.wait_until(f"() => ({hidden_count})() == 0")
     before = {name: page.pixels(name)["hash"] for name in ("tp.landscape", "tp.betti")}
     selects = page.page.locator("select")
     assert selects.count() == 5  # layer, perturbation, metric; topology layer, topology perturbation
     selects.nth(3).select_option(index=1)
     selects.nth(4).select_option(index=1)
     page.page.get_by_role("button", name="H0", exact=True).click()
-    page.settle()
+    page.wait_until("() => Bokeh.documents[0].get_model_by_name('tp.landscape').title.text"
+                    " === 'Landscape (H0): conv2 | gaussian(sigma=0.8)'")
     assert page.problems() == []
     for k in range(3):
         np.testing.assert_allclose(page.data("tp.landscape.data", f"k{k + 1}"), topo.landscape.values[1, 1, 0, k],
@@ -296,7 +315,7 @@ def test_topology_section_draws_and_switches_offline(topology_page):
     assert title == "Landscape (H0): conv2 | gaussian(sigma=0.8)"
     # a layer without feature maps: empty Betti curves, said in the title, no console noise
     selects.nth(3).select_option(index=2)
-    page.settle()
+    page.wait_until("() => Bokeh.documents[0].get_model_by_name('tp.betti').title.text.includes('(not a feature map)')")
     assert page.problems() == []
     assert "(not a feature map)" in page.page.evaluate("Bokeh.documents[0].get_model_by_name('tp.betti').title.text")
 
@@ -315,7 +334,8 @@ def test_hostile_topology_names_stay_inert_text(browser, hostile_case, tmp_path_
         for i in range(3):
             selects.nth(3).select_option(index=i)
             selects.nth(4).select_option(index=(i + 1) % 2)
-        p.settle()
+        p.wait_until("(t) => Bokeh.documents[0].get_model_by_name('tp.landscape').title.text === t",
+                     f"Landscape (H1): fc | {HOSTILE_SCRIPT}")
         options = p.page.locator("select option").all_text_contents()
         assert options.count(HOSTILE) >= 2 and options.count(HOSTILE_SCRIPT) >= 3
         p.page.locator("summary", has_text="not computed").click()

@@ -61,6 +61,11 @@ def test_report_views_follow_the_analysis(analysed):
                 state = {"p": pi, "l": li, "m": mi, "order": 0, "boundary": 0, "sankey": 0}
                 sc = unpack(args["extra"]["sc.combo"], state, args["sizes"])
                 assert sc["purity"][0] == pytest.approx(float(study["purity"].sel(sel)), rel=1e-6)
+                assert sc["best_n_clusters"][0] == int(study["best_n_clusters"].sel(sel))
+                assert sc["best_n_outliers"][0] == int(study["best_n_outliers"].sel(sel))
+                hl = unpack(args["tables"]["sum.hl"][0], state, args["sizes"])
+                assert hl["best_n_outliers"].tolist() == study["best_n_outliers"].sel(
+                    perturbation=pert, metric=metric).values.astype(np.float32).tolist()
                 marks = unpack(args["tables"]["blob.points"][1], state, args["sizes"])
                 best = np.asarray(study["stage_labels"].sel({**sel, "stage": "best"}).values)
                 np.testing.assert_array_equal(marks["cluster"], best)
@@ -97,5 +102,8 @@ def test_cli_report_with_a_topology_store(analysed, capsys):
     assert main(["report", str(tmp / "results.zarr"), "-o", str(plain)]) == 0
     assert "tp.section" not in plain.read_text(encoding="utf-8")
     # the analysis results are not a topology store
-    with pytest.raises(SystemExit, match="not a topology results store"):
-        main(["report", str(tmp / "results.zarr"), "-o", str(out), "--topology", str(tmp / "results.zarr")])
+    capsys.readouterr()
+    assert main(["report", str(tmp / "results.zarr"), "-o", str(tmp / "never.html"),
+                 "--topology", str(tmp / "results.zarr")]) == 2
+    assert "not a topology results store" in capsys.readouterr().err
+    assert not (tmp / "never.html").exists()

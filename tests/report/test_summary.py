@@ -31,8 +31,22 @@ def test_one_line_per_perturbation_and_metric():
 def test_tabs_and_errors():
     values = {"purity": np.zeros((1, 2, 1)), "bottleneck": np.zeros((1, 2, 1))}
     tabs = summary_tabs(values, ["clean"], ["a", "b"], ["cosine"])
-    assert [t.title for t in tabs.tabs] == ["purity", "bottleneck distance to clean"]
+    assert [t.title for t in tabs.tabs] == ["purity at the best threshold", "bottleneck distance to clean"]
     with pytest.raises(ValueError, match="quantity='ari' is not supported"):
         summary_figure(values, "ari", ["clean"], ["a", "b"], ["cosine"])
     with pytest.raises(ValueError, match=r"expected \(perturbation, layer, metric\) = \(1, 3, 1\)"):
         summary_figure(values, "purity", ["clean"], ["a", "b", "c"], ["cosine"])
+
+
+def test_hover_names_the_clusters_and_outliers_of_the_best_threshold():
+    values = {"purity": np.full((1, 2, 1), 0.5), "best_n_clusters": np.array([[[3.0], [4.0]]]),
+              "best_n_outliers": np.array([[[10.0], [2.0]]])}
+    tabs = summary_tabs(values, ["clean"], ["a", "b"], ["cosine"], tabs=["purity"])
+    assert [t.title for t in tabs.tabs] == ["purity at the best threshold"]
+    hover = next(m for m in tabs.references() if m.__class__.__name__ == "HoverTool")
+    assert ("clusters at best", "@{best_n_clusters}{0}") in hover.tooltips
+    assert ("outliers at best", "@{best_n_outliers}{0}") in hover.tooltips
+    hl = next(m for m in tabs.references() if m.name == "sum.hl")
+    assert hl.data["best_n_clusters"].tolist() == [3.0, 4.0] and hl.data["best_n_outliers"].tolist() == [10.0, 2.0]
+    with pytest.raises(ValueError, match="tabs='ari'"):
+        summary_tabs(values, ["clean"], ["a", "b"], ["cosine"], tabs=["ari"])
