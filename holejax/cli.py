@@ -5,7 +5,8 @@ an unknown metric, a failed input check of the library) print one line,
 ``holejax COMMAND: error: WHAT; FIX``, and exit with status 2; no traceback.
 Outputs are checked before any work starts, so ``holejax analyze -o
 EXISTING`` refuses at once instead of after the analysis. ``--traceback``
-shows the full traceback of a failure instead.
+shows the full traceback of a failure instead. Warnings of the library
+(e.g. a kNN graph in several components) are printed as one line each.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 __all__ = ["main", "build_parser", "UsageError"]
@@ -221,6 +224,11 @@ def _one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def _show_warning(prog, message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning of the library as one line: ``holejax analyze: warning: ...``."""
+    print(f"{prog}: warning: {_one_line(message)}", file=sys.stderr)
+
+
 def _command_of(argv: Sequence[str]) -> str:
     commands = [a for a in argv if a in ("demo", "analyze", "report")]
     return f"holejax {commands[0]}" if commands else "holejax"
@@ -248,7 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise _unknown_arguments(parser, args.command, extras)
         if getattr(args, "metric", "unset") is None:
             args.metric = ["euclidean", "cosine"]
-        return args.run(args)
+        with warnings.catch_warnings():  # restores showwarning afterwards
+            warnings.showwarning = partial(_show_warning, prog)
+            return args.run(args)
     except UsageError as err:
         if show_traceback:
             raise

@@ -173,3 +173,19 @@ def test_valid_commands_still_work(capsys, files):
     assert "<script" in (files / "new.html").read_text()
     assert main(["report", str(files / "new.zarr"), "-o", str(files / "new.html"), "--overwrite"]) == 0
     assert "results written to" in capsys.readouterr().out
+
+
+def test_library_warnings_are_one_line(files):
+    # a zero row has no direction: cosine warns about it
+    X = np.random.default_rng(5).normal(size=(1, 12, 3)).astype(np.float32)
+    X[0, 4] = 0
+    write_store(files / "zero.zarr", X)
+    proc = subprocess.run(
+        [sys.executable, "-m", "holejax.cli", "analyze", str(files / "zero.zarr"), "-o", str(files / "zero-r.zarr"),
+         "--metric", "cosine"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    warned = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert warned and all(line.startswith("holejax analyze: warning: ") for line in warned), proc.stderr
+    assert "zero vectors" in warned[0] and "warnings.warn" not in proc.stderr
