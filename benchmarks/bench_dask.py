@@ -109,7 +109,7 @@ def cluster_runs(store: str, tiny: str | None, metrics: list[str], workers: int,
 
     out: dict = {"workers": workers, "placement": "pinned" if pinned else "free"}
     with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, silence_logs=40) as cluster, \
+                                  dashboard_address=":0", silence_logs=40) as cluster, \
             distributed.Client(cluster) as client:
         client.wait_for_workers(workers)
         client.run(use_compilation_cache, cache)

@@ -47,6 +47,42 @@ def _refuse_layer_reads(monkeypatch):
     monkeypatch.setattr(ZarrArrayWrapper, "__getitem__", guarded)
 
 
+def _keys_run_twice(client) -> list[str]:
+    """Keys of holejax tasks the scheduler sent to a worker more than once."""
+
+    def count(dask_scheduler):
+        seen: dict[str, int] = {}
+        for key, _start, finish, *_ in dask_scheduler.transition_log:
+            if str(key).startswith("holejax-") and finish == "processing":
+                seen[str(key)] = seen.get(str(key), 0) + 1
+        return [k for k, v in seen.items() if v > 1]
+
+    return client.run_on_scheduler(count)
+
+
+# first, while the workers still compile: the kill surely lands in the middle of a task
+def test_worker_killed_mid_study_loses_nothing(store, local_study, client):
+    result: dict = {}
+    study = threading.Thread(
+        target=lambda: result.update(res=hj.analyze(store, metrics=METRICS, client=client))
+    )
+    pids = client.run(os.getpid)
+    study.start()
+    victim = None
+    deadline = time.monotonic() + 60
+    while victim is None and time.monotonic() < deadline:
+        busy = {w: keys for w, keys in client.processing().items() if any(str(k).startswith("holejax-") for k in keys)}
+        victim = next(iter(busy), None)
+        time.sleep(0.02)
+    assert victim is not None, "no task started"
+    os.kill(pids[victim], signal.SIGKILL)  # the worker process dies in the middle of its task
+    study.join(timeout=120)
+    assert not study.is_alive()
+    assert_equal_bitwise(local_study, result["res"])
+    assert _keys_run_twice(client), "no task was run again after the worker died"
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted the worker
+
+
 def test_analyze_on_cluster_equals_local_and_driver_reads_no_activations(store, local_study, client, monkeypatch, capsys):
     _refuse_layer_reads(monkeypatch)
     # dask arrays read in this process (with a Client they would be read on the workers and sent here)
@@ -117,38 +153,3 @@ def test_bad_arguments_fail_before_any_task(store, client):
     with pytest.raises(ValueError, match="metric_params has an entry for 'geodesic'"):
         hj.analyze(store, metrics=["cosine"], metric_params={"geodesic": {"k": 5}}, client=client)
     assert not client.who_has()  # nothing was submitted
-
-
-def _keys_run_twice(client) -> list[str]:
-    """Keys of holejax tasks the scheduler sent to a worker more than once."""
-
-    def count(dask_scheduler):
-        seen: dict[str, int] = {}
-        for key, _start, finish, *_ in dask_scheduler.transition_log:
-            if str(key).startswith("holejax-") and finish == "processing":
-                seen[str(key)] = seen.get(str(key), 0) + 1
-        return [k for k, v in seen.items() if v > 1]
-
-    return client.run_on_scheduler(count)
-
-
-def test_worker_killed_mid_study_loses_nothing(store, local_study, client):
-    result: dict = {}
-    study = threading.Thread(
-        target=lambda: result.update(res=hj.analyze(store, metrics=METRICS, client=client))
-    )
-    study.start()
-    victim = None
-    deadline = time.monotonic() + 60
-    while victim is None and time.monotonic() < deadline:
-        busy = {w: keys for w, keys in client.processing().items() if any(str(k).startswith("holejax-") for k in keys)}
-        victim = next(iter(busy), None)
-        time.sleep(0.02)
-    assert victim is not None, "no task started"
-    pid = client.run(os.getpid, workers=[victim])[victim]
-    os.kill(pid, signal.SIGKILL)  # the worker process dies in the middle of its task
-    study.join(timeout=120)
-    assert not study.is_alive()
-    assert_equal_bitwise(local_study, result["res"])
-    assert _keys_run_twice(client), "no task was run again after the worker died"
-    client.wait_for_workers(2, timeout=60)  # the nanny restarted the worker
