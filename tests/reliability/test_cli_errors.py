@@ -189,3 +189,12 @@ def test_library_warnings_are_one_line(files):
     warned = [line for line in proc.stderr.splitlines() if "warning" in line]
     assert warned and all(line.startswith("holejax analyze: warning: ") for line in warned), proc.stderr
     assert "zero vectors" in warned[0] and "warnings.warn" not in proc.stderr
+
+
+def test_report_with_activations_of_another_store(capsys, files):
+    rng = np.random.default_rng(6)
+    write_store(files / "other.zarr", (rng.normal(size=(2, 20, 3))).astype(np.float32))
+    line = fails(capsys, "report", files / "results.zarr", "-o", files / "mixed.html", "--activations",
+                 files / "other.zarr")
+    assert "another activation store" in line
+    assert not (files / "mixed.html").exists()
