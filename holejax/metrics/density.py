@@ -62,7 +62,7 @@ def local_scales(D: ArrayLike, k: int = 5, scale: str = "mean") -> jax.Array:
         >>> D = jnp.array([[0.0, 1.0, 3.0], [1.0, 0.0, 2.0], [3.0, 2.0, 0.0]])
         >>> local_scales(D, k=2).tolist(), local_scales(D, k=2, scale="kth").tolist()
         ([2.0, 1.5, 2.5], [3.0, 2.0, 3.0])
-        >>> local_scales(D / 1000, k=1, scale="kth_floored").tolist()  # floor 0.01 > 0.1 * 0.001
+        >>> [round(v, 6) for v in local_scales(D / 1000, k=1, scale="kth_floored").tolist()]  # 0.01 > 0.1 * 0.001
         [0.01, 0.01, 0.01]
     """
     D = jnp.asarray(D)

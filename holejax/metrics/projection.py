@@ -33,7 +33,7 @@ def principal_scores(X: ArrayLike, components: int) -> jax.Array:
         decreasing variance.
 
     Example:
-        >>> X = jnp.array([[0.0, 0.0], [2.0, 0.1], [4.0, -0.1]])
+        >>> X = jnp.array([[1.0, 0.0], [1.0, 2.0], [1.0, 4.0]])  # on a line: one component holds it all
         >>> Z = principal_scores(X, 1)
         >>> [round(abs(v), 3) for v in Z[:, 0].tolist()]
         [2.0, 0.0, 2.0]

@@ -36,7 +36,6 @@ import gudhi
 import jax
 import jax.numpy as jnp
 import numpy as np
-from gudhi.wasserstein import wasserstein_distance as _gudhi_wasserstein
 
 from holejax._checks import as_numeric_array, check_choice
 
@@ -211,7 +210,9 @@ def diagram_distance(
         return max(finite, float(ess_cost.max(initial=0.0)))
     finite = 0.0
     if len(fin_a) + len(fin_b):
-        finite = float(_gudhi_wasserstein(fin_a, fin_b, order=order, internal_p=internal_p)) ** order
+        from gudhi.wasserstein import wasserstein_distance  # imports POT, which loads torch where installed
+
+        finite = float(wasserstein_distance(fin_a, fin_b, order=order, internal_p=internal_p)) ** order
     return float((finite + float((ess_cost**order).sum())) ** (1.0 / order))
 
 
