@@ -3,7 +3,6 @@
 Modules:
     scores      purity, inverse purity, ARI, NMI; every threshold of a merge tree at once
     stages      the five Sankey stages, small-cluster outliers, persistent components
-    robustness  exact batched bottleneck / Wasserstein distances between H0 diagrams
     analyze     ``hj.analyze``: a whole activation store over (perturbation, layer, metric)
     robustness_study  ``hj.robustness_study``: export + analysis + accuracy under every perturbation
 
@@ -14,7 +13,7 @@ Example:
 """
 
 from holejax.analysis.analyze import analyze
-from holejax.analysis.robustness import DISTANCES, h0_diagram_distances
+from holejax.topology.diagrams import DISTANCES, h0_diagram_distances
 from holejax.analysis.scores import (
     MergeScores,
     adjusted_rand,

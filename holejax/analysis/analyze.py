@@ -14,7 +14,7 @@
    the labels in one :func:`~holejax.analysis.merge_scores` call, then picks
    each cloud's Sankey stages and reads the headline scores there;
 5. :func:`distances_to_clean` compares every perturbed diagram with its clean
-   twin (:func:`~holejax.analysis.h0_diagram_distances`);
+   twin (:func:`holejax.topology.h0_diagram_distances`);
 6. :func:`results_dataset` assembles the ``xarray.Dataset``.
 """
 
@@ -29,7 +29,6 @@ import xarray as xr
 
 from holejax import __version__
 from holejax._checks import CloudError, as_labels, check_choice, close_matches, first_nonfinite_row
-from holejax.analysis.robustness import h0_diagram_distances
 from holejax.analysis.scores import MergeScores, merge_scores, normalized_mutual_info
 from holejax.analysis.stages import (
     CRITERIA,
@@ -47,6 +46,7 @@ from holejax.analysis.stages import (
 from holejax.filtration import H0Result, h0_from_points
 from holejax.metrics import METRICS
 from holejax.store import as_activation_store, layer_names, unit_dim
+from holejax.topology.diagrams import h0_diagram_distances
 
 __all__ = [
     "Request",

@@ -8,8 +8,7 @@ import xarray as xr
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 import holejax as hj
-from holejax.analysis import h0_diagram_distances
-from holejax.analysis.robustness import reference_diagram_distance
+from holejax.topology import diagram_distance
 from holejax.analysis import group_small_clusters
 from holejax.analysis.stages import distinct_deaths
 from holejax.filtration import H0Result, clusters_at
@@ -161,9 +160,9 @@ def test_diagram_distances_to_clean(study):
                 a = hj.h0_diagram(H0Result(res.deaths.sel(perturbation="clean", layer=layer, metric=metric).values, None, None))
                 b = hj.h0_diagram(H0Result(res.deaths.sel(perturbation=p, layer=layer, metric=metric).values, None, None))
                 cell = res.sel(perturbation=p, layer=layer, metric=metric)
-                assert float(cell.bottleneck) == pytest.approx(reference_diagram_distance(a, b), rel=1e-5, abs=1e-7)
+                assert float(cell.bottleneck) == pytest.approx(diagram_distance(a, b), rel=1e-5, abs=1e-7)
                 assert float(cell.wasserstein) == pytest.approx(
-                    reference_diagram_distance(a, b, "wasserstein"), rel=1e-5, abs=1e-7
+                    diagram_distance(a, b, kind="wasserstein"), rel=1e-5, abs=1e-7
                 )
     # more noise moves the diagram further
     assert (res.wasserstein.sel(perturbation=PERTS[2]) >= res.wasserstein.sel(perturbation=PERTS[1])).mean() > 0.8
