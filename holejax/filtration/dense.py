@@ -22,7 +22,7 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from holejax._checks import check_choice
+from holejax._checks import as_numeric_array, check_choice
 from holejax.filtration._validate import (
     _summary,
     as_distance_matrices,
@@ -228,6 +228,8 @@ def h0(D: ArrayLike, method: str = "auto", *, check: bool = True) -> H0Result:
             kernel = jax.vmap(kernel)
         return kernel(D)
     engine = f"dense-{method}"
+    if not isinstance(D, jax.Array):
+        D = as_numeric_array(D, "D", "a distance matrix", numeric=False)
     if np.ndim(D) == 2:
         D = as_distance_matrices(D, "D") if check else jnp.asarray(D)
         return _to_host(_h0_jit(D, method), engine)

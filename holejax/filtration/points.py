@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from holejax._checks import as_cloud, check_choice
+from holejax._checks import as_cloud, as_numeric_array, check_choice
 from holejax.filtration.dense import _to_host, _unflatten, dense_from_points, parallel_map
 from holejax.filtration.result import H0Result, kruskal_host, with_engine
 from holejax.filtration.tiled import TILED_METRICS, boruvka_from_points, geodesic_h0, h0_points_kernel
@@ -48,7 +48,7 @@ def _rows_jit(X: jax.Array, metric: str) -> H0Result:
 
 
 def _stack(X: Any) -> np.ndarray:
-    arr = np.asarray(X) if not isinstance(X, (list, tuple)) else np.stack([np.asarray(x) for x in X])
+    arr = as_numeric_array(X, "X", "a (sample, unit) cloud, or clouds of one shape stacked", numeric=False)
     if arr.ndim < 2:
         raise ValueError(
             f"X must have shape (..., sample, unit); got shape {arr.shape}. "
