@@ -1,7 +1,12 @@
 """Benchmark: activation export vs a bare forward loop over the same data.
 
-A 10-layer MLP (784 -> 9 x 512 -> 10) runs over N random samples. Four runs
-per framework, each in a fresh subprocess so its memory is its own:
+A 10-layer MLP (784 -> 9 x 512 -> 10) runs over N random samples; with
+``--model bert``, a small BERT encoder (PyTorch, ``transformers``, random
+weights: 4 layers of width 128) runs over 273 texts of random token ids
+padded to 64 tokens (a quarter to all of them real), and the export takes
+its default layers (embeddings and every block) with the default pooling
+(the mean over real tokens). Four runs per framework, each in a fresh
+subprocess so its memory is its own:
 
 - ``bare``:    the forward pass alone, batch by batch (the peer);
 - ``capture``: forward with the adapter's capture of the 10 layers, no store;
@@ -24,7 +29,7 @@ times). Repeats alternate the modes and report the median.
 
     python benchmarks/bench_export.py [--quick] [--framework torch|flax|both] [--threads N]
                                       [--compressors none|lz4|zstd] [--inplace-relu]
-                                      [--out PATH]
+                                      [--model mlp|bert] [--out PATH]
 
 ``--threads N`` gives each framework N compute threads: ``torch.set_num_threads``
 for PyTorch; for JAX, whose XLA_FLAGS have no such setting, the CPU backend
@@ -54,6 +59,7 @@ import tracemalloc
 from pathlib import Path
 
 D_IN, WIDTH, DEPTH, N_OUT = 784, 512, 10, 10
+BERT = {"vocab": 1000, "width": 128, "layers": 4, "heads": 4, "tokens": 64, "n": 273}
 RESULTS = Path(__file__).parent / "results" / "export.json"
 
 
@@ -85,6 +91,33 @@ def _torch_model(inplace_relu: bool = False):
     return nn.Sequential(*layers).eval(), "Linear"
 
 
+def _bert_model():
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=BERT["vocab"], hidden_size=BERT["width"], num_hidden_layers=BERT["layers"],
+        num_attention_heads=BERT["heads"], intermediate_size=4 * BERT["width"], max_position_embeddings=128,
+    )
+    return BertModel(cfg).eval(), None  # None: the export's default layers, embeddings and every block
+
+
+def _token_batches(n: int) -> dict:
+    """Random token ids padded to BERT["tokens"], with their attention mask (16 to 64 real tokens)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    t = BERT["tokens"]
+    lengths = rng.integers(t // 4, t + 1, n)
+    mask = (np.arange(t)[None, :] < lengths[:, None]).astype(np.int64)
+    return {"input_ids": rng.integers(1, BERT["vocab"], (n, t)) * mask, "attention_mask": mask}
+
+
+def _rows(X, start: int, stop: int):
+    return {k: v[start:stop] for k, v in X.items()} if isinstance(X, dict) else X[start:stop]
+
+
 def _flax_model():
     import flax.linen as nn
     import jax
@@ -105,18 +138,20 @@ def _bare_loop(framework: str, model, X, batch: int):
     if framework == "torch":
         import torch
 
-        def run() -> None:
-            with torch.inference_mode():
-                for s in range(0, len(X), batch):
-                    model(torch.from_numpy(X[s : s + batch]))
-
-        run_first = lambda: run_on(X[:batch])  # noqa: E731
-
         def run_on(x) -> None:
             with torch.inference_mode():
-                model(torch.from_numpy(x))
+                if isinstance(x, dict):
+                    model(**{k: torch.from_numpy(v) for k, v in x.items()})
+                else:
+                    model(torch.from_numpy(x))
 
-        return run, run_first
+        n = len(X["input_ids"]) if isinstance(X, dict) else len(X)
+
+        def run() -> None:
+            for s in range(0, n, batch):
+                run_on(_rows(X, s, s + batch))
+
+        return run, lambda: run_on(_rows(X, 0, batch))
     import jax
 
     module, variables = model
@@ -171,34 +206,43 @@ def child(mode: str, framework: str, store: str, args: argparse.Namespace) -> di
     import holejax as hj
     from holejax.capture import find_adapter, pool, select_layers
 
-    model, layer_type = _torch_model(args.inplace_relu) if framework == "torch" else _flax_model()
-    X = np.random.default_rng(0).standard_normal((n, D_IN), dtype=np.float32)
+    if args.model == "bert":
+        model, layer_type = _bert_model()
+        X = _token_batches(n)
+    else:
+        model, layer_type = _torch_model(args.inplace_relu) if framework == "torch" else _flax_model()
+        X = np.random.default_rng(0).standard_normal((n, D_IN), dtype=np.float32)
     run_bare, warm = _bare_loop(framework, model, X, batch)
     warm()  # framework start-up and the peer's compilation are not timed
     import holejax.perturb  # noqa: F401  (one-time imports are not timed either)
     import holejax.store  # noqa: F401
     if mode == "capture":
         adapter = find_adapter(model)
-        names = [i.name for i in select_layers(adapter.list_layers(model, X[:2]), layer_type)]
+        names = [i.name for i in select_layers(adapter.list_layers(model, _rows(X, 0, 2)), layer_type)]
 
         def run_on(data) -> None:
+            size = len(data["input_ids"]) if isinstance(data, dict) else len(data)
             with adapter.capture(model, names) as forward:
-                for s in range(0, len(data), batch):
-                    for a in forward(data[s : s + batch]).values():
-                        pool(a, "flatten")
+                for s in range(0, size, batch):
+                    rows = _rows(data, s, s + batch)
+                    for a in forward(rows).values():
+                        if isinstance(rows, dict):
+                            pool(a, "mean", mask=rows["attention_mask"])
+                        else:
+                            pool(a, "flatten")
 
-        run_on(X[:batch])  # compiles, as the peer's first call
+        run_on(_rows(X, 0, batch))  # compiles, as the peer's first call
         run = lambda: run_on(X)  # noqa: E731
 
     elif mode in ("export", "export_cold", "setup"):
-        data = X[:batch] if mode == "setup" else X
+        data = _rows(X, 0, batch) if mode == "setup" else X
 
         def export(data, store) -> None:
             hj.export_activations(model, data, layers=layer_type, store=store, batch_size=batch, progress=False,
                                   compressors=None if compressors == "none" else compressors)
 
         if mode == "export":  # compiles, as the peer's first call
-            export(X[:batch], f"{store}.warmup")
+            export(_rows(X, 0, batch), f"{store}.warmup")
             shutil.rmtree(f"{store}.warmup")
         run = lambda: export(data, store)  # noqa: E731
 
@@ -227,7 +271,7 @@ def _run_child(mode: str, framework: str, workdir: Path, args: argparse.Namespac
     shutil.rmtree(store, ignore_errors=True)
     cmd = [sys.executable, __file__, "--child", mode, "--framework", framework, "--n", str(args.n),
            "--batch", str(args.batch), "--store", str(store), "--threads", str(args.threads),
-           "--compressors", args.compressors]
+           "--compressors", args.compressors, "--model", args.model]
     for flag, on in [("--trace", trace), ("--inplace-relu", args.inplace_relu)]:
         cmd += [flag] if on else []
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -252,16 +296,27 @@ def main() -> None:
                         help="compressors= of the export (default none, the export's default)")
     parser.add_argument("--inplace-relu", action="store_true",
                         help="PyTorch MLP with nn.ReLU(inplace=True): the captured Linear outputs are copied")
+    parser.add_argument("--model", default="mlp", choices=["mlp", "bert"],
+                        help="the 10-layer MLP, or a small BERT encoder over padded token ids (PyTorch only)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
+    if args.model == "bert":
+        args.framework = "torch"
+        if "--n" not in sys.argv:
+            args.n = BERT["n"]
     if args.child:
         print(json.dumps(child(args.child, args.framework, args.store, args)))
         return
     if args.quick:
-        args.n, args.repeats = 2_000, 1
+        args.n, args.repeats = (args.n if args.model == "bert" else 2_000), 1
     frameworks = ["torch", "flax"] if args.framework == "both" else [args.framework]
     modes = ["bare", "capture", "export", "export_cold", "setup"]
-    units = (DEPTH - 1) * WIDTH + N_OUT
+    units = (BERT["layers"] + 1) * BERT["width"] if args.model == "bert" else (DEPTH - 1) * WIDTH + N_OUT
+    layers_captured = BERT["layers"] + 1 if args.model == "bert" else DEPTH
+    model_name = (
+        f"BERT encoder ({BERT['layers']} layers of width {BERT['width']}, {BERT['tokens']} padded tokens, "
+        "mean over real tokens)" if args.model == "bert" else f"MLP {D_IN} -> {DEPTH - 1} x {WIDTH} -> {N_OUT}"
+    )
     batch_mib = args.batch * units * 4 / 2**20
     load_before = os.getloadavg()
     results = {}
@@ -285,8 +340,8 @@ def main() -> None:
             results[framework] = summary
     report = {
         "benchmark": "export",
-        "config": {"n_samples": args.n, "batch_size": args.batch, "layers_captured": DEPTH,
-                   "model": f"MLP {D_IN} -> {DEPTH - 1} x {WIDTH} -> {N_OUT}", "repeats": args.repeats, "compute_threads": args.threads or "default",
+        "config": {"n_samples": args.n, "batch_size": args.batch, "layers_captured": layers_captured,
+                   "model": model_name, "repeats": args.repeats, "compute_threads": args.threads or "default",
                    "compressors": args.compressors, "inplace_relu": args.inplace_relu,
                    "one_batch_of_activations_mib": batch_mib,
                    "all_activations_mib": args.n * units * 4 / 2**20},
@@ -300,7 +355,7 @@ def main() -> None:
         saved = json.loads(out.read_text()) if out.is_file() else {}
         runs = saved.get("runs", {})
         key = (f"threads={args.threads or 'default'}" + ("" if args.compressors == "none" else f",compressors={args.compressors}")
-               + (",inplace_relu" if args.inplace_relu else ""))
+               + (",inplace_relu" if args.inplace_relu else "") + (",bert" if args.model == "bert" else ""))
         runs[key] = report
         out.write_text(json.dumps({"benchmark": "export", "runs": runs}, indent=2) + "\n")
     print(markdown(report))
@@ -316,16 +371,17 @@ def markdown(report: dict) -> str:
         + ("PyTorch ReLUs in place (captured Linear outputs copied). " if cfg.get("inplace_relu") else "")
         + f"Median of {cfg['repeats']}.",
         "",
-        "| framework | run | time (s) | CPU time (s) | samples/s | time / bare | peak RSS rise (MiB) | tracemalloc peak (MiB) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| framework | run | time (s) | CPU time (s) | samples/s | time / bare | CPU time / bare | peak RSS rise (MiB) | tracemalloc peak (MiB) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for fw, summary in report["results"].items():
         for mode in ("bare", "capture", "export", "export_cold", "setup"):
             r = summary[mode]
             ratio = f"{r['time_vs_bare']:.2f}" if "time_vs_bare" in r else ("1.00" if mode == "bare" else "")
             sps = f"{r['samples_per_s']:,.0f}" if "samples_per_s" in r else ""
+            cpu_ratio = "" if mode == "setup" else f"{r['cpu_seconds'] / summary['bare']['cpu_seconds']:.2f}"
             lines.append(
-                f"| {fw} | {mode} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | {sps} | {ratio} | "
+                f"| {fw} | {mode} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | {sps} | {ratio} | {cpu_ratio} | "
                 f"{r['peak_rss_rise_mib']:.0f} | {r['tracemalloc_peak_mib']:.1f} |"
             )
     stores = ", ".join(f"{fw} {s['export']['store_mib']:.0f} MiB" for fw, s in report["results"].items()

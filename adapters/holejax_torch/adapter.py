@@ -144,19 +144,28 @@ def written_tensors(func: Any, args: Sequence[Any], kwargs: dict) -> list[Any]:
     return [t for t in targets if _is_tensor(t)]
 
 
+_MODE: list[type] = []  # the mode class, defined once torch is imported
+
+
 def _copy_on_write_mode(capture: "_Capture") -> Any:
     """A TorchFunctionMode that copies captured outputs before an in-place write reaches them."""
-    from torch.overrides import TorchFunctionMode
+    if not _MODE:
+        from torch.overrides import TorchFunctionMode
 
-    class CopyOnWrite(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            if capture.watched:
-                for t in written_tensors(func, args, kwargs):
-                    capture.copy_before_write(t)
-            return func(*args, **kwargs)
+        class CopyOnWrite(TorchFunctionMode):
+            def __init__(self, capture: "_Capture"):
+                super().__init__()
+                self.capture = capture
 
-    return CopyOnWrite()
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                if self.capture.watched:
+                    for t in written_tensors(func, args, kwargs):
+                        self.capture.copy_before_write(t)
+                return func(*args, **kwargs)
+
+        _MODE.append(CopyOnWrite)
+    return _MODE[0](capture)
 
 
 class _Capture:

@@ -352,7 +352,13 @@ def _scan(inputs: Iterable) -> tuple[int, np.ndarray | None]:
         if y is None:
             missing = True
         else:
-            y = np.asarray(_to_numpy(y)).reshape(-1)
+            y = np.asarray(_to_numpy(y))
+            if y.ndim > 1:
+                raise ValueError(
+                    f"batch {i} of inputs is a pair (x, y) whose labels y have shape {y.shape}; labels are one "
+                    "integer per sample. For several model inputs yield ((a, b), y), (a, b) inside a 1-tuple, "
+                    "or a dict such as {'input_ids': ..., 'attention_mask': ..., 'labels': ...}."
+                )
             if len(y) != k:
                 raise ValueError(f"batch {i} of inputs holds {k} samples but {len(y)} labels; pass one label per sample.")
             ys.append(y)

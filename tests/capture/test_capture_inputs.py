@@ -91,6 +91,7 @@ def test_dataloader_without_shuffle_and_refusal_of_shuffling():
         ((np.zeros((3, 2)), np.zeros((2, 2))), {}, ValueError, r"inputs\[1\] holds 2 samples but inputs\[0\] holds 3"),
         ({"ids": np.zeros((3, 2)), "labels": [0, 1]}, {}, ValueError, "labels found in the inputs has 2 entries"),
         ({"ids": np.zeros((3, 2))}, {"labels": [0, 1]}, ValueError, "labels has 2 entries"),
+        (Reiterable(np.zeros((4, 2)), [4], np.zeros((4, 2))), {}, ValueError, r"yield \(\(a, b\), y\)"),
         (object(), {}, TypeError, "inputs must be an array"),
     ],
 )
