@@ -28,7 +28,7 @@ import numpy as np
 import xarray as xr
 
 from holejax import __version__
-from holejax._checks import CloudError, as_labels, check_choice, close_matches, first_nonfinite_row
+from holejax._checks import CloudError, as_labels, check_choice, close_matches, describe, first_nonfinite_row
 from holejax.analysis.scores import MergeScores, merge_scores, normalized_mutual_info
 from holejax.analysis.stages import (
     CRITERIA,
@@ -45,6 +45,7 @@ from holejax.analysis.stages import (
 )
 from holejax.filtration import H0Result, h0_from_points
 from holejax.metrics import METRICS
+from holejax.metrics.pairwise import check_float32_range, device_dtype
 from holejax.store import as_activation_store, layer_names, unit_dim
 from holejax.topology.diagrams import h0_diagram_distances
 
@@ -149,6 +150,8 @@ def check_request(
     metric_params: Any,
 ) -> Request:
     """Every name and option of :func:`analyze` checked against the store, before any work."""
+    if not isinstance(metrics, (str, Sequence, np.ndarray)):
+        raise TypeError(f"metrics must be a metric name or a list of them, e.g. ['euclidean', 'cosine']; got {describe(metrics)}.")
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     if not metrics:
         raise ValueError("metrics is empty; pass at least one metric name, e.g. ['euclidean'].")
@@ -191,6 +194,8 @@ def layer_clouds(acts: xr.Dataset, request: Request) -> dict[int, list[tuple[int
         if width == 0:
             raise ValueError(f"layer {layer!r} is empty (0 units); choose layers with at least one unit.")
         X = np.asarray(var.sel(perturbation=request.perturbations).values)
+        if np.iscomplexobj(X) or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+            raise TypeError(f"layer {layer!r} holds {X.dtype} activations; expected real numbers. Export real values.")
         if not np.issubdtype(X.dtype, np.floating) or X.dtype == np.float16:
             X = X.astype(np.float32)
         for pi, pert in enumerate(request.perturbations):
@@ -200,6 +205,8 @@ def layer_clouds(acts: xr.Dataset, request: Request) -> dict[int, list[tuple[int
                     f"layer {layer!r}, perturbation {pert!r}: activations hold NaN or Inf at sample {bad}. "
                     "Fix the model/inputs or drop that perturbation."
                 )
+            if device_dtype(X) != X.dtype:  # float64 without x64: the kernels run in float32
+                check_float32_range(X[pi], f"layer {layer!r}", f" (perturbation {pert!r})")
         clouds.setdefault(width, []).append((li, X))
     return clouds
 

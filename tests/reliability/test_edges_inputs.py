@@ -153,3 +153,28 @@ def test_inverse_covariance_beyond_float32_is_refused(factor):
     X = np.random.default_rng(3).normal(size=(8, 3)).astype(np.float32)
     with pytest.raises(ValueError, match=r"VI holds values up to .*outside the float32 range.*rescale VI"):
         hj.pairwise_distances(X, "mahalanobis", VI=np.eye(3) * factor)
+
+
+def small_acts(X):
+    import xarray as xr
+
+    return xr.Dataset({"fc": (("perturbation", "sample", "fc:unit"), X)}, coords={"perturbation": ["clean"]})
+
+
+@pytest.mark.parametrize("metrics", [None, 3])
+def test_analyze_metrics_of_the_wrong_type(metrics):
+    acts = small_acts(np.random.default_rng(0).normal(size=(1, 6, 2)).astype(np.float32))
+    with pytest.raises(TypeError, match=r"metrics must be a metric name or a list of them.*got (None|3)"):
+        hj.analyze(acts, metrics=metrics)
+
+
+def test_analyze_complex_activations_are_refused_not_truncated():
+    X = np.random.default_rng(0).normal(size=(1, 6, 2)).astype(np.complex64)
+    with pytest.raises(TypeError, match=r"layer 'fc' holds complex64 activations; expected real numbers"):
+        hj.analyze(small_acts(X))
+
+
+def test_analyze_float64_beyond_float32_names_the_layer():
+    X = np.random.default_rng(0).normal(size=(1, 6, 2)) * 1e300
+    with pytest.raises(ValueError, match=r"layer 'fc' holds values up to .* \(perturbation 'clean'\), outside the float32"):
+        hj.analyze(small_acts(X))
