@@ -222,7 +222,10 @@ class ActivationWriter:
         self.n_samples = n_samples
         self._group = group
         self._stored = stored_names([spec.name for spec in layers])
-        self._arrays = {spec.name: group[self._stored[spec.name]] for spec in layers}
+        # every chunk is written, even one equal to the fill value: the manifest counts them all
+        self._arrays = {
+            spec.name: group[self._stored[spec.name]].with_config({"write_empty_chunks": True}) for spec in layers
+        }
         attrs = group.attrs
         self._progress: dict[str, int] = {p: int(v) for p, v in dict(attrs.get("progress", {})).items()}
         self._inputs = InputsDigest.from_attrs(attrs.get("inputs_digest"))
@@ -494,9 +497,11 @@ class ActivationWriter:
         """Write the batch of every layer concurrently, then record ``attrs`` (the progress) in the root."""
 
         async def write() -> None:
+            # (1, batch, unit) blocks: a block that fills a whole chunk is encoded as it is, without a copy
             await asyncio.gather(*(
                 self._arrays[name].async_array.setitem(
-                    (p_index, slice(start, stop), slice(None)), arr.astype(self._arrays[name].dtype, copy=False)
+                    (slice(p_index, p_index + 1), slice(start, stop), slice(None)),
+                    arr.astype(self._arrays[name].dtype, copy=False)[None],
                 )
                 for name, arr in arrays.items()
             ))
