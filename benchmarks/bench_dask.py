@@ -148,6 +148,9 @@ def main() -> None:
     else:
         n, widths, P, metrics = 2000, WIDTHS, 6, METRICS
     placements = args.placements.split(",")
+    out = Path(__file__).resolve().parent / "results" / ("dask_quick.json" if args.quick else "dask.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(".partial.json")  # the runs so far, should the benchmark be stopped
     tmp = tempfile.mkdtemp(prefix="holejax-bench-dask-")
     try:
         cache = os.path.join(tmp, "jax-cache")
@@ -171,6 +174,8 @@ def main() -> None:
                 runs.append(run)
                 print(f"{placement} {workers} worker(s): {run['study_s']:.2f} s, identical to local: "
                       f"{run['identical_to_local']}", flush=True)
+                partial.write_text(json.dumps({"partial": True, "n_samples": n, "local_s": local_s, "runs": runs,
+                                               "loadavg": os.getloadavg()}, indent=2))
         load_after = os.getloadavg()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -207,9 +212,8 @@ def main() -> None:
                     "affinity": len(os.sched_getaffinity(0)), "jax": jax.__version__,
                     "holejax": hj.__version__, "loadavg_before": load_before, "loadavg_after": load_after},
     }
-    out = Path(__file__).resolve().parent / "results" / ("dask_quick.json" if args.quick else "dask.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
+    partial.unlink(missing_ok=True)
 
     print(f"\n{len(widths)} layers x {P} perturbations x {len(metrics)} metrics = {clouds} clouds, n = {n}, "
           f"{tasks} tasks; load average {load_before[0]:.1f} -> {load_after[0]:.1f}\n")

@@ -6,7 +6,7 @@ import sys
 
 def test_holejax_and_its_kernels_import_no_dask():
     code = (
-        "import holejax, holejax.distributed, holejax.metrics, holejax.analysis, holejax.topology, holejax.cli\n"
+        "import holejax, holejax.distributed, holejax.metrics\n"
         "import sys\n"
         "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed'))))"
     )
