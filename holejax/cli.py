@@ -243,12 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     show_traceback = "--traceback" in argv
+    argv = [a for a in argv if a != "--traceback"]  # accepted anywhere on the line
     prog = _command_of(argv)
     try:
         commands = "holejax demo, holejax analyze STORE -o RESULTS, or holejax report RESULTS (see 'holejax --help')"
-        if not [a for a in argv if a != "--traceback"]:
+        if not argv:
             raise UsageError(f"no command given; run {commands}")
-        if argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version", "--traceback"):
+        if argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
             raise UsageError(f"unknown option {argv[0]!r}; start with a command: {commands}")
         parser = build_parser()
         args, extras = parser.parse_known_args(argv)

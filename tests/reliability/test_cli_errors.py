@@ -164,6 +164,8 @@ def test_demo_output_that_is_a_file(capsys, files, no_analysis):
 def test_traceback_flag_shows_the_error(files):
     with pytest.raises(Exception, match="already exists"):
         main(["--traceback", "analyze", str(files / "acts.zarr"), "-o", str(files / "results.zarr")])
+    with pytest.raises(Exception, match="already exists"):
+        main(["analyze", str(files / "acts.zarr"), "-o", str(files / "results.zarr"), "--traceback"])
 
 
 def test_valid_commands_still_work(capsys, files):
