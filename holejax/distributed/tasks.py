@@ -8,6 +8,7 @@ later takes nothing with it.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -77,7 +78,8 @@ def run_tasks(
         function: a module-level function (the workers import it by name).
         items: one ``(name, args)`` per task; ``name`` labels the task on the
             dashboard (its key is ``holejax-<description>-<name>-<token>``).
-        shared: keyword arguments common to every task, sent once.
+        shared: keyword arguments common to every task (arrays over 1 MiB are
+            scattered to the cluster once).
         description: the progress bar's label and the tasks' key prefix.
         progress: show a tqdm bar on the driver as tasks finish.
 
@@ -88,11 +90,11 @@ def run_tasks(
         The first task's exception (the remaining tasks are cancelled).
     """
     distributed = _distributed()
-    from dask.base import tokenize
     from tqdm.auto import tqdm
 
-    shared = dict(shared or {})
-    token = tokenize(function.__name__, items, shared, pure=False)
+    # large arrays (labels of a big sample set) go to the cluster once, not inside every task
+    shared = {k: _scattered(client, v) for k, v in (shared or {}).items()}
+    token = uuid.uuid4().hex  # every study its own keys
     prefix = "holejax-" + description.replace(" ", "-")
     futures = [
         client.submit(function, *args, **shared, key=f"{prefix}-{name}-{token}", pure=False, retries=0)
@@ -110,3 +112,10 @@ def run_tasks(
         client.cancel(futures)
         raise
     return results
+
+
+def _scattered(client: Any, value: Any) -> Any:
+    """A future for an array over 1 MiB (sent to the cluster once), else ``value`` itself."""
+    if getattr(value, "nbytes", 0) > 2**20 and hasattr(value, "shape"):
+        return client.scatter([value], hash=False)[0]
+    return value
