@@ -152,6 +152,18 @@ def _remove_store(path: Path, kind: str) -> None:
     shutil.rmtree(path)
 
 
+def _remove_created(path: Path, existed: bool) -> None:
+    """Remove what this call created at ``path``: the folder, or, where it existed empty, its contents."""
+    if not existed:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    for child in path.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
 def _create_store(
     path: Path, root_attrs: dict, n_samples: int, perturbations: list[str], labels: np.ndarray | None,
     layers: Sequence[LayerSpec], chunks: Mapping[str, int], dtype: np.dtype, codecs: tuple | None,
@@ -301,6 +313,7 @@ class ActivationWriter:
                 "holejax activation store."
             )
         exists = path.exists() and (_is_store(path) or any(path.iterdir()))
+        exists_empty = path.exists() and not exists
         if exists and mode == "error":
             attrs_now = _read_root_attrs(path) if _is_store(path) else {}
             if attrs_now.get("holejax_store") == ACTIVATIONS_KIND and attrs_now.get("complete") is not True:
@@ -338,7 +351,7 @@ class ActivationWriter:
                 path, root_attrs, n_samples, [n for n, _ in entries], label_arr, stored_specs, chunks, dtype, codecs
             )
         except BaseException:
-            shutil.rmtree(path, ignore_errors=True)  # created in this call: the folder was new or empty
+            _remove_created(path, existed=exists_empty)  # the folder was new or empty: what is in it is ours
             raise
         if stored_specs != layers:  # the variable of a renamed layer names the model's layer
             for spec, original in zip(stored_specs, layers, strict=True):

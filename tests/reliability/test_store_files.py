@@ -71,6 +71,10 @@ def test_a_failed_store_creation_removes_only_the_folder_it_created(tmp_path, mo
     with pytest.raises(OSError, match="disk full"):
         ActivationWriter.create(tmp_path / "acts.zarr", [LayerSpec("fc", (3,))], 4)
     assert not (tmp_path / "acts.zarr").exists()
+    (tmp_path / "empty.zarr").mkdir()  # a folder the user made: emptied again, not deleted
+    with pytest.raises(OSError, match="disk full"):
+        ActivationWriter.create(tmp_path / "empty.zarr", [LayerSpec("fc", (3,))], 4)
+    assert (tmp_path / "empty.zarr").is_dir() and not any((tmp_path / "empty.zarr").iterdir())
 
 
 def test_write_report_leaves_a_users_partial_file_alone(tmp_path, monkeypatch):
