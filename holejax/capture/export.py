@@ -7,7 +7,7 @@ compressed models are built once through the adapter. Each batch is pooled
 and handed to a writer thread that stores it while the next batch runs; at
 most one batch waits for it, so memory holds a few batches of activations,
 never the data set. Store chunks hold one batch each, so every batch is
-written as whole chunk files (see ``holejax.store.chunks``).
+written as whole chunks (see ``holejax.store.zarr_``).
 
 Runnable examples with real models are in the adapter packages
 (``holejax_torch``, ``holejax_flax``).

@@ -274,8 +274,12 @@ class ActivationWriter:
             label_names: optional class names, indexed by label.
             attrs: extra dataset attributes (``framework``, ``model_class``).
             mode: what to do if ``store`` exists: ``"error"`` (default),
-                ``"overwrite"``, ``"resume"`` an interrupted export, or
-                ``"append"`` new perturbations to a finished store.
+                ``"overwrite"``, ``"resume"`` an interrupted export (or a
+                finished one that lost or damaged chunks: their samples are
+                pending again), or ``"append"`` new perturbations to a
+                finished store. Resume and append refuse another model or
+                other inputs (``attrs`` ``model_digest`` / ``inputs_head``,
+                see :func:`holejax.store.fingerprint.export_fingerprint`).
             sample_chunk: samples per chunk (default: about 4 MiB chunks).
                 Batches that fill whole chunks are written fastest: pass
                 the batch size.
