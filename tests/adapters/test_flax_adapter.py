@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import types
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -342,3 +343,87 @@ def test_inputs_that_clash_with_call_arguments():
                                np.asarray(module.apply(variables, X, W, scale=2.0)), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"inputs and the model's call arguments both set \['scale'\]"):
         hj.list_layers(model, {"features": X, "weight": W, "scale": np.ones(N, np.float32)})
+
+
+# -- blocks that return tuples or dataclasses: the residual preset takes their hidden state ---------
+T = 7
+
+
+@flax.struct.dataclass
+class BlockOutput:
+    hidden: jax.Array
+    scores: jax.Array
+
+
+class NNXTupleBlock(nnx.Module):
+    def __init__(self, rngs):
+        self.fc = nnx.Linear(4, 4, rngs=rngs)
+
+    def __call__(self, h, attention_mask):
+        scores = jnp.einsum("btd,bsd->bts", h, h) + jnp.where(attention_mask[:, None, :] == 0, -1e9, 0.0)
+        return BlockOutput(hidden=h + jnp.tanh(self.fc(nnx.softmax(scores) @ h)), scores=scores)
+
+
+class NNXTokenModel(nnx.Module):
+    def __init__(self, rngs):
+        self.embed = nnx.Embed(10, 4, rngs=rngs)
+        self.blocks = nnx.List([NNXTupleBlock(rngs), NNXTupleBlock(rngs)])
+
+    def __call__(self, input_ids, attention_mask):
+        h = self.embed(input_ids)
+        for block in self.blocks:
+            h = block(h, attention_mask).hidden
+        return h[:, 0]
+
+
+class LinenTupleBlock(nn.Module):
+    @nn.compact
+    def __call__(self, h, attention_mask):
+        scores = jnp.einsum("btd,bsd->bts", h, h) + jnp.where(attention_mask[:, None, :] == 0, -1e9, 0.0)
+        return h + jnp.tanh(nn.Dense(4, name="fc")(nn.softmax(scores) @ h)), scores
+
+
+class LinenTokenModel(nn.Module):
+    def setup(self):
+        self.embed = nn.Embed(10, 4)
+        self.blocks = [LinenTupleBlock(), LinenTupleBlock()]
+
+    def __call__(self, input_ids, attention_mask):
+        h = self.embed(input_ids)
+        for block in self.blocks:
+            h, _ = block(h, attention_mask)
+        return h[:, 0]
+
+
+def _token_inputs() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(1, T + 1, N)
+    mask = (np.arange(T)[None, :] < lengths[:, None]).astype(np.int32)
+    return {"input_ids": rng.integers(1, 10, (N, T)).astype(np.int32) * mask, "attention_mask": mask}
+
+
+@pytest.mark.parametrize("flavour", ["linen", "nnx"])
+def test_residual_preset_takes_the_hidden_state_of_tuple_and_dataclass_blocks(flavour, tmp_path):
+    x = _token_inputs()
+    if flavour == "nnx":
+        model = NNXTokenModel(nnx.Rngs(0))
+        hidden = ["blocks.0[hidden]", "blocks.1[hidden]"]
+        states = [np.asarray(model.embed(x["input_ids"]))]
+        for block in model.blocks:
+            states.append(np.asarray(block(states[-1], x["attention_mask"]).hidden))
+    else:
+        module = LinenTokenModel()
+        model = (module, module.init(jax.random.key(0), **x))
+        hidden = ["blocks_0[0]", "blocks_1[0]"]
+        states = [np.asarray(module.apply(model[1], x["input_ids"], method=lambda m, ids: m.embed(ids)))]
+        for i in range(2):
+            states.append(np.asarray(module.apply(
+                model[1], states[-1], x["attention_mask"], method=lambda m, h, a, i=i: m.blocks[i](h, a)[0])))
+    table = hj.list_layers(model, x)
+    assert table.residual == ["embed", *hidden]
+    assert {r.name: r.shape for r in table}[hidden[0]] == (T, 4)  # (token, unit): not flattened
+    ds = hj.export_activations(model, x, store=tmp_path / "a.zarr", batch_size=16, progress=False)
+    m = x["attention_mask"][..., None]
+    for name, state in zip(["embed", *hidden], states):
+        assert ds[name].attrs["pooling"] == "mean"
+        np.testing.assert_allclose(ds[name].values[0], (state * m).sum(1) / m.sum(1), rtol=1e-5, atol=1e-6)
