@@ -34,7 +34,9 @@ imports torch or flax here.
 
 The maximum spanning tree is one dense Prim in JAX, :func:`max_spanning_tree_edges`
 (``jit`` and ``vmap``-able over stacks of equally shaped matrices, e.g. the
-checkpoints of one layer); the per-network functions run it in float64.
+checkpoints of one layer); the per-network functions run it in float64 on
+matrices padded to power-of-two shapes, so a handful of compilations serve
+every layer.
 """
 
 from __future__ import annotations
@@ -404,15 +406,36 @@ def layer_neural_persistence(W: Any, p: float = 2.0, *, scale: float | None = No
     if top > scale * (1 + 1e-12):
         raise ValueError(f"scale={scale} is below max|W|={top} of {name!r}; the scaled weights would exceed 1.")
     scaled = np.minimum(np.abs(raw) / scale, 1.0)
-    with jax.enable_x64(True):  # the tree of the float64 weights, not of their float32 rounding
-        rows, cols = (np.asarray(x) for x in max_spanning_tree_edges(jnp.asarray(scaled, jnp.float64)))
-    total = float(np.sum((1.0 - scaled[rows, cols]) ** p))
     n, m = raw.shape
+    total = _tree_persistence(scaled, p)
     value = (1.0 + total) ** (1 / p)
     bounds = neural_persistence_bounds(scaled, p)
     return LayerPersistence(
         name, (n, m), value, value / (n + m - 1) ** (1 / p), *bounds, float(scaled.var())
     )
+
+
+def _padded_size(size: int) -> int:
+    """The next power of two, at least 16: one compiled Prim serves many matrix shapes."""
+    return max(16, 1 << (size - 1).bit_length())
+
+
+def _tree_persistence(scaled: np.ndarray, p: float) -> float:
+    """``sum over maximum-spanning-tree edges of (1 - w)**p`` for weights in ``[0, 1]``.
+
+    The matrix is padded with zero rows and columns to :func:`_padded_size`.
+    A padded vertex has only weight-0 edges, so Kruskal (heaviest first)
+    meets them after every positive edge: the padded tree holds the original
+    tree's weights plus one 0 per padded vertex, each adding ``1**p = 1``,
+    which is subtracted again.
+    """
+    n, m = scaled.shape
+    padded = np.zeros((_padded_size(n), _padded_size(m)))
+    padded[:n, :m] = scaled
+    with jax.enable_x64(True):  # the tree of the float64 weights, not of their float32 rounding
+        rows, cols = (np.asarray(x) for x in max_spanning_tree_edges(jnp.asarray(padded, jnp.float64)))
+    extra = padded.shape[0] - n + padded.shape[1] - m
+    return max(float(np.sum((1.0 - padded[rows, cols]) ** p)) - extra, 0.0)
 
 
 def neural_persistence(weights: Any, p: float = 2.0, *, include: Sequence[str] | None = None) -> NetworkPersistence:
