@@ -45,7 +45,7 @@ def test_demo_writes_stores_and_reports(demo_output):
         # the topology summary is stored and drawn in the report
         topology = hj.open_results(out / f"{name}-topology.zarr")
         assert topology.attrs["content"] == "topology"
-        assert np.all(np.isfinite(topology["np"].values)) and np.all(topology["np"].values > 0)
+        assert np.all(np.isfinite(topology["np_girrbach"].values)) and np.all(topology["np_girrbach"].values > 0)
         assert "Landscape norm" in report.read_text(encoding="utf-8")
     # the CNN's feature maps give a Betti-decay rate per perturbation
     cnn_topology = hj.open_results(out / "torch-cnn-topology.zarr")
