@@ -147,7 +147,7 @@ def _sow_tie(path: tuple, rank: int, events: Mapping[tuple, int], ranks: Mapping
     """Where a value sown by the module at ``path`` stands among records of the same value:
     just before the return of the call that sowed it (the first call of that module whose
     output was computed at or after the value)."""
-    after = [e for (p, k, c), e in events.items() if p == path and k == "__call__" and ranks.get((p, k, c), -1) >= rank]
+    after = [e for site, e in events.items() if site[:2] == (path, "__call__") and ranks.get(site, -1) >= rank]
     return min(after) - 0.5 if after else float("inf")
 
 
@@ -436,7 +436,8 @@ def _merged(a: Mapping, b: Mapping) -> dict:
     """Two nested mappings joined key by key (``b`` wins where both hold a leaf)."""
     out = dict(a)
     for key, value in b.items():
-        out[key] = _merged(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+        both = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = _merged(out[key], value) if both else value
     return out
 
 

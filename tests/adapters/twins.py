@@ -331,7 +331,8 @@ class LinenEncoderBlock(nn.Module):
 
     @nn.compact
     def __call__(self, h, attention_mask):
-        h = nn.LayerNorm(epsilon=1e-5, name="norm1")(h + LinenSelfAttention(self.d, self.heads, name="attn")(h, attention_mask))
+        a = LinenSelfAttention(self.d, self.heads, name="attn")(h, attention_mask)
+        h = nn.LayerNorm(epsilon=1e-5, name="norm1")(h + a)
         f = nn.gelu(nn.Dense(self.ff, name="ff1")(h), approximate=False)
         self.sow("intermediates", "act", f)
         return nn.LayerNorm(epsilon=1e-5, name="norm2")(h + nn.Dense(self.d, name="ff2")(f))
