@@ -112,11 +112,12 @@ def _is_store(path: Path) -> bool:
     return (path / METADATA_KEY).is_file()
 
 
-def _damaged(path: Path, problem: str) -> StoreError:
-    return StoreError(
-        f"store {str(path)!r} is damaged: {problem}. Export it again (hj.export_activations with "
-        "mode='resume' repairs the chunks of an activation store; mode='overwrite' starts it again)."
+def _damaged(path: Path, problem: str, remedy: str | None = None) -> StoreError:
+    remedy = remedy or (
+        "Export it again (hj.export_activations with mode='resume' repairs the chunks of an activation store; "
+        "mode='overwrite' starts it again)."
     )
+    return StoreError(f"store {str(path)!r} is damaged: {problem}. {remedy}")
 
 
 def _root_group(path: Path, mode: str = "r") -> zarr.Group:
@@ -618,7 +619,7 @@ def _where(group: zarr.Group, problem: ChunkProblem) -> str:
     return f" (perturbation {name!r}, samples {samples.start}..{samples.stop - 1})"
 
 
-def _damage(path: Path, attrs: Mapping[str, Any]) -> tuple[dict[str, str], list[ChunkProblem], zarr.Group]:
+def _damage(path: Path, attrs: Mapping[str, Any]) -> tuple[dict[str, str], list[ChunkProblem], zarr.Group | None]:
     """What differs from the manifest of a finished store, and the chunks at fault; empty when whole."""
     recorded = attrs.get("manifest")
     if not isinstance(recorded, Mapping) or not recorded:
@@ -635,7 +636,7 @@ def _damage(path: Path, attrs: Mapping[str, Any]) -> tuple[dict[str, str], list[
     return diffs, problems, group
 
 
-def _check_whole(path: Path, attrs: Mapping[str, Any]) -> None:
+def _check_whole(path: Path, attrs: Mapping[str, Any], remedy: str | None = None) -> None:
     """Raise a StoreError naming the first missing or damaged array and chunk of a finished store."""
     diffs, problems, group = _damage(path, attrs)
     if not diffs:
@@ -643,9 +644,11 @@ def _check_whole(path: Path, attrs: Mapping[str, Any]) -> None:
     if problems:
         first = problems[0]
         more = f" ({len(problems) - 1} more chunk(s) too)" if len(problems) > 1 else ""
-        raise _damaged(path, f"array {first.array!r} chunk {first.chunk}{_where(group, first)} is {first.problem}{more}")
+        raise _damaged(
+            path, f"array {first.array!r} chunk {first.chunk}{_where(group, first)} is {first.problem}{more}", remedy
+        )
     name, what = next(iter(diffs.items()))
-    raise _damaged(path, f"array {name!r}: {what}")
+    raise _damaged(path, f"array {name!r}: {what}", remedy)
 
 
 def _progress_before_damage(path: Path, group: zarr.Group, existing: xr.Dataset) -> dict[str, int]:
@@ -758,7 +761,9 @@ def write_results(results: xr.Dataset, store: str | os.PathLike, *, mode: str = 
         ds[name].attrs = json_safe(dict(var.attrs))
     partial = path.with_name(f"{path.name}.partial-{uuid.uuid4().hex[:12]}")  # ours alone: deleted on failure
     try:
-        ds.to_zarr(partial, mode="w-", zarr_format=3, consolidated=False)
+        flat = {name: {"chunk_key_encoding": _FLAT_KEYS} for name in ds.variables}
+        ds.to_zarr(partial, mode="w-", zarr_format=3, consolidated=False, encoding=flat)
+        _record_manifest(partial)
         _consolidate(partial)
         if path.exists():
             _remove_store(path, RESULTS_KIND)
@@ -770,7 +775,20 @@ def write_results(results: xr.Dataset, store: str | os.PathLike, *, mode: str = 
 
 
 def open_results(store: str | os.PathLike) -> xr.Dataset:
-    """Open a results store written by :func:`write_results`."""
+    """Open a results store written by :func:`write_results`, checked against its manifest.
+
+    Raises:
+        StoreError: the path is missing, foreign or damaged (a chunk missing
+            or cut short, named with its array).
+    """
     path = store_path(store)
     attrs = _open_group_attrs(path, RESULTS_KIND)
+    _check_whole(path, attrs, remedy="Write the results again (hj.write_results(..., mode='overwrite')).")
     return _open_dataset(path, attrs)
+
+
+def _record_manifest(path: Path) -> None:
+    """Record the manifest of the store at ``path`` (every array's chunk count and bytes) in its attributes."""
+    group = _root_group(path, mode="r+")
+    arrays = list(group.array_keys())
+    group.attrs["manifest"] = array_manifest(store_objects(path, arrays), arrays)

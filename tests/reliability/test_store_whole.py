@@ -146,3 +146,20 @@ def test_metadata_stays_plain_json(store):
     path, _ = store
     attrs = json.loads((path / "zarr.json").read_text())["attributes"]
     assert attrs["complete"] is True and set(attrs["manifest"]) == {"conv", "fc", "label", "sample", "perturbation"}
+
+
+def test_a_results_store_checks_its_chunks_too(tmp_path):
+    import xarray as xr
+
+    from holejax.store import open_results, write_results
+
+    study = xr.Dataset({"purity": (("perturbation", "layer"), np.array([[1.0, 0.5]]))},
+                       coords={"perturbation": ["clean"], "layer": ["a", "b"]})
+    write_results(study, tmp_path / "r.zarr")
+    write_results(open_results(tmp_path / "r.zarr"), tmp_path / "again.zarr")  # a round trip keeps the layout
+    xr.testing.assert_equal(open_results(tmp_path / "again.zarr").load().drop_attrs(), study)
+    for f in (tmp_path / "r.zarr" / "purity").iterdir():
+        if f.name != "zarr.json":
+            f.unlink()
+    with pytest.raises(StoreError, match=r"damaged: array 'purity' chunk \(0, 0\) is missing.*write_results"):
+        open_results(tmp_path / "r.zarr")
