@@ -155,12 +155,20 @@ def _batch_mask(source: str | np.ndarray | None, x: ModelInput, start: int) -> n
     return source[start : start + n_samples_of(x)]
 
 
-def _token_layers(infos: Sequence[LayerInfo], residual: set[str], mask: np.ndarray | None) -> set[str]:
-    """Rank-2 outputs that are token sequences: those of the residual stream, or as long as the mask."""
+def _token_layers(infos: Sequence[LayerInfo], residual: Sequence[LayerInfo], mask: np.ndarray | None) -> set[str]:
+    """Rank-2 outputs that are token sequences.
+
+    Those of the residual stream, and those as long as the sequence: the
+    mask's token count, or without a mask the residual stream's (a final
+    LayerNorm or the encoder's ``last_hidden_state`` of a ViT).
+    """
+    lengths = {i.shape[0] for i in residual if i.shape is not None and len(i.shape) == 2}
+    if mask is not None:
+        lengths = {mask.shape[1]}
+    names = {i.name for i in residual}
     return {
         i.name for i in infos
-        if i.shape is not None and len(i.shape) == 2
-        and (i.name in residual or (mask is not None and i.shape[0] == mask.shape[1]))
+        if i.shape is not None and len(i.shape) == 2 and (i.name in names or i.shape[0] in lengths)
     }
 
 
@@ -278,9 +286,9 @@ def export_activations(
 
     table = adapter.list_layers(model, source.example)
     infos = select_layers(table, layers)
-    residual = {i.name for i in residual_layers(table)}
+    residual = residual_layers(table)
     tokens = _token_layers(infos, residual, _batch_mask(masks, source.example, 0))
-    poolings = resolve_pooling(pooling, infos, tokens=tokens, stages=residual)
+    poolings = resolve_pooling(pooling, infos, tokens=tokens, stages={i.name for i in residual})
     specs = [
         LayerSpec(i.name, i.shape, pooling=poolings[i.name], units=math.prod(pooled_shape(i.shape, poolings[i.name], i.layout)))
         for i in infos

@@ -32,7 +32,7 @@ with a pooled first token; ``last`` is the one for causal models.
 
 A *token output* is a per-sample ``(token, feature)`` output (rank 2) of a
 layer the preset picks (embeddings, transformer blocks), or one whose token
-count equals the mask's.
+count equals the mask's (without a mask: the preset's token outputs').
 
 ``tokens`` writes one row per real token: the store's ``sample`` dimension
 then counts tokens, with coordinates ``sample`` (the text a token belongs

@@ -132,6 +132,12 @@ def test_vit_without_a_mask_pools_every_token(tmp_path):
     assert len(names) == len(states) == 3 and names[0] == "embeddings"
     for name, h in zip(names, states):
         np.testing.assert_allclose(_clean(ds, name), h.mean(axis=1), rtol=1e-5, atol=1e-5, err_msg=name)
+    # other token outputs as long as the residual stream are pooled the same way: the final LayerNorm
+    final = hj.export_activations(vit, pixels, layers="layernorm", store=tmp_path / "f.zarr", progress=False)
+    with torch.no_grad():
+        want = vit(pixel_values=torch.from_numpy(pixels)).last_hidden_state.numpy().mean(axis=1)
+    assert final["layernorm"].attrs["pooling"] == "mean"
+    np.testing.assert_allclose(_clean(final, "layernorm"), want, rtol=1e-5, atol=1e-5)
 
 
 def test_dict_batchencoding_tuple_and_dataloader_inputs_agree(bert, tmp_path):
