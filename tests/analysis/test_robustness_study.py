@@ -8,6 +8,8 @@ import tempfile
 
 import jax
 import numpy as np
+from scipy.cluster.hierarchy import linkage
+from scipy.spatial.distance import pdist
 import pytest
 import torch
 from flax import linen as nn
@@ -54,10 +56,11 @@ def test_torch_study_end_to_end(tmp_path):
     assert float(res.accuracy.sel(perturbation="clean")) > 0.9
     # the stored activations are the analysed ones
     acts = hj.open_activations(tmp_path / "acts.zarr")
-    D = np.array(hj.pairwise_distances(acts["2"].sel(perturbation="int8_dynamic").values))
-    np.fill_diagonal(D, 0)
+    A = acts["2"].sel(perturbation="int8_dynamic").values.astype(np.float64)
+    reference = np.sort(linkage(pdist(A), "single")[:, 2])
+    # float32 distances through |x|^2 + |y|^2 - 2 x.y: error about eps * |x|^2 / d (logits up to ~20 here)
     np.testing.assert_allclose(
-        res.deaths.sel(perturbation="int8_dynamic", layer="2", metric="euclidean").values, hj.h0(D).deaths, rtol=1e-5
+        res.deaths.sel(perturbation="int8_dynamic", layer="2", metric="euclidean").values, reference, rtol=2e-4
     )
     assert hj.open_results(tmp_path / "res.zarr").accuracy.shape == (4,)
     assert res.attrs["source"].endswith("acts.zarr")
