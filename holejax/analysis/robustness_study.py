@@ -12,6 +12,10 @@ import numpy as np
 
 from holejax._checks import as_labels, check_choice
 from holejax.analysis.analyze import analyze
+from holejax.capture import export_activations, predict
+from holejax.metrics import METRICS
+from holejax.perturb import as_perturbations
+from holejax.store import write_results
 
 __all__ = ["robustness_study"]
 
@@ -92,11 +96,6 @@ def robustness_study(
         >>> res.accuracy.dims, res.purity.dims
         (('perturbation',), ('perturbation', 'layer', 'metric'))
     """
-    from holejax.capture import export_activations, predict
-    from holejax.metrics import METRICS
-    from holejax.perturb import as_perturbations
-    from holejax.store import write_results
-
     # check everything cheap before the export
     n = _n_samples(inputs)
     y = None if labels is None else as_labels(labels, n, "labels")

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from sklearn.metrics import adjusted_rand_score, mutual_info_score
 
 from holejax._checks import as_numeric_array
 
@@ -122,8 +123,6 @@ def adjusted_rand(labels_pred: Any, labels_true: Any) -> float:
         >>> adjusted_rand([0, 0, 1, 1], [1, 1, 0, 0])
         1.0
     """
-    from sklearn.metrics import adjusted_rand_score
-
     pred, true = _pair(labels_pred, labels_true, "adjusted_rand")
     return float(adjusted_rand_score(true, pred))
 
@@ -146,8 +145,6 @@ def normalized_mutual_info(labels_pred: Any, labels_true: Any) -> float:
         >>> normalized_mutual_info([0, 0, 1, 1], [1, 1, 0, 0])
         1.0
     """
-    from sklearn.metrics import mutual_info_score
-
     table = contingency(labels_pred, labels_true)
     if table.shape[0] == table.shape[1] == 1:
         return 1.0
