@@ -169,8 +169,10 @@ def main() -> None:
                 run["identical_to_local"] = bool(local.identical(remote))
                 run["clouds_with_other_deaths"] = int(
                     (local.deaths != remote.deaths).any("edge").sum())  # 0 when identical
-                scale = np.maximum(np.abs(local.deaths.values), 1e-30)
-                run["max_relative_death_difference"] = float(np.max(np.abs(local.deaths.values - remote.deaths.values) / scale))
+                # relative to each cloud's largest death (deaths of exactly 0 make a per-death ratio meaningless)
+                scale = np.abs(local.deaths).max("edge")
+                run["max_death_difference_per_cloud_scale"] = float(
+                    (np.abs(local.deaths - remote.deaths).max("edge") / scale.where(scale > 0)).max())
                 runs.append(run)
                 print(f"{placement} {workers} worker(s): {run['study_s']:.2f} s, identical to local: "
                       f"{run['identical_to_local']}", flush=True)
