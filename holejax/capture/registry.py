@@ -110,7 +110,7 @@ def find_adapter(model: Any, candidates: Sequence[Adapter] | None = None) -> Ada
     """The first adapter that accepts ``model``.
 
     Adapters already loaded are asked first; the installed entry points are
-    scanned (~10 ms) only when none of them accepts the model, so a plugin
+    scanned only when none of them accepts the model, so a plugin
     installed while the process runs is still found.
 
     Args:

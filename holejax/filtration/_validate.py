@@ -122,7 +122,7 @@ def prepare_distance_matrices(D: Any, argument: str = "D", *, batched: bool = Fa
         raise TypeError(f"{argument} must hold real numbers; got dtype {dtype}.")
     if dtype != np.float64 and dtype != np.float32:
         arr = np.asarray(arr, np.float32)
-    # device_put: ~25% faster than jnp.asarray for a host matrix (4000 x 4000 float32: 43 against 57 ms)
+    # device_put transfers the host matrix as it is; jnp.asarray would go through a conversion first
     return arr if isinstance(arr, jax.Array) else jax.device_put(arr)
 
 

@@ -260,8 +260,7 @@ def whiten(X: ArrayLike, covariance: str = "ledoit_wolf", VI: ArrayLike | None =
 #
 # jnp.linalg.cholesky / solve_triangular call LAPACK/BLAS on the CPU. That library runs
 # its own thread pool beside XLA's; on a machine with few cores the two pools spin
-# against each other and a 512 x 512 factorisation measured 100-600 ms instead of
-# ~5 ms. The blocked versions below do the O(d^3) work as XLA matmuls and only
+# against each other and a factorisation can take many times its arithmetic. The blocked versions below do the O(d^3) work as XLA matmuls and only
 # 64 x 64 diagonal blocks in small loops, so they stay inside XLA on every backend.
 
 _CHOL_BLOCK = 64

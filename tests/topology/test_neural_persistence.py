@@ -38,8 +38,8 @@ def scipy_mst_weights(W):
     return np.sort(2.0 - minimum_spanning_tree(graph).data)
 
 
-def gudhi_h0_deaths(W):
-    """H0 of the graph filtration: vertices at 0, edge (i, j) at 1 - W[i, j]."""
+def gudhi_h0_bars(W):
+    """gudhi's H0 bars of the graph filtration: vertices at 0, edge (i, j) at 1 - W[i, j]."""
     n, m = W.shape
     tree = gudhi.SimplexTree()
     for v in range(n + m):
@@ -48,7 +48,12 @@ def gudhi_h0_deaths(W):
         for j in range(m):
             tree.insert([i, n + j], 1.0 - W[i, j])
     tree.compute_persistence(min_persistence=-1.0)
-    deaths = tree.persistence_intervals_in_dimension(0)[:, 1]
+    return tree.persistence_intervals_in_dimension(0)
+
+
+def gudhi_h0_deaths(W):
+    """Finite H0 deaths of the graph filtration, sorted."""
+    deaths = gudhi_h0_bars(W)[:, 1]
     return np.sort(deaths[np.isfinite(deaths)])
 
 
@@ -75,15 +80,7 @@ def test_mst_under_vmap_equals_single_calls():
 
 def gudhi_neural_persistence(W, p):
     """NP_p from gudhi's H0 of the graph filtration, the essential class closed at 1."""
-    n, m = W.shape
-    tree = gudhi.SimplexTree()
-    for v in range(n + m):
-        tree.insert([v], 0.0)
-    for i in range(n):
-        for j in range(m):
-            tree.insert([i, n + j], 1.0 - W[i, j])
-    tree.compute_persistence(min_persistence=-1.0)
-    bars = tree.persistence_intervals_in_dimension(0)
+    bars = gudhi_h0_bars(W)
     lengths = np.minimum(bars[:, 1], 1.0) - bars[:, 0]  # the filtration ends at 1
     return float(np.sum(lengths**p) ** (1 / p))
 
