@@ -44,6 +44,7 @@ from holejax.analysis.stages import (
     scoring_min_size,
 )
 from holejax.filtration import H0Result, h0_from_points
+from holejax.filtration.dense import parallel_map
 from holejax.metrics import METRICS
 from holejax.metrics.pairwise import check_float32_range, device_dtype
 from holejax.store import as_activation_store, layer_names, unit_dim
@@ -223,24 +224,45 @@ def _h0_group(Xs: np.ndarray, metric: str, params: dict, memory_budget: int, met
 def merge_trees(
     clouds: dict[int, list[tuple[int, np.ndarray]]], request: Request, n: int, memory_budget: int, method: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """H0 of every cloud: ``deaths`` ``(P, L, M, edge)`` float32, ``edges`` ``(..., 2)``, ``linkage`` ``(..., 4)``."""
+    """H0 of every cloud: ``deaths`` ``(P, L, M, edge)`` float32, ``edges`` ``(..., 2)``, ``linkage`` ``(..., 4)``.
+
+    The clouds of one width under one metric form a group, and each group
+    shares its compiled programs. The first cloud of every group runs first,
+    all groups at once on the host threads of
+    :func:`holejax.filtration.dense.parallel_map`, so that in a fresh process the
+    groups' programs compile side by side (each compiles once); then the rest
+    of each group runs, spread over the threads as usual.
+    """
     P, L, M, E = len(request.perturbations), len(request.layers), len(request.metrics), n - 1
+    groups = [
+        (members, mi, np.concatenate([X for _, X in members]))
+        for members in clouds.values()
+        for mi in range(M)
+    ]
+
+    def group_h0(group, part: slice) -> tuple:
+        members, mi, Xs = group
+        metric = request.metrics[mi]
+        try:
+            return _h0_group(Xs[part], metric, request.params[metric], memory_budget, method)
+        except CloudError as err:  # cloud b of the group is layer members[b // P], perturbation b % P
+            if err.cloud is None:
+                raise
+            b = part.start + err.cloud
+            layer = request.layers[members[b // P][0]]
+            raise err.located(layer=layer, perturbation=request.perturbations[b % P]) from None
+
+    firsts = parallel_map(lambda group: group_h0(group, slice(0, 1)), groups)
     deaths = np.full((P, L, M, E), np.nan, np.float32)
     edges = np.zeros((P, L, M, E, 2), np.int64)
     linkage = np.zeros((P, L, M, E, 4), np.float64)
-    for members in clouds.values():
-        Xs = np.concatenate([X for _, X in members])
-        for mi, metric in enumerate(request.metrics):
-            try:
-                d, e, z = _h0_group(Xs, metric, request.params[metric], memory_budget, method)
-            except CloudError as err:  # cloud b of the group is layer members[b // P], perturbation b % P
-                if err.cloud is None:
-                    raise
-                layer = request.layers[members[err.cloud // P][0]]
-                raise err.located(layer=layer, perturbation=request.perturbations[err.cloud % P]) from None
-            for k, (li, _) in enumerate(members):
-                rows = slice(k * P, (k + 1) * P)
-                deaths[:, li, mi], edges[:, li, mi], linkage[:, li, mi] = d[rows], e[rows], z[rows]
+    for group, first in zip(groups, firsts):
+        members, mi, Xs = group
+        rest = group_h0(group, slice(1, len(Xs))) if len(Xs) > 1 else None
+        d, e, z = first if rest is None else (np.concatenate(pair) for pair in zip(first, rest))
+        for k, (li, _) in enumerate(members):
+            rows = slice(k * P, (k + 1) * P)
+            deaths[:, li, mi], edges[:, li, mi], linkage[:, li, mi] = d[rows], e[rows], z[rows]
     return deaths, edges, linkage
 
 
