@@ -57,7 +57,10 @@ def model_weights(model) -> dict:
 def run_demo(output: str | Path = "holejax-demo", quick: bool = False, seed: int = 0) -> dict[str, Path]:
     """Run the whole demo; returns ``{model name: report path}``."""
     import holejax as hj
+    from holejax._cache import configure_compile_cache
     from holejax.store import layer_names
+
+    configure_compile_cache()  # before the Flax training, whose programs are cached too
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
