@@ -31,12 +31,16 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+import xarray as xr
+from gph import ripser_parallel
 
 from holejax._checks import as_cloud, where
+from holejax.metrics import pairwise_distances
+from holejax.store import layer_names
 from holejax.topology._inputs import mapping_layers
 from holejax.topology.landscapes import (
-    _check_count,
-    _check_grid,
+    check_grid,
+    check_num_landscapes,
     diagram_landscape_norm,
     landscape_grid,
     persistence_landscapes,
@@ -55,8 +59,6 @@ __all__ = [
 
 def _distances(X: np.ndarray, layer: str | None = None) -> np.ndarray:
     """Euclidean distance matrix (sample, sample) from the holejax kernels, as float64."""
-    from holejax.metrics import pairwise_distances
-
     D = np.asarray(pairwise_distances(X, "euclidean", layer=layer), dtype=np.float64)
     D = (D + D.T) / 2
     np.fill_diagonal(D, 0.0)
@@ -181,8 +183,6 @@ def activation_diagrams(
         >>> len(h1), bool(h1[0, 1] > h1[0, 0])
         (1, True)
     """
-    from gph import ripser_parallel
-
     if int(maxdim) != maxdim or maxdim < 0:
         raise ValueError(f"maxdim must be an integer >= 0; got {maxdim!r}.")
     if local:
@@ -224,8 +224,6 @@ class ActivationLandscapes(NamedTuple):
     def to_xarray(self):
         """An ``xarray.Dataset``: ``landscape (layer, k, grid)`` (``k`` = 1, 2, ... the
         landscape function) and ``norm (layer)``, for plotting."""
-        import xarray as xr
-
         return xr.Dataset(
             {
                 "landscape": (("layer", "k", "grid"), np.asarray(self.landscapes)),
@@ -244,8 +242,6 @@ def _layer_clouds(
     activations: Any, layers: Sequence[str] | None, perturbation: str
 ) -> list[tuple[str, np.ndarray]]:
     if hasattr(activations, "data_vars"):  # an activation store (xarray.Dataset)
-        from holejax.store import layer_names
-
         names = layer_names(activations) if layers is None else list(layers)
         missing = [n for n in names if n not in activations.data_vars]
         if missing:
@@ -311,8 +307,8 @@ def activation_landscapes(
     """
     if int(degree) != degree or degree < 0:
         raise ValueError(f"degree must be an integer >= 0; got {degree!r}.")
-    num_landscapes = _check_count(num_landscapes)
-    grid = _check_grid(landscape_grid(0.0, 2.0, 201) if (grid is None and local) else
+    num_landscapes = check_num_landscapes(num_landscapes)
+    grid = check_grid(landscape_grid(0.0, 2.0, 201) if (grid is None and local) else
                        landscape_grid() if grid is None else grid)
     clouds = _layer_clouds(activations, layers, perturbation)
     if not clouds:

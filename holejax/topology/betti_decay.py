@@ -41,11 +41,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+import gudhi
 import jax
 import jax.numpy as jnp
 import numpy as np
+import xarray as xr
 
 from holejax._checks import check_choice
+from holejax.store import layer_names
 from holejax.topology._inputs import mapping_layers
 
 __all__ = [
@@ -111,8 +114,6 @@ def cubical_diagrams(fmap: Any, *, superlevel: bool = True, normalize: bool = Tr
         >>> sorted(h0.tolist())
         [[1.0, -inf], [1.0, 0.0]]
     """
-    import gudhi
-
     arr = _normalise(_check_map(fmap, "fmap"), normalize)
     values = -arr if superlevel else arr
     complex_ = gudhi.CubicalComplex(top_dimensional_cells=values)
@@ -278,8 +279,6 @@ class BettiDecay(NamedTuple):
     def to_xarray(self):
         """``xarray.Dataset``: ``betti (layer, dim, threshold)``, ``omega``, ``omega_per_voxel``,
         ``voxels`` and ``omega_fit`` (layer)."""
-        import xarray as xr
-
         return xr.Dataset(
             {
                 "betti": (("layer", "dim", "threshold"), self.curves),
@@ -295,8 +294,6 @@ class BettiDecay(NamedTuple):
 
 def _feature_maps(activations: Any, layers: Sequence[str] | None, perturbation: str) -> list[tuple[str, np.ndarray]]:
     if hasattr(activations, "data_vars"):  # an activation store: reshape with the stored shape
-        from holejax.store import layer_names
-
         names = layer_names(activations) if layers is None else list(layers)
         out = []
         for name in names:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from holejax.topology.activation_landscapes import ActivationLandscapes
-from holejax.topology.landscapes import _check_grid, _trapezoid_weights
+from holejax.topology.landscapes import check_grid, trapezoid_weights
 
 __all__ = ["PermutationTestResult", "LandscapePCA", "landscape_permutation_test", "landscape_pca"]
 
@@ -98,7 +98,7 @@ def landscape_permutation_test(
     """
     a = _stack_group(group_a, "group_a")
     b = _stack_group(group_b, "group_b")
-    grid = _check_grid(grid)
+    grid = check_grid(grid)
     if a.shape[1:] != b.shape[1:]:
         raise ValueError(f"group_a members have shape {a.shape[1:]} but group_b members {b.shape[1:]}; they must agree.")
     if a.shape[-1] != grid.shape[0]:
@@ -108,7 +108,7 @@ def landscape_permutation_test(
     dtype = jnp.result_type(float)
     n_a, n = a.shape[0], a.shape[0] + b.shape[0]
     data = jnp.asarray(np.concatenate([a, b]).reshape(n, -1, grid.shape[0]), dtype)
-    weights = _trapezoid_weights(jnp.asarray(grid, dtype))
+    weights = trapezoid_weights(jnp.asarray(grid, dtype))
     base = np.where(np.arange(n) < n_a, 1.0 / n_a, -1.0 / (n - n_a))
     observed = np.tensordot(base, np.concatenate([a, b]), axes=1)
     stat = float(np.sqrt(np.sum(observed**2 * np.asarray(weights, np.float64))))
@@ -176,7 +176,7 @@ def landscape_pca(landscapes: Any, grid: Any, n_components: int = 2) -> Landscap
         raise ValueError(
             f"landscapes must have shape (curve, layer, landscape, grid) or (layer, landscape, grid); got {arr.shape}."
         )
-    grid = _check_grid(grid)
+    grid = check_grid(grid)
     if arr.shape[-1] != grid.shape[0]:
         raise ValueError(f"the last axis of landscapes ({arr.shape[-1]}) must match the grid ({grid.shape[0]}).")
     if not np.isfinite(arr).all():

@@ -35,6 +35,9 @@ import numpy as np
 from holejax.topology.diagrams import as_diagram
 
 __all__ = [
+    "check_grid",
+    "check_num_landscapes",
+    "trapezoid_weights",
     "landscape_grid",
     "persistence_landscape",
     "persistence_landscapes",
@@ -64,7 +67,13 @@ def landscape_grid(start: float = 0.0, stop: float = 1.0, resolution: int = 101)
     return np.linspace(float(start), float(stop), int(resolution))
 
 
-def _check_grid(grid: Any) -> np.ndarray:
+def check_grid(grid: Any) -> np.ndarray:
+    """``grid`` as a float64 array ``(grid,)``, checked 1-D, finite and strictly increasing (a tracer as is).
+
+    Example:
+        >>> check_grid([0, 0.5, 1]).tolist()
+        [0.0, 0.5, 1.0]
+    """
     if isinstance(grid, jax.core.Tracer):
         return grid
     arr = np.asarray(grid, dtype=np.float64)
@@ -78,14 +87,20 @@ def _check_grid(grid: Any) -> np.ndarray:
     return arr
 
 
-def _check_count(num_landscapes: int) -> int:
+def check_num_landscapes(num_landscapes: int) -> int:
+    """``num_landscapes`` as an int, checked >= 1."""
     if int(num_landscapes) != num_landscapes or num_landscapes < 1:
         raise ValueError(f"num_landscapes must be an integer >= 1; got {num_landscapes!r}.")
     return int(num_landscapes)
 
 
-def _trapezoid_weights(grid: jax.Array) -> jax.Array:
-    """Weights ``w`` (grid,) with ``sum_g w_g f(t_g)`` the trapezoid rule on ``grid``."""
+def trapezoid_weights(grid: jax.Array) -> jax.Array:
+    """Weights ``w`` (grid,) with ``sum_g w_g f(t_g)`` the trapezoid rule on ``grid``.
+
+    Example:
+        >>> trapezoid_weights(jnp.array([0.0, 1.0, 3.0])).tolist()
+        [0.5, 1.5, 1.0]
+    """
     step = jnp.diff(grid)
     return jnp.concatenate([step[:1] / 2, (step[1:] + step[:-1]) / 2, step[-1:] / 2])
 
@@ -122,10 +137,10 @@ def persistence_landscape(dgm: Any, grid: Any, num_landscapes: int = 5) -> jax.A
         >>> np.asarray(lam).tolist()
         [[0.0, 0.5, 1.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.5, 0.0]]
     """
-    num_landscapes = _check_count(num_landscapes)
+    num_landscapes = check_num_landscapes(num_landscapes)
     if not isinstance(dgm, jax.core.Tracer):
         dgm = as_diagram(dgm, "dgm")
-    grid = _check_grid(grid)
+    grid = check_grid(grid)
     dtype = jnp.result_type(float)
     return _landscape_kernel(jnp.asarray(dgm, dtype), jnp.asarray(grid, dtype), num_landscapes)
 
@@ -157,8 +172,8 @@ def persistence_landscapes(dgms: Any, grid: Any, num_landscapes: int = 5) -> jax
         >>> np.asarray(lam).tolist()
         [[[0.0, 1.0, 0.0]], [[0.0, 0.0, 0.0]]]
     """
-    num_landscapes = _check_count(num_landscapes)
-    grid = _check_grid(grid)
+    num_landscapes = check_num_landscapes(num_landscapes)
+    grid = check_grid(grid)
     if isinstance(dgms, jax.core.Tracer):
         batch = dgms
     elif isinstance(dgms, (np.ndarray, jax.Array)) and np.ndim(dgms) == 3:
@@ -194,14 +209,14 @@ def landscape_norm(landscape: Any, grid: Any) -> jax.Array:
         >>> round(float(landscape_norm(lam, grid)), 4)  # sqrt(2/3)
         0.8165
     """
-    grid = _check_grid(grid)
+    grid = check_grid(grid)
     lam = jnp.asarray(landscape)
     if lam.ndim < 2 or lam.shape[-1] != np.shape(grid)[0]:
         raise ValueError(
             f"landscape must have shape (..., num_landscapes, grid) with grid={np.shape(grid)[0]}; "
             f"got shape {lam.shape}."
         )
-    weights = _trapezoid_weights(jnp.asarray(grid, lam.dtype))
+    weights = trapezoid_weights(jnp.asarray(grid, lam.dtype))
     return jnp.sqrt(jnp.sum(lam**2 * weights, axis=(-1, -2)))
 
 
@@ -262,7 +277,7 @@ def diagram_landscape_norm(dgm: Any, num_landscapes: int | None = None) -> float
     arr = as_diagram(dgm, "dgm")
     arr = arr[np.isfinite(arr[:, 1]) & (arr[:, 1] > arr[:, 0])]
     if num_landscapes is not None:
-        num_landscapes = _check_count(num_landscapes)
+        num_landscapes = check_num_landscapes(num_landscapes)
     if len(arr) == 0:
         return 0.0
     birth, death = arr[:, 0], arr[:, 1]

@@ -48,6 +48,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import xarray as xr
+
+from holejax._checks import close_matches
 
 __all__ = [
     "LayerPersistence",
@@ -138,8 +141,6 @@ def weight_matrices(weights: Any, *, include: Sequence[str] | None = None) -> di
                 "fully connected layers; reshape convolution kernels yourself, e.g. W.reshape(out, -1)."
             )
     else:
-        from holejax._checks import close_matches
-
         chosen = {}
         for name in include:
             if name not in flat:
@@ -367,8 +368,6 @@ class NetworkPersistence(NamedTuple):
 
     def to_xarray(self):
         """``xarray.Dataset`` over ``layer`` with np, normalized, lower, upper, upper_tight, variance."""
-        import xarray as xr
-
         fields = ["np", "normalized", "lower", "upper", "upper_tight", "variance"]
         data = {f: (("layer",), np.array([getattr(lay, f) for lay in self.layers])) for f in fields}
         return xr.Dataset(
