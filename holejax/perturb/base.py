@@ -54,7 +54,13 @@ _FACTORIES: dict[str, Callable[..., Perturbation]] = {}
 _KIND_OF: dict[str, str] = {"clean": "clean"}
 
 
-def _register(method: str, kind: str) -> Callable[[Callable[..., Perturbation]], Callable[..., Perturbation]]:
+def register_factory(method: str, kind: str) -> Callable[[Callable[..., Perturbation]], Callable[..., Perturbation]]:
+    """Decorator recording ``factory`` as the maker of ``method`` perturbations of ``kind``.
+
+    :func:`from_name` and :func:`from_params` look the factory up by method
+    name; noise.py and compression.py register theirs.
+    """
+
     def wrap(factory: Callable[..., Perturbation]) -> Callable[..., Perturbation]:
         _FACTORIES[method] = factory
         _KIND_OF[method] = kind
@@ -153,7 +159,7 @@ class Perturbation:
             TypeError: for compression perturbations (apply those to the model
                 with the adapter's ``apply_compression``).
         """
-        from holejax.perturb import noise
+        from holejax.perturb import noise  # import cycle: noise.py builds on Perturbation
 
         return noise.apply_noise(self, x, key=key)
 
@@ -183,7 +189,7 @@ class Perturbation:
             >>> bool(np.array_equal(whole, parts))
             True
         """
-        from holejax.perturb import noise
+        from holejax.perturb import noise  # import cycle: noise.py builds on Perturbation
 
         return noise.apply_noise(self, x, seed=seed, start=start)
 

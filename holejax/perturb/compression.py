@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from holejax.perturb.base import Perturbation, _register, check_number
+from holejax.perturb.base import Perturbation, check_number, register_factory
 
 __all__ = [
     "QUANT_SCHEMES",
@@ -51,7 +51,7 @@ __all__ = [
 QUANT_SCHEMES = ("symmetric", "affine")
 
 
-@_register("global_l1_prune", "compression")
+@register_factory("global_l1_prune", "compression")
 def global_l1_prune(amount: float = 0.3) -> Perturbation:
     """Global unstructured L1 magnitude pruning: zero the ``amount`` smallest weights of the whole model.
 
@@ -68,7 +68,7 @@ def global_l1_prune(amount: float = 0.3) -> Perturbation:
     return Perturbation("global_l1_prune", (("amount", amount),))
 
 
-@_register("layerwise_l1_prune", "compression")
+@register_factory("layerwise_l1_prune", "compression")
 def layerwise_l1_prune(amount: float = 0.2) -> Perturbation:
     """Layer-wise unstructured L1 magnitude pruning: zero the ``amount`` smallest weights of each layer.
 
@@ -81,7 +81,7 @@ def layerwise_l1_prune(amount: float = 0.2) -> Perturbation:
     return Perturbation("layerwise_l1_prune", (("amount", amount),))
 
 
-@_register("int8_dynamic", "compression")
+@register_factory("int8_dynamic", "compression")
 def int8_dynamic() -> Perturbation:
     """Dynamic INT8 quantization of Linear/Dense layers (PyTorch's ``quantize_dynamic``).
 
@@ -93,7 +93,7 @@ def int8_dynamic() -> Perturbation:
     return Perturbation("int8_dynamic")
 
 
-@_register("quantize", "compression")
+@register_factory("quantize", "compression")
 def quantize(bits: int = 8, scheme: str = "symmetric") -> Perturbation:
     """Uniform post-training weight quantization to ``bits`` bits (per tensor, de-quantized).
 

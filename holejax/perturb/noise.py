@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from holejax.perturb.base import Perturbation, _register, check_clip, check_number
+from holejax.perturb.base import Perturbation, check_clip, check_number, register_factory
 
 __all__ = ["apply_noise", "gaussian", "poisson", "salt_and_pepper", "speckle", "uniform"]
 
@@ -42,7 +42,7 @@ def _args(clip: tuple[float, float] | None, **values: Any) -> tuple[tuple[str, A
     return tuple(items)
 
 
-@_register("gaussian", "input")
+@register_factory("gaussian", "input")
 def gaussian(sigma: float = 0.1, clip: tuple[float, float] | None = None) -> Perturbation:
     """Additive Gaussian noise ``x + sigma * N(0, 1)``.
 
@@ -63,7 +63,7 @@ def gaussian(sigma: float = 0.1, clip: tuple[float, float] | None = None) -> Per
     return Perturbation("gaussian", _args(check_clip(clip, "gaussian"), sigma=sigma))
 
 
-@_register("uniform", "input")
+@register_factory("uniform", "input")
 def uniform(a: float = 0.1, clip: tuple[float, float] | None = None) -> Perturbation:
     """Additive uniform noise ``x + U(-a, a)``.
 
@@ -76,7 +76,7 @@ def uniform(a: float = 0.1, clip: tuple[float, float] | None = None) -> Perturba
     return Perturbation("uniform", _args(check_clip(clip, "uniform"), a=a))
 
 
-@_register("salt_and_pepper", "input")
+@register_factory("salt_and_pepper", "input")
 def salt_and_pepper(
     p: float = 0.05,
     low: float | None = None,
@@ -108,7 +108,7 @@ def salt_and_pepper(
     return Perturbation("salt_and_pepper", _args(clip, **values))
 
 
-@_register("poisson", "input")
+@register_factory("poisson", "input")
 def poisson(lam: float = 30.0, clip: tuple[float, float] | None = None) -> Perturbation:
     """Signal-dependent shot noise ``Poisson(lam * (x - m)) / lam + m``, ``m = min(0, min x)``.
 
@@ -124,7 +124,7 @@ def poisson(lam: float = 30.0, clip: tuple[float, float] | None = None) -> Pertu
     return Perturbation("poisson", _args(check_clip(clip, "poisson"), lam=lam))
 
 
-@_register("speckle", "input")
+@register_factory("speckle", "input")
 def speckle(sigma: float = 0.1, clip: tuple[float, float] | None = None) -> Perturbation:
     """Multiplicative noise ``x + x * sigma * N(0, 1)``.
 
