@@ -12,9 +12,10 @@ computes it
   large clouds (memory ``O(n d)``, matrix-product speed) or, for the
   geodesic metric, the spanning forest of the kNN graph;
 
-and reads off the merge tree: :func:`clusters_at`, :func:`betti0_curve`,
-:func:`h0_diagram`, and :func:`dendrogram_linkage` for drawing disconnected
-clouds.
+builds every engine's single-linkage merge tree with one Kruskal
+union-find (:func:`merge_tree`) and reads off it :func:`clusters_at`,
+:func:`betti0_curve`, :func:`h0_diagram`, and :func:`dendrogram_linkage`
+for drawing disconnected clouds.
 
 Example:
     >>> import numpy as np
@@ -34,7 +35,7 @@ from holejax.filtration.result import (
     clusters_at,
     dendrogram_linkage,
     h0_diagram,
-    linkage_from_prim,
+    merge_tree,
 )
 from holejax.filtration.tiled import TILED_METRICS, h0_points_kernel
 
@@ -53,5 +54,5 @@ __all__ = [
     "h0_from_points",
     "h0_kernel",
     "h0_points_kernel",
-    "linkage_from_prim",
+    "merge_tree",
 ]

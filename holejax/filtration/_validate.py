@@ -27,6 +27,7 @@ SYMMETRY_RTOL = 1e-4
 _SYMMETRY_LINES = 16
 
 
+@jax.jit
 def summary(D: jax.Array) -> tuple[jax.Array, ...]:
     """One pass over ``D`` plus a few of its lines.
 
@@ -48,8 +49,6 @@ def summary(D: jax.Array) -> tuple[jax.Array, ...]:
     diag = jnp.max(jnp.abs(jnp.diagonal(D, axis1=-2, axis2=-1)))
     return smallest, largest, asym, diag
 
-
-_summary = jax.jit(summary)
 
 
 def _where(index: tuple[int, ...], batched: bool) -> str:
@@ -90,7 +89,7 @@ def as_distance_matrices(D: Any, argument: str = "D", *, batched: bool = False) 
     out = prepare_distance_matrices(D, argument, batched=batched)
     if out.size == 0:
         return out
-    check_summary(out, _summary(out), argument, batched=batched)
+    check_summary(out, summary(out), argument, batched=batched)
     return out
 
 

@@ -9,7 +9,7 @@ better than Prim's ``n`` small sequential steps.
 
 Edges are totally ordered by ``(length, smaller index, larger index)``, so the
 tree is unique and the result deterministic. The Kruskal merge tree is then
-built from the sorted tree edges by relabelling (``n - 1`` vectorised steps).
+built from the tree edges by :func:`.result.merge_tree`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-from holejax.filtration.result import H0Result
+from holejax.filtration.result import H0Result, merge_tree
 
-__all__ = ["boruvka_edges", "boruvka_h0", "kruskal_linkage"]
+__all__ = ["boruvka_edges", "boruvka_h0"]
 
 
 def boruvka_edges(D: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -93,46 +93,6 @@ def boruvka_edges(D: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
     return lo, hi, jnp.where(w >= big, inf, w)
 
 
-def kruskal_linkage(lo: ArrayLike, hi: ArrayLike, w: ArrayLike, n: int) -> H0Result:
-    """Kruskal merge order and linkage from spanning-tree edges (jit / vmap safe).
-
-    Args:
-        lo, hi: ``(edge,)`` int endpoints of the ``n - 1`` tree edges.
-        w: ``(edge,)`` their lengths.
-        n: number of samples.
-
-    Returns:
-        :class:`H0Result` of jax arrays, edges sorted by ``(w, lo, hi)``.
-
-    Example:
-        >>> r = kruskal_linkage(jnp.array([1, 0]), jnp.array([2, 1]), jnp.array([1.0, 2.0]), 3)
-        >>> r.linkage.tolist()
-        [[1.0, 2.0, 1.0, 2.0], [0.0, 3.0, 2.0, 3.0]]
-    """
-    lo, hi, w = jnp.asarray(lo, jnp.int32), jnp.asarray(hi, jnp.int32), jnp.asarray(w)
-    m = n - 1
-    dt = w.dtype
-    if m == 0:
-        return H0Result(jnp.zeros((0,), dt), jnp.zeros((0, 2), jnp.int32), jnp.zeros((0, 4), dt))
-    order = jnp.lexsort((hi, lo, w))
-    lo, hi, w = lo[order], hi[order], w[order]
-    size = jnp.concatenate([jnp.ones((n,), jnp.int32), jnp.zeros((m,), jnp.int32)])
-
-    def step(i, state):
-        label, size, a_out, b_out = state
-        a, b = label[lo[i]], label[hi[i]]
-        new = n + i
-        size = size.at[new].set(size[a] + size[b])
-        label = jnp.where((label == a) | (label == b), new, label)
-        return label, size, a_out.at[i].set(jnp.minimum(a, b)), b_out.at[i].set(jnp.maximum(a, b))
-
-    label = jnp.arange(n, dtype=jnp.int32)
-    zeros = jnp.zeros((m,), jnp.int32)
-    _, size, a, b = lax.fori_loop(0, m, step, (label, size, zeros, zeros))
-    linkage = jnp.stack([a.astype(dt), b.astype(dt), w, size[n:].astype(dt)], axis=1)
-    return H0Result(w, jnp.stack([lo, hi], axis=1), linkage)
-
-
 def boruvka_h0(D: ArrayLike) -> H0Result:
     """H0 of one dense distance matrix by Borůvka + Kruskal (jit / vmap safe).
 
@@ -144,6 +104,6 @@ def boruvka_h0(D: ArrayLike) -> H0Result:
     D = jnp.asarray(D)
     n = D.shape[0]
     if n == 1:
-        return kruskal_linkage(jnp.zeros((0,), jnp.int32), jnp.zeros((0,), jnp.int32),
-                               jnp.zeros((0,), D.dtype), 1)
-    return kruskal_linkage(*boruvka_edges(D), n)
+        empty = jnp.zeros((0,), jnp.int32)
+        return merge_tree(empty, empty, jnp.zeros((0,), D.dtype), 1)
+    return merge_tree(*boruvka_edges(D), n)

@@ -1,7 +1,7 @@
 """H0 of dense distance matrices: :func:`h0` for ``(..., sample, sample)`` inputs.
 
 One jit-compiled kernel: an MST (dense Prim on CPU, Borůvka on GPU)
-followed by the vectorised Kruskal merge tree of :mod:`.result`. Leading
+followed by the Kruskal merge tree of :mod:`.result`. Leading
 batch axes are flattened and the single-cloud kernel is mapped over them in
 one place (:func:`_over_range`): ``jax.vmap`` for Borůvka, ``lax.map`` for
 Prim on CPU; on CPU one range of the batch per core runs in a host thread,
@@ -24,16 +24,16 @@ from jax.typing import ArrayLike
 
 from holejax._checks import as_numeric_array, check_choice
 from holejax.filtration._validate import (
-    _summary,
     as_distance_matrices,
     check_summary,
     prepare_distance_matrices,
+    summary,
 )
 from holejax.filtration.boruvka import boruvka_h0
-from holejax.filtration.prim import prim_order, prim_order_from_rows
-from holejax.filtration.result import H0Result, linkage_from_prim, with_engine
+from holejax.filtration.prim import prim_edges, prim_order, prim_order_from_rows
+from holejax.filtration.result import H0Result, merge_tree, with_engine
 
-__all__ = ["METHODS", "dense_from_points", "h0", "h0_kernel", "parallel_map"]
+__all__ = ["METHODS", "dense_from_points", "h0", "h0_kernel", "parallel_map", "to_host", "unflatten"]
 
 METHODS = ("auto", "prim", "boruvka")
 
@@ -63,7 +63,7 @@ def h0_kernel(D: ArrayLike, method: str = "prim") -> H0Result:
     D = jnp.asarray(D)
     if method == "boruvka":
         return boruvka_h0(D)
-    return linkage_from_prim(*prim_order(D))
+    return merge_tree(*prim_edges(*prim_order(D)), D.shape[0])
 
 
 @partial(jax.jit, static_argnames="method")
@@ -78,7 +78,7 @@ def _prim_at(Ds: jax.Array, i: jax.Array) -> H0Result:
     def row(j):
         return lax.dynamic_slice(Ds, (i, j, jnp.int32(0)), (1, 1, n)).reshape(n)
 
-    return linkage_from_prim(*prim_order_from_rows(row, n, Ds.dtype))
+    return merge_tree(*prim_edges(*prim_order_from_rows(row, n, Ds.dtype)), n)
 
 
 def _over_range(one, xs: jax.Array, start: jax.Array, count: int, method: str):
@@ -183,7 +183,15 @@ def _run(run, xs) -> tuple:
     return jax.tree.map(lambda *parts: np.concatenate(parts), *outs)
 
 
-def _to_host(r: H0Result, engine: str | None = None) -> H0Result:
+def to_host(r: H0Result, engine: str | None = None) -> H0Result:
+    """A result of jax arrays as numpy arrays (``edges`` int64, ``linkage`` float64), naming ``engine``.
+
+    Example:
+        >>> D = jnp.array([[0.0, 1.0], [1.0, 0.0]])
+        >>> h = to_host(h0_kernel(D), "dense-prim")
+        >>> h.linkage.dtype, h.edges.dtype, h.engine
+        (dtype('float64'), dtype('int64'), 'dense-prim')
+    """
     deaths, edges, linkage = jax.device_get(tuple(r))
     return with_engine(
         (np.asarray(deaths), np.asarray(edges, np.int64), np.asarray(linkage, np.float64)), engine
@@ -232,7 +240,7 @@ def h0(D: ArrayLike, method: str = "auto", *, check: bool = True) -> H0Result:
         D = as_numeric_array(D, "D", "a distance matrix", numeric=False)
     if np.ndim(D) == 2:
         D = as_distance_matrices(D, "D") if check else jnp.asarray(D)
-        return _to_host(_h0_jit(D, method), engine)
+        return to_host(_h0_jit(D, method), engine)
     Ds = prepare_distance_matrices(D, "D", batched=True)
     lead = Ds.shape[:-2]
     Ds = Ds.reshape((-1,) + Ds.shape[-2:])
@@ -241,15 +249,21 @@ def h0(D: ArrayLike, method: str = "auto", *, check: bool = True) -> H0Result:
         # dispatched asynchronously: the data checks' pass over Ds overlaps the
         # trees (one batched pass measured faster than one pass per matrix
         # inside the tree programs); the trees are dropped if it fails
-        summ = _summary(Ds)
+        summ = summary(Ds)
     out = _run(lambda xs, start, count: _h0_range_jit(xs, start, method, count), Ds)
     if summ is not None:
         check_summary(Ds, summ, "D", batched=True)
-    return _unflatten(_to_host(out, engine), lead)
+    return unflatten(to_host(out, engine), lead)
 
 
-def _unflatten(r: H0Result, lead: tuple) -> H0Result:
-    """Results with one flat batch axis -> results with the ``lead`` batch axes."""
+def unflatten(r: H0Result, lead: tuple) -> H0Result:
+    """Results with one flat batch axis -> results with the ``lead`` batch axes.
+
+    Example:
+        >>> flat = h0(np.zeros((6, 2, 2), np.float32))
+        >>> unflatten(flat, (2, 3)).linkage.shape
+        (2, 3, 1, 4)
+    """
     return with_engine(tuple(np.reshape(x, lead + x.shape[1:]) for x in r), r.engine)
 
 
@@ -282,7 +296,7 @@ def dense_from_points(
             D, flags = spec.host_kernel(X, **full)
         else:
             D, flags = cloud_distances(X, metric, static, arrays)  # the jit call transfers X
-        return _to_host(_h0_jit(D, method)), np.asarray(flags)
+        return to_host(_h0_jit(D, method)), np.asarray(flags)
 
     outs = parallel_map(one, list(padded))
     result = with_engine(tuple(np.stack(f) for f in zip(*(r for r, _ in outs))), f"dense-{method}")

@@ -27,9 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from holejax._checks import as_cloud, as_numeric_array, check_choice
-from holejax.filtration.dense import _to_host, _unflatten, dense_from_points, parallel_map
-from holejax.filtration.result import H0Result, kruskal_host, with_engine
+from holejax.filtration.dense import dense_from_points, parallel_map, to_host, unflatten
+from holejax.filtration.result import H0Result, forest_merge_tree, with_engine
 from holejax.filtration.tiled import TILED_METRICS, boruvka_from_points, geodesic_h0, h0_points_kernel
+from holejax.metrics import METRICS
+from holejax.metrics.pairwise import prepare_cloud, warn_flagged
 
 __all__ = ["DENSE_MAX_SAMPLES", "ENGINES", "h0_from_points"]
 
@@ -124,9 +126,6 @@ def h0_from_points(
         >>> h0_from_points(np.stack([X, 2 * X])).deaths.tolist()
         [[1.0, 5.0], [2.0, 10.0]]
     """
-    from holejax.metrics import METRICS
-    from holejax.metrics.pairwise import prepare_cloud, warn_flagged
-
     check_choice(engine, "engine", ENGINES)
     if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer)) or memory_budget <= 0:
         raise ValueError(f"memory_budget must be a positive number of bytes; got {memory_budget!r}.")
@@ -146,7 +145,7 @@ def h0_from_points(
     stacked = np.stack(prepared)
     if stacked.shape[1] == 1:
         check_choice(metric, "metric", METRICS)
-        one = kruskal_host([], [], np.zeros(0, stacked.dtype), 1)
+        one = forest_merge_tree([], [], np.zeros(0, stacked.dtype), 1)
         return _finish(with_engine(tuple(np.stack([f] * len(stacked)) for f in one), "none"), lead)
     batch, n, _ = stacked.shape
     if metric == "geodesic":
@@ -160,7 +159,7 @@ def h0_from_points(
         if chosen == "tiled":
             parts = [boruvka_from_points(x, metric)[0] for x in stacked]
         else:
-            parts = parallel_map(lambda x: _to_host(_rows_jit(jnp.asarray(x), metric)), list(stacked))
+            parts = parallel_map(lambda x: to_host(_rows_jit(jnp.asarray(x), metric)), list(stacked))
         name = "tiled-boruvka" if chosen == "tiled" else "rows-prim"
         out = with_engine(tuple(np.stack(f) for f in zip(*parts)), name)
         zero = ~np.any(stacked != 0, axis=2)
@@ -172,6 +171,6 @@ def h0_from_points(
 
 def _finish(out: H0Result, lead: tuple) -> H0Result:
     if lead:
-        return _unflatten(out, lead)
+        return unflatten(out, lead)
     return with_engine(tuple(x[0] for x in out), out.engine)
 

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
-__all__ = ["prim_order", "prim_order_from_rows"]
+__all__ = ["prim_edges", "prim_order", "prim_order_from_rows"]
 
 _LANES = 16
 
@@ -132,3 +132,23 @@ def prim_order(D: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
     D = jnp.asarray(D)
     n = D.shape[0]
     return prim_order_from_rows(lambda j: lax.dynamic_index_in_dim(D, j, 0, False), n, D.dtype)
+
+
+def prim_edges(order: ArrayLike, pred: ArrayLike, weights: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The tree edges of a Prim visiting order (jit / vmap safe).
+
+    Args:
+        order, pred, weights: ``(sample,)`` each, as returned by
+            :func:`prim_order_from_rows` (with ``track_parents``).
+
+    Returns:
+        ``(lo, hi, w)``, each ``(sample - 1,)``: the edge through which each
+        sample after the first was reached, ``lo < hi``, and its length.
+
+    Example:
+        >>> D = jnp.array([[0.0, 2.0, 3.0], [2.0, 0.0, 1.0], [3.0, 1.0, 0.0]])
+        >>> [a.tolist() for a in prim_edges(*prim_order(D))]
+        [[0, 1], [1, 2], [2.0, 1.0]]
+    """
+    u, v = jnp.asarray(pred)[1:], jnp.asarray(order)[1:]
+    return jnp.minimum(u, v), jnp.maximum(u, v), jnp.asarray(weights)[1:]

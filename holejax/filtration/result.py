@@ -5,20 +5,16 @@ H0 of a Vietoris-Rips filtration is carried by the minimum spanning tree
 deaths. Kruskal's merge order over the MST edges is the single-linkage merge
 tree, stored as a scipy-compatible linkage matrix.
 
-The merge tree is built without a union-find loop. Prim's algorithm visits
-every single-linkage cluster (at any threshold ``t``) as one contiguous run of
-its visiting order, because it never leaves a cluster through an edge longer
-than ``t`` while an edge of length ``<= t`` is still available inside it. So
-the cophenetic (minimax) distance between the ``a``-th and ``b``-th visited
-points is the largest Prim weight between positions ``a`` and ``b``, and the
-merge tree is the Cartesian tree of the Prim weights. That tree is found with
-vectorised "nearest larger element" searches over a sparse table
-(``O(n log n)`` work, no data-dependent loop), so it runs under ``jax.jit``
-and ``jax.vmap``.
-
-Ties are broken by the position in the Prim order, which is itself
-deterministic (first index among equal keys), so the same input always gives
-bit-identical output.
+Every engine hands its spanning-tree edges to one builder,
+:func:`merge_tree`: the edges are sorted by ``(length, smaller index, larger
+index)`` and merged in that order by a union-find (union by size, path
+halving), ``O(n alpha(n))`` sequential steps in a ``lax.fori_loop`` that runs
+under ``jax.jit`` and ``jax.vmap``. The key is a total order, so ties are
+broken the same way by every engine and the same tree always gives
+bit-identical output. Host engines, whose spanning forests may leave parts
+unconnected, go through :func:`forest_merge_tree`: :func:`complete_forest`
+joins the parts by ``+inf`` edges, and the builder runs compiled for edge
+lists padded to a power of two (a few programs serve every ``n``).
 """
 
 from __future__ import annotations
@@ -30,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from holejax._checks import check_h0_result, check_threshold, check_thresholds
 
@@ -37,10 +35,11 @@ __all__ = [
     "H0Result",
     "betti0_curve",
     "clusters_at",
+    "complete_forest",
     "dendrogram_linkage",
+    "forest_merge_tree",
     "h0_diagram",
-    "kruskal_host",
-    "linkage_from_prim",
+    "merge_tree",
     "with_engine",
 ]
 
@@ -92,111 +91,178 @@ def with_engine(r: tuple, engine: str | None) -> H0Result:
     return out
 
 
-def _sparse_max_table(rank: jax.Array) -> jax.Array:
-    """``(level, m)`` table with ``table[l, s] = max(rank[s : s + 2**l])`` (clipped at the end)."""
-    m = rank.shape[0]
-    levels = max(1, m.bit_length())  # 2**(levels - 1) <= m
-    padded_width = 2 * m
+def _union_find_root(parent: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(parent, root of x)``, halving the path from ``x`` to its root on the way."""
 
-    def level(prev, l):
-        span = jnp.left_shift(1, l - 1)
-        padded = jnp.concatenate([prev, jnp.full((padded_width - m,), -1, prev.dtype)])
-        shifted = lax.dynamic_slice_in_dim(padded, jnp.minimum(span, m), m)
-        nxt = jnp.maximum(prev, shifted)
-        return nxt, nxt
+    def not_root(state):
+        p, y = state
+        return p[y] != y
 
-    _, rest = lax.scan(level, rank, jnp.arange(1, levels))
-    return jnp.concatenate([rank[None], rest], axis=0)
+    def halve(state):
+        p, y = state
+        grand = p[p[y]]
+        return p.at[y].set(grand), grand
+
+    return lax.while_loop(not_root, halve, (parent, x))
 
 
-def _nearest_larger(rank: jax.Array, table: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """For each position, the nearest position to the left and right of larger rank.
+def _kruskal_rows(lo: jax.Array, hi: jax.Array, w: jax.Array, n) -> H0Result:
+    """Kruskal merges of the first ``n - 1`` edges in ``(w, lo, hi)`` order.
 
-    Returns ``(left, right)``: ``left[i]`` is the largest ``j < i`` with
-    ``rank[j] > rank[i]`` or ``-1``; ``right[i]`` the smallest ``j > i`` with
-    ``rank[j] > rank[i]`` or ``m``. Binary lifting over the sparse table:
-    the windows ``[p, i)`` and ``(i, q]`` grow by halving spans while all of
-    them stays smaller than ``rank[i]``.
+    ``len(lo) + 1`` nodes; ``n`` (an int, or a traced scalar for padded
+    edge lists) is the number of samples, so cluster ids start at ``n``.
+    Padding edges must sort after every real one; the rows they would fill
+    (from ``n - 1`` on) are left as zeros.
     """
-    m = rank.shape[0]
-    levels = table.shape[0]
-    idx = jnp.arange(m, dtype=rank.dtype)
+    m = lo.shape[0]
+    dt = w.dtype
+    if m == 0:  # one sample: no merges
+        return H0Result(w, jnp.zeros((0, 2), jnp.int32), jnp.zeros((0, 4), dt))
+    order = jnp.lexsort((hi, lo, w))
+    lo, hi, w = lo[order], hi[order], w[order]
+    nodes = m + 1
+    first_id = jnp.asarray(n, jnp.int32)
 
-    def grow(l, pq):
-        p, q = pq
-        level = levels - 1 - l
-        row = table[level]
-        span = jnp.left_shift(1, level)
-        start = p - span
-        ok = start >= 0
-        p = jnp.where(ok & (row[jnp.where(ok, start, 0)] < rank), start, p)
-        ok = q + span <= m - 1
-        q = jnp.where(ok & (row[jnp.where(ok, q + 1, 0)] < rank), q + span, q)
-        return p, q
+    def merge(i, state):
+        parent, label, size, a_out, b_out, s_out = state
+        parent, ra = _union_find_root(parent, lo[i])
+        parent, rb = _union_find_root(parent, hi[i])
+        ca, cb = label[ra], label[rb]
+        merged = size[ra] + size[rb]
+        # union by size: the larger tree's root becomes the root of both
+        big, small = jnp.where(size[ra] >= size[rb], ra, rb), jnp.where(size[ra] >= size[rb], rb, ra)
+        parent = parent.at[small].set(big)
+        label = label.at[big].set(first_id + i)
+        size = size.at[big].set(merged)
+        a_out = a_out.at[i].set(jnp.minimum(ca, cb))
+        b_out = b_out.at[i].set(jnp.maximum(ca, cb))
+        return parent, label, size, a_out, b_out, s_out.at[i].set(merged)
 
-    p, q = lax.fori_loop(0, levels, grow, (idx, idx))
-    return p - 1, q + 1
+    iota = jnp.arange(nodes, dtype=jnp.int32)
+    zeros = jnp.zeros((m,), jnp.int32)
+    state = (iota, iota, jnp.ones((nodes,), jnp.int32), zeros, zeros, zeros)
+    _, _, _, a, b, s = lax.fori_loop(0, n - 1, merge, state)
+    linkage = jnp.stack([a.astype(dt), b.astype(dt), w, s.astype(dt)], axis=1)
+    return H0Result(w, jnp.stack([lo, hi], axis=1), linkage)
 
 
-def linkage_from_prim(order: ArrayLike, pred: ArrayLike, weights: ArrayLike) -> H0Result:
-    """Kruskal merge order and linkage from a Prim visiting order (jit / vmap safe).
+def merge_tree(lo: ArrayLike, hi: ArrayLike, w: ArrayLike, n: int) -> H0Result:
+    """Single-linkage merge tree of a spanning tree: Kruskal's merges of its edges (jit / vmap safe).
 
     Args:
-        order: ``(sample,)`` int, the samples in the order Prim visited them.
-        pred: ``(sample,)`` int, ``pred[k]`` is the tree neighbour through
-            which ``order[k]`` was reached (``pred[0]`` is ignored).
-        weights: ``(sample,)`` float, ``weights[k]`` is the length of that
-            edge (``weights[0]`` is ignored); ``+inf`` where no edge exists.
+        lo, hi: ``(edge,)`` int endpoints of the ``n - 1`` tree edges, in
+            either order.
+        w: ``(edge,)`` float lengths; ``+inf`` for edges joining parts that
+            never connect.
+        n: number of samples (a Python int).
 
     Returns:
-        :class:`H0Result` of jax arrays; ``linkage`` has the dtype of ``weights``.
+        :class:`H0Result` of jax arrays: edges ``[lo, hi]`` with ``lo < hi``
+        sorted by ``(w, lo, hi)``, ``deaths`` their lengths and ``linkage``
+        the scipy-compatible merges, in the dtype of ``w``.
 
     Example:
-        >>> r = linkage_from_prim(jnp.array([0, 1, 2]), jnp.array([0, 0, 1]),
-        ...                       jnp.array([0.0, 2.0, 1.0]))
-        >>> r.linkage.tolist()
-        [[1.0, 2.0, 1.0, 2.0], [0.0, 3.0, 2.0, 3.0]]
+        >>> r = merge_tree(jnp.array([2, 0]), jnp.array([1, 1]), jnp.array([1.0, 2.0]), 3)
+        >>> r.edges.tolist(), r.linkage.tolist()
+        ([[1, 2], [0, 1]], [[1.0, 2.0, 1.0, 2.0], [0.0, 3.0, 2.0, 3.0]])
     """
-    order = jnp.asarray(order, jnp.int32)
-    pred = jnp.asarray(pred, jnp.int32)
-    weights = jnp.asarray(weights)
-    n = order.shape[0]
-    m = n - 1
-    w = weights[1:]
-    if m == 0:
-        return H0Result(
-            jnp.zeros((0,), w.dtype), jnp.zeros((0, 2), jnp.int32), jnp.zeros((0, 4), w.dtype)
+    lo, hi = jnp.asarray(lo, jnp.int32), jnp.asarray(hi, jnp.int32)
+    w = jnp.asarray(w)
+    if not jnp.issubdtype(w.dtype, jnp.floating):
+        w = w.astype(jnp.result_type(float))
+    if lo.shape != (n - 1,) or hi.shape != (n - 1,) or w.shape != (n - 1,):
+        raise ValueError(
+            f"lo, hi and w must each have shape (n - 1,) = ({n - 1},) for n={n} samples; "
+            f"got {lo.shape}, {hi.shape} and {w.shape}. Pass the n - 1 edges of one spanning tree "
+            "(jax.vmap over a batch)."
         )
-    perm = jnp.argsort(w, stable=True).astype(jnp.int32)  # Kruskal order of positions
-    rank = jnp.zeros((m,), jnp.int32).at[perm].set(jnp.arange(m, dtype=jnp.int32))
-    left, right = _nearest_larger(rank, _sparse_max_table(rank))
-    # Cartesian-tree parent: the smaller-ranked of the two nearest larger elements
-    rank_left = jnp.where(left >= 0, rank[jnp.maximum(left, 0)], m)
-    rank_right = jnp.where(right < m, rank[jnp.minimum(right, m - 1)], m)
-    parent = jnp.where(rank_left < rank_right, left, right)
-    pos = jnp.arange(m, dtype=jnp.int32)
-    # each node has at most one left and one right child: plain scatters
-    left_child = jnp.full((m,), -1, jnp.int32).at[jnp.where(parent > pos, parent, m)].set(
-        pos, mode="drop"
-    )
-    right_child = jnp.full((m,), -1, jnp.int32).at[
-        jnp.where((parent < pos) & (parent >= 0), parent, m)
-    ].set(pos, mode="drop")
-    a = jnp.where(left_child >= 0, n + rank[jnp.maximum(left_child, 0)], order[:-1])
-    b = jnp.where(right_child >= 0, n + rank[jnp.maximum(right_child, 0)], order[1:])
-    size = right - left
-    lo, hi = jnp.minimum(a, b)[perm], jnp.maximum(a, b)[perm]
-    deaths = w[perm]
-    dt = w.dtype
-    linkage = jnp.stack([lo.astype(dt), hi.astype(dt), deaths, size[perm].astype(dt)], axis=1)
-    u, v = pred[1:][perm], order[1:][perm]
-    edges = jnp.stack([jnp.minimum(u, v), jnp.maximum(u, v)], axis=1)
-    return H0Result(deaths, edges, linkage)
+    return _kruskal_rows(jnp.minimum(lo, hi), jnp.maximum(lo, hi), w, n)
 
 
-def _n_samples(h: H0Result) -> int:
-    return int(np.shape(h.deaths)[-1]) + 1
+def complete_forest(
+    lo: ArrayLike, hi: ArrayLike, w: ArrayLike, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A spanning forest's edges plus ``+inf`` edges joining its parts into one tree (host).
 
+    Each part but the first (ordered by smallest sample) is joined to the
+    first through its smallest sample, so the result has ``n - 1`` edges.
+
+    Args:
+        lo, hi: ``(edge,)`` int endpoints, in either order.
+        w: ``(edge,)`` lengths.
+        n: number of samples.
+
+    Returns:
+        ``(lo, hi, w)``: int64 endpoints with ``lo < hi`` and float lengths,
+        each ``(n - 1,)``.
+
+    Raises:
+        ValueError: the edges hold a cycle (more than a forest's edges).
+
+    Example:
+        >>> [a.tolist() for a in complete_forest([1], [0], [2.0], 4)]
+        [[0, 0, 0], [1, 2, 3], [2.0, inf, inf]]
+    """
+    u = np.asarray(lo, np.int64).ravel()
+    v = np.asarray(hi, np.int64).ravel()
+    w = np.asarray(w).ravel()
+    dtype = w.dtype if np.issubdtype(w.dtype, np.floating) else np.float64
+    lo, hi, w = np.minimum(u, v), np.maximum(u, v), w.astype(dtype)
+    graph = coo_matrix((np.ones(len(lo), np.int8), (lo, hi)), shape=(n, n))
+    count, labels = connected_components(graph, directed=False)
+    if len(lo) != n - count:
+        raise ValueError(
+            f"expected the edges of a spanning forest of {n} samples; got {len(lo)} edges "
+            f"in {count} parts, so they hold a cycle. Pass tree or forest edges."
+        )
+    if count > 1:
+        _, first = np.unique(labels, return_index=True)
+        roots = np.sort(first)
+        lo = np.concatenate([lo, np.full(count - 1, roots[0], np.int64)])
+        hi = np.concatenate([hi, roots[1:].astype(np.int64)])
+        w = np.concatenate([w, np.full(count - 1, np.inf, dtype)])
+    return lo, hi, w
+
+
+_kruskal_padded = jax.jit(_kruskal_rows)
+
+# edge lists are padded to a power of two at least this long: one program per size class
+_MIN_PADDED_EDGES = 63
+
+
+def forest_merge_tree(lo: ArrayLike, hi: ArrayLike, w: ArrayLike, n: int) -> H0Result:
+    """:func:`merge_tree` of a spanning forest given on the host, as numpy arrays.
+
+    The forest is completed by :func:`complete_forest` (parts that never
+    connect merge at ``+inf``), and the edges are padded to ``2**k - 1``
+    with edges that sort after every real one and are never merged, so one
+    compiled program serves every ``n`` of a size class.
+
+    Args:
+        lo, hi: ``(edge,)`` int endpoints of a spanning forest, in either order.
+        w: ``(edge,)`` lengths.
+        n: number of samples.
+
+    Returns:
+        :class:`H0Result` of numpy arrays: ``deaths`` in the dtype jax gives
+        ``w``, ``edges`` int64, ``linkage`` float64.
+
+    Example:
+        >>> forest_merge_tree([0], [1], [2.0], 3).linkage.tolist()
+        [[0.0, 1.0, 2.0, 2.0], [2.0, 3.0, inf, 3.0]]
+    """
+    lo, hi, w = complete_forest(lo, hi, w, n)
+    w = w.astype(jax.dtypes.canonicalize_dtype(w.dtype))
+    padded = max(_MIN_PADDED_EDGES, (1 << max(n - 1, 1).bit_length()) - 1)
+    last = padded  # the padding edges [last, last] sort after every real edge, lo <= n - 2
+    pad = padded - (n - 1)
+    lo = np.concatenate([lo, np.full(pad, last)]).astype(np.int32)
+    hi = np.concatenate([hi, np.full(pad, last)]).astype(np.int32)
+    w = np.concatenate([w, np.full(pad, np.inf, w.dtype)])
+    deaths, edges, linkage = jax.device_get(tuple(_kruskal_padded(lo, hi, w, np.int32(n))))
+    m = n - 1
+    return H0Result(np.asarray(deaths[:m]), np.asarray(edges[:m], np.int64),
+                    np.asarray(linkage[:m], np.float64))
 
 def clusters_at(h: H0Result, threshold: float) -> np.ndarray:
     """Component ids of the samples when edges of length ``<= threshold`` are joined.
@@ -232,9 +298,6 @@ def clusters_at(h: H0Result, threshold: float) -> np.ndarray:
     n = deaths.shape[0] + 1
     if n == 1:
         return np.zeros(1, np.int64)
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     keep = deaths <= threshold
     e = edges[keep]
     graph = coo_matrix((np.ones(len(e), np.int8), (e[:, 0], e[:, 1])), shape=(n, n))
@@ -337,67 +400,3 @@ def dendrogram_linkage(h: H0Result, cap: float | None = None) -> np.ndarray:
         )
     Z[~np.isfinite(heights), 2] = cap
     return Z
-
-
-def kruskal_host(u: ArrayLike, v: ArrayLike, w: ArrayLike, n: int) -> H0Result:
-    """Kruskal merge tree of a spanning forest given as edge lists, on the host.
-
-    Forests with fewer than ``n - 1`` edges (disconnected graphs) are completed
-    with ``+inf`` edges joining the parts, each part through its smallest sample.
-
-    Args:
-        u, v: ``(edge,)`` int endpoints.
-        w: ``(edge,)`` lengths.
-        n: number of samples.
-
-    Returns:
-        :class:`H0Result` of numpy arrays (edges sorted by ``(w, lo, hi)``).
-
-    Example:
-        >>> kruskal_host([0], [1], [2.0], 3).linkage.tolist()
-        [[0.0, 1.0, 2.0, 2.0], [2.0, 3.0, inf, 3.0]]
-    """
-    u = np.asarray(u, np.int64).ravel()
-    v = np.asarray(v, np.int64).ravel()
-    w = np.asarray(w).ravel()
-    dtype = w.dtype if np.issubdtype(w.dtype, np.floating) else np.float64
-    lo, hi = np.minimum(u, v), np.maximum(u, v)
-    # the parts of the forest, each joined to the first one through its smallest sample by an inf edge
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    graph = coo_matrix((np.ones(len(lo), np.int8), (lo, hi)), shape=(n, n))
-    count, labels = connected_components(graph, directed=False)
-    if count > 1:
-        _, first = np.unique(labels, return_index=True)
-        roots = np.sort(first)
-        lo = np.concatenate([lo, np.full(len(roots) - 1, roots[0])])
-        hi = np.concatenate([hi, roots[1:].astype(np.int64)])
-        w = np.concatenate([w.astype(dtype), np.full(len(roots) - 1, np.inf, dtype)])
-    parent = list(range(n))
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    if len(lo) != n - 1:
-        raise ValueError(f"expected a spanning forest of {n} samples; got {len(lo)} edges with cycles.")
-    order = np.lexsort((hi, lo, w))
-    lo, hi, w = lo[order], hi[order], w[order].astype(dtype)
-    label = list(range(n))  # union-find over cluster ids: label[root] = current cluster id
-    size = [1] * n + [0] * (n - 1)
-    rows = []
-    for i, (a, b) in enumerate(zip(lo.tolist(), hi.tolist()), start=n):
-        ra, rb = find(a), find(b)
-        ca, cb = label[ra], label[rb]
-        size[i] = size[ca] + size[cb]
-        rows.append((ca, cb) if ca < cb else (cb, ca))
-        parent[rb] = ra
-        label[ra] = i
-    Z = np.empty((n - 1, 4), np.float64)
-    Z[:, :2] = np.asarray(rows, np.float64).reshape(-1, 2)
-    Z[:, 2] = w
-    Z[:, 3] = size[n:]
-    return H0Result(w, np.stack([lo, hi], axis=1), Z)

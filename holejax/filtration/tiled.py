@@ -57,8 +57,10 @@ from jax import lax
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
-from holejax.filtration.prim import prim_order_from_rows
-from holejax.filtration.result import H0Result, kruskal_host, linkage_from_prim
+from holejax.filtration.dense import parallel_map
+from holejax.filtration.prim import prim_edges, prim_order_from_rows
+from holejax.filtration.result import H0Result, forest_merge_tree, merge_tree
+from holejax.metrics import knn_graph
 from holejax.metrics.euclidean import scale_exponent, times_power_of_two
 
 __all__ = ["TILED_METRICS", "boruvka_from_points", "geodesic_h0", "h0_points_kernel"]
@@ -118,7 +120,8 @@ def h0_points_kernel(X: jax.Array, metric: str = "euclidean") -> H0Result:
         [1.0, 5.0]
     """
     X = jnp.asarray(X)
-    return linkage_from_prim(*prim_order_from_rows(_row_function(X, metric), X.shape[0], X.dtype))
+    n = X.shape[0]
+    return merge_tree(*prim_edges(*prim_order_from_rows(_row_function(X, metric), n, X.dtype)), n)
 
 
 # ---- tiled Borůvka -------------------------------------------------------------------
@@ -229,8 +232,6 @@ def _sorted_candidates(cols: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarra
 def _scan(embedded, comp_dev, points: np.ndarray, n: int, metric: str, candidates: int,
           tile_rows: int, tile_cols: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted candidates of ``points``, tile by tile, one row tile per host thread."""
-    from holejax.filtration.dense import parallel_map
-
     Y, sq, E, zero = embedded
     blocks = []
     for lo in range(0, len(points), tile_rows):
@@ -356,7 +357,7 @@ def boruvka_from_points(
     """
     n = X.shape[0]
     if n == 1:
-        return kruskal_host([], [], np.zeros(0, X.dtype), 1), {"rounds": 0, "scanned": 0}
+        return forest_merge_tree([], [], np.zeros(0, X.dtype), 1), {"rounds": 0, "scanned": 0}
     step = _GROUPS * candidates
     tile_cols = -(-min(tile_cols, n) // step) * step
     tile_rows = max(1, min(tile_rows, n))
@@ -399,7 +400,7 @@ def boruvka_from_points(
         comp = labels[comp]
     lo, hi, w = (np.concatenate(part) for part in tree)
     w = w.astype(np.float64) * (scale * scale if metric == "sqeuclidean" else scale)
-    return kruskal_host(lo, hi, w.astype(X.dtype), n), {"rounds": rounds, "scanned": scanned}
+    return forest_merge_tree(lo, hi, w.astype(X.dtype), n), {"rounds": rounds, "scanned": scanned}
 
 
 # ---- geodesic: the kNN graph's own spanning forest ------------------------------------
@@ -413,11 +414,9 @@ def geodesic_h0(X: np.ndarray, k: int, mutual: bool, disconnected: str = "inf") 
         >>> geodesic_h0(X, 1, False).deaths.tolist()
         [1.0, 2.0, 7.0]
     """
-    from holejax.metrics import knn_graph
-
     n = X.shape[0]
     if n == 1:
-        return kruskal_host([], [], np.zeros(0, X.dtype), 1)
+        return forest_merge_tree([], [], np.zeros(0, X.dtype), 1)
     if k > n - 1:
         raise ValueError(f"k={k} must be at most n - 1 = {n - 1} (samples in X); pass a smaller k.")
     g = knn_graph(X, k=k, mutual=mutual, disconnected=disconnected)  # "euclidean": with the cross-component edges
@@ -427,4 +426,4 @@ def geodesic_h0(X: np.ndarray, k: int, mutual: bool, disconnected: str = "inf") 
     w = np.where(g.weights > 0, g.weights.astype(np.float64), tiny)
     T = minimum_spanning_tree(coo_matrix((w, (g.rows, g.cols)), shape=(n, n))).tocoo()
     lengths = np.where(T.data == tiny, 0.0, T.data).astype(g.weights.dtype)
-    return kruskal_host(T.row, T.col, lengths, n)
+    return forest_merge_tree(T.row, T.col, lengths, n)

@@ -16,7 +16,6 @@ from holejax.filtration import (
     h0,
     h0_diagram,
 )
-from holejax.filtration.result import kruskal_host
 
 
 def _grid_D() -> np.ndarray:
@@ -114,14 +113,3 @@ def test_disconnected_linkage_for_drawing():
     assert dendrogram_linkage(h, cap=50.0)[-1, 2] == 50.0
     with pytest.raises(ValueError, match="cap=0.1 is below the largest finite merge height"):
         dendrogram_linkage(h, cap=0.1)
-
-
-def test_kruskal_host_agrees_with_dense_engine():
-    D = dist32(cloud(6, 40))
-    h = h0(D)
-    k = kruskal_host(h.edges[::-1, 0], h.edges[::-1, 1], h.deaths[::-1], 40)
-    np.testing.assert_array_equal(k.deaths, h.deaths)
-    np.testing.assert_allclose(hierarchy.cophenet(k.linkage), hierarchy.cophenet(h.linkage))
-    # a forest is completed by +inf edges
-    f = kruskal_host([0], [1], [1.0], 3)
-    assert f.deaths.tolist() == [1.0, np.inf] and isinstance(f, H0Result)
