@@ -20,18 +20,25 @@ import math
 import os
 import queue
 import threading
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
+import zarr
+from tqdm import tqdm
 
 from holejax._checks import check_choice
 from holejax.capture.inputs import ModelInput, as_source, example_of, iter_batches, n_samples_of, slice_samples
 from holejax.capture.layers import LayerInfo, format_layers, residual_layers, select_layers
 from holejax.capture.pooling import TOKEN_POOLINGS, pool, pooled_shape, resolve_pooling, token_counts
 from holejax.capture.registry import Adapter, find_adapter
+from holejax.perturb import as_perturbations
+from holejax.store import ActivationWriter, LayerSpec, open_activations
+from holejax.store.chunks import resolve_compressors
+from holejax.store.fingerprint import export_fingerprint
 
 __all__ = ["LayerTable", "TokenRows", "export_activations", "list_layers", "predict"]
 
@@ -70,13 +77,6 @@ def _positive_int(value: Any, argument: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{argument} must be a positive int; got {value!r}.")
     return int(value)
-
-
-def _perturbations(perturbations: Any) -> list[Any]:
-    """Perturbation objects, ``clean`` first (see ``holejax.perturb``)."""
-    from holejax.perturb import as_perturbations
-
-    return as_perturbations(perturbations)
 
 
 def _adapter(model: Any, adapter: Adapter | None) -> Adapter:
@@ -182,8 +182,6 @@ def _models(model: Any, perturbations: Sequence[Any], adapter: Adapter) -> dict[
 def _stored_attrs(store: Any, mode: str) -> dict:
     if mode not in ("resume", "append") or not (Path(store) / "zarr.json").is_file():
         return {}
-    from holejax.store import open_activations
-
     return dict(open_activations(store, allow_incomplete=True).attrs)
 
 
@@ -270,16 +268,12 @@ def export_activations(
         holejax.store.StoreError: the store exists (mode ``"error"``), was
             written by another tool, or does not match the export.
     """
-    from holejax.store import ActivationWriter, LayerSpec
-    from holejax.store.fingerprint import export_fingerprint
-    from holejax.store.chunks import resolve_compressors
-
     batch_size = _positive_int(batch_size, "batch_size")
     check_choice(mode, "mode", MODES)
     resolve_compressors(compressors, np.dtype(np.float32))  # rejects a bad value before any work
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int; got {seed!r}.")
-    perts = _perturbations(perturbations)
+    perts = as_perturbations(perturbations)  # clean first
     adapter = _adapter(model, adapter)
     source = as_source(inputs, labels=labels, batch_size=batch_size, n_samples=n_samples)
     masks = _mask_source(mask, source.example, source.n)
@@ -361,12 +355,6 @@ def _token_rows(source: Any, masks: Any, info: LayerInfo) -> TokenRows:
 
 def _with_token_coords(store: Any, rows: TokenRows) -> xr.Dataset:
     """Give a finished ``tokens`` store its ``sample`` and ``token`` coordinates, and open it."""
-    import warnings
-
-    import zarr
-
-    from holejax.store import open_activations
-
     group = zarr.open_group(str(store), mode="r+", zarr_format=3, use_consolidated=False)
     group["sample"][:] = rows.sample
     if "token" not in group:
@@ -461,8 +449,6 @@ def _run(
     progress: bool,
 ) -> None:
     """The batch loop: every pending perturbation of each batch, pooled and written."""
-    from tqdm import tqdm
-
     if not pending:
         return
     names = [i.name for i in infos]
@@ -540,7 +526,7 @@ def predict(
     """
     batch_size = _positive_int(batch_size, "batch_size")
     adapter = _adapter(model, adapter)
-    p = _perturbations(None if perturbation is None else [perturbation])[-1]
+    p = as_perturbations(None if perturbation is None else [perturbation])[-1]
     run_model = _models(model, [p], adapter)[p.name]
     outs = [adapter.predict(run_model, _noisy(p, x, seed, start)) for start, x in iter_batches(inputs, batch_size)]
     return np.concatenate(outs)

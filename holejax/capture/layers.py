@@ -35,6 +35,7 @@ __all__ = [
     "residual_layers",
     "select_layers",
     "format_layers",
+    "glob_pattern",
 ]
 
 # class names (any framework) whose output is the output of a nonlinearity
@@ -318,8 +319,13 @@ def residual_layers(infos: Sequence[LayerInfo]) -> list[LayerInfo]:
     return embeddings + blocks
 
 
-def _glob(pattern: str) -> re.Pattern:
-    """``*`` = any characters (dots included), ``?`` = one character, the rest literal."""
+def glob_pattern(pattern: str) -> re.Pattern:
+    """The regular expression of a layer-name pattern: ``*`` = any characters (dots included), ``?`` = one character, the rest literal.
+
+    Example:
+        >>> bool(glob_pattern("blocks.*.mlp").match("blocks.3.mlp")), bool(glob_pattern("fc?").match("fc10"))
+        (True, False)
+    """
     parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.compile("".join(parts) + r"\Z")
 
@@ -338,7 +344,7 @@ def _match(entry: Any, infos: Sequence[LayerInfo]) -> list[LayerInfo]:
     if exact:
         return exact
     if "*" in entry or "?" in entry:
-        pattern = _glob(entry)
+        pattern = glob_pattern(entry)
         by_name = [i for i in infos if pattern.match(i.name)]
         if by_name:
             return by_name

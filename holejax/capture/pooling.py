@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from holejax._checks import check_choice
-from holejax.capture.layers import LayerInfo, _glob
+from holejax.capture.layers import LayerInfo, glob_pattern
 
 __all__ = ["POOLINGS", "TOKEN_POOLINGS", "pooled_shape", "pool", "resolve_pooling", "token_counts"]
 
@@ -240,7 +240,7 @@ def resolve_pooling(
                 raise TypeError(f"pooling[{key!r}] must be a pooling name; got {value!r}.")
             check_choice(value, f"pooling[{key!r}]", POOLINGS)
         names = [i.name for i in infos]
-        unused = [k for k, _ in rules if not any(_glob(k).match(n) for n in names)]
+        unused = [k for k, _ in rules if not any(glob_pattern(k).match(n) for n in names)]
         if unused:
             raise ValueError(
                 f"pooling keys {unused} match none of the captured layers {names}; "
@@ -253,7 +253,7 @@ def resolve_pooling(
         )
     chosen = {}
     for info in infos:
-        mode = next((v for k, v in rules if _glob(k).match(info.name)), None)
+        mode = next((v for k, v in rules if glob_pattern(k).match(info.name)), None)
         mode = _concrete(mode, info, tokens, stages)
         pooled_shape(info.shape, mode, info.layout, info.name)
         chosen[info.name] = mode
