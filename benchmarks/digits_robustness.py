@@ -106,7 +106,8 @@ def main() -> None:
             "layers": layers,
             "accuracy": {p: float(v) for p, v in zip(res.perturbation.values, res.accuracy.values)},
         }
-        for q in ("purity", "ari", "n_components", "n_outliers", "bottleneck", "wasserstein"):
+        for q in ("purity", "ari", "best_n_clusters", "best_n_outliers", "n_components", "n_outliers",
+                  "bottleneck", "wasserstein"):
             entry[q] = {
                 metric: {
                     str(p): [float(v) for v in res[q].sel(perturbation=p, metric=metric).values]
