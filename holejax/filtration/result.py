@@ -7,10 +7,11 @@ tree, stored as a scipy-compatible linkage matrix.
 
 Every engine hands its spanning-tree edges to one builder,
 :func:`merge_tree`: the edges are sorted by ``(length, smaller index, larger
-index)`` and merged in that order by a union-find (union by size, path
-halving), ``O(n alpha(n))`` sequential steps in a ``lax.fori_loop`` that runs
-under ``jax.jit`` and ``jax.vmap``. The key is a total order, so ties are
-broken the same way by every engine and the same tree always gives
+index)`` and merged in that order by a union-find (path halving, randomized
+linking: expected ``O(n alpha(n))`` steps) in a ``lax.fori_loop`` that runs
+under ``jax.jit`` and ``jax.vmap``; the cluster ids of each merge are then
+read off the recorded roots by one sort. The key is a total order, so ties
+are broken the same way by every engine and the same tree always gives
 bit-identical output. Host engines, whose spanning forests may leave parts
 unconnected, go through :func:`forest_merge_tree`: :func:`complete_forest`
 joins the parts by ``+inf`` edges, and the builder runs compiled for edge
@@ -91,19 +92,58 @@ def with_engine(r: tuple, engine: str | None) -> H0Result:
     return out
 
 
-def _union_find_root(parent: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(parent, root of x)``, halving the path from ``x`` to its root on the way."""
+def _get(a: jax.Array, i: jax.Array) -> jax.Array:
+    return lax.dynamic_index_in_dim(a, i, 0, keepdims=False)
+
+
+def _put(a: jax.Array, i: jax.Array, value: jax.Array) -> jax.Array:
+    return lax.dynamic_update_index_in_dim(a, value, i, 0)
+
+
+def _find_root(parent: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(parent, root of x)``, halving the path from ``x`` to its root on the way.
+
+    The next node is read back after the write, so every read of the old
+    array precedes the update and XLA updates it in place.
+    """
 
     def not_root(state):
         p, y = state
-        return p[y] != y
+        return _get(p, y) != y
 
     def halve(state):
         p, y = state
-        grand = p[p[y]]
-        return p.at[y].set(grand), grand
+        p = _put(p, y, _get(p, _get(p, y)))
+        return p, _get(p, y)
 
     return lax.while_loop(not_root, halve, (parent, x))
+
+
+def _priority(x: jax.Array) -> jax.Array:
+    """A fixed pseudo-random order of the nodes (a bijection of uint32) for linking roots."""
+    return x.astype(jnp.uint32) * jnp.uint32(2654435761)
+
+
+def _cluster_ids(ra: jax.Array, rb: jax.Array, top: jax.Array, n) -> tuple[jax.Array, jax.Array]:
+    """Cluster ids of the roots merged at each step, from the roots alone.
+
+    A root's cluster is ``n + j`` for the last step ``j`` before this one whose
+    merge it rooted, or the sample itself when there is none: one sort of
+    the ``(node, step)`` events and a running maximum, no sequential loop.
+    """
+    m = ra.shape[0]
+    step = jnp.arange(m, dtype=jnp.int32)
+    node = jnp.concatenate([top, ra, rb])
+    time = jnp.tile(step, 3)
+    made = jnp.concatenate([jnp.ones((m,), jnp.int32), jnp.zeros((2 * m,), jnp.int32)])
+    # by node, then step; at one step the roots' queries come before the merge they make
+    perm = jnp.lexsort((made, time, node))
+    node, time, made = node[perm], time[perm], made[perm]
+    last = lax.cummax(jnp.where(made == 1, jnp.arange(3 * m, dtype=jnp.int32), -1))
+    safe = jnp.maximum(last, 0)
+    found = (last >= 0) & (node[safe] == node)
+    ids = jnp.zeros((3 * m,), jnp.int32).at[perm].set(jnp.where(found, n + time[safe], node))
+    return ids[m : 2 * m], ids[2 * m :]
 
 
 def _kruskal_rows(lo: jax.Array, hi: jax.Array, w: jax.Array, n) -> H0Result:
@@ -112,7 +152,13 @@ def _kruskal_rows(lo: jax.Array, hi: jax.Array, w: jax.Array, n) -> H0Result:
     ``len(lo) + 1`` nodes; ``n`` (an int, or a traced scalar for padded
     edge lists) is the number of samples, so cluster ids start at ``n``.
     Padding edges must sort after every real one; the rows they would fill
-    (from ``n - 1`` on) are left as zeros.
+    (from ``n - 1`` on) are meaningless.
+
+    The loop runs the union-find alone: path halving, and roots linked by a
+    fixed pseudo-random priority (randomized linking), so no array is read
+    and written at different places in one step and XLA keeps every update
+    in place. It records each step's two roots, the new root and the merged
+    size; the cluster ids come afterwards from :func:`_cluster_ids`.
     """
     m = lo.shape[0]
     dt = w.dtype
@@ -120,29 +166,24 @@ def _kruskal_rows(lo: jax.Array, hi: jax.Array, w: jax.Array, n) -> H0Result:
         return H0Result(w, jnp.zeros((0, 2), jnp.int32), jnp.zeros((0, 4), dt))
     order = jnp.lexsort((hi, lo, w))
     lo, hi, w = lo[order], hi[order], w[order]
-    nodes = m + 1
-    first_id = jnp.asarray(n, jnp.int32)
 
     def merge(i, state):
-        parent, label, size, a_out, b_out, s_out = state
-        parent, ra = _union_find_root(parent, lo[i])
-        parent, rb = _union_find_root(parent, hi[i])
-        ca, cb = label[ra], label[rb]
-        merged = size[ra] + size[rb]
-        # union by size: the larger tree's root becomes the root of both
-        big, small = jnp.where(size[ra] >= size[rb], ra, rb), jnp.where(size[ra] >= size[rb], rb, ra)
-        parent = parent.at[small].set(big)
-        label = label.at[big].set(first_id + i)
-        size = size.at[big].set(merged)
-        a_out = a_out.at[i].set(jnp.minimum(ca, cb))
-        b_out = b_out.at[i].set(jnp.maximum(ca, cb))
-        return parent, label, size, a_out, b_out, s_out.at[i].set(merged)
+        parent, size, steps = state
+        parent, ra = _find_root(parent, _get(lo, i))
+        parent, rb = _find_root(parent, _get(hi, i))
+        a_on_top = _priority(ra) > _priority(rb)
+        top, below = jnp.where(a_on_top, ra, rb), jnp.where(a_on_top, rb, ra)
+        parent = _put(parent, below, top)
+        size = _put(size, top, _get(size, ra) + _get(size, rb))
+        return parent, size, _put(steps, i, jnp.stack([ra, rb, top, _get(size, top)]))
 
-    iota = jnp.arange(nodes, dtype=jnp.int32)
-    zeros = jnp.zeros((m,), jnp.int32)
-    state = (iota, iota, jnp.ones((nodes,), jnp.int32), zeros, zeros, zeros)
-    _, _, _, a, b, s = lax.fori_loop(0, n - 1, merge, state)
-    linkage = jnp.stack([a.astype(dt), b.astype(dt), w, s.astype(dt)], axis=1)
+    iota = jnp.arange(m + 1, dtype=jnp.int32)
+    state = (iota, jnp.ones((m + 1,), jnp.int32), jnp.zeros((m, 4), jnp.int32))
+    _, _, steps = lax.fori_loop(0, n - 1, merge, state)
+    ca, cb = _cluster_ids(steps[:, 0], steps[:, 1], steps[:, 2], n)
+    linkage = jnp.stack(
+        [jnp.minimum(ca, cb).astype(dt), jnp.maximum(ca, cb).astype(dt), w, steps[:, 3].astype(dt)], axis=1
+    )
     return H0Result(w, jnp.stack([lo, hi], axis=1), linkage)
 
 
