@@ -32,6 +32,8 @@ from holejax.filtration._validate import (
 from holejax.filtration.boruvka import boruvka_h0
 from holejax.filtration.prim import prim_edges, prim_order, prim_order_from_rows
 from holejax.filtration.result import H0Result, merge_tree, with_engine
+from holejax.metrics.batch import cloud_distances, pad_units
+from holejax.metrics.registry import split_params
 
 __all__ = ["METHODS", "dense_from_points", "h0", "h0_kernel", "parallel_map", "to_host", "unflatten"]
 
@@ -283,9 +285,6 @@ def dense_from_points(
     results (numpy, leading batch axis) and the metric's ``(batch, sample,
     flag)`` flags.
     """
-    from holejax.metrics.batch import cloud_distances, pad_units
-    from holejax.metrics.registry import split_params
-
     method = _resolve(method)
     static, arrays = split_params(spec, full)
     arrays = {k: jnp.asarray(v, dtype=stacked.dtype) for k, v in arrays.items()}
