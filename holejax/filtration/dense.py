@@ -32,8 +32,7 @@ from holejax.filtration._validate import (
 from holejax.filtration.boruvka import boruvka_h0
 from holejax.filtration.prim import prim_edges, prim_order, prim_order_from_rows
 from holejax.filtration.result import H0Result, merge_tree, with_engine
-from holejax.metrics.batch import cloud_distances, pad_units
-from holejax.metrics.registry import split_params
+from holejax.metrics.batch import cloud_distances, cloud_distances_arguments
 
 __all__ = ["METHODS", "dense_from_points", "h0", "h0_kernel", "parallel_map", "to_host", "unflatten"]
 
@@ -286,9 +285,7 @@ def dense_from_points(
     flag)`` flags.
     """
     method = _resolve(method)
-    static, arrays = split_params(spec, full)
-    arrays = {k: jnp.asarray(v, dtype=stacked.dtype) for k, v in arrays.items()}
-    padded = pad_units(stacked, metric)
+    padded, static, arrays = cloud_distances_arguments(stacked, metric, spec, full)
 
     def one(X):
         if spec.host_kernel is not None:

@@ -20,32 +20,31 @@ from jax.typing import ArrayLike
 
 from holejax.distributed.sharding import round_to_devices, shard_batch
 from holejax.metrics.host import adopt, aligned_empty
+from holejax.metrics.padding import pad_inverse_covariance, pad_to_bucket, unit_bucket
 from holejax.metrics.pairwise import prepare_cloud, warn_flagged
-from holejax.metrics.registry import get_metric, split_params
+from holejax.metrics.registry import MetricSpec, get_metric, split_params
 
 __all__ = [
     "PADDED_METRICS",
     "batched_pairwise_distances",
     "cloud_distances",
+    "cloud_distances_arguments",
     "clouds_per_chunk",
     "pad_units",
-    "unit_bucket",
 ]
 
 PADDED_METRICS = (
     "euclidean", "sqeuclidean", "manhattan", "chebyshev", "cosine", "angular",
-    "density_euclidean", "density_cosine",
+    "density_euclidean", "density_cosine", "mahalanobis", "density_mahalanobis",
 )
-"""Metrics that zero units leave unchanged: their clouds are padded to a few widths.
+"""Metrics whose clouds are padded with zero units to a few widths (:func:`pad_units`).
 
 A unit that is zero in every sample adds nothing to a difference, a norm or
 an inner product (and has mean zero, so centring keeps it zero). Mahalanobis
-estimates a covariance from the units, which a zero unit would make singular,
-so its clouds keep their width.
+estimates a covariance, which a zero unit would make singular: its kernels
+take the number of real units as a traced argument and give the distances
+of the unpadded cloud (:attr:`holejax.metrics.registry.MetricSpec.takes_units`).
 """
-
-_SMALL_BUCKET = 64
-_LARGE_BUCKET = 512
 
 # (n, n) buffers a kernel holds at its peak per cloud: gram/difference, output, mask
 _WORK_FACTOR = 3
@@ -62,37 +61,55 @@ def clouds_per_chunk(n: int, itemsize: int, memory_budget: int, batch: int) -> i
     return int(max(1, min(batch, memory_budget // per_cloud)))
 
 
-def unit_bucket(d: int) -> int:
-    """The width clouds of ``d`` units are padded to: 64, 512, then multiples of 512.
-
-    Three widths cover the layers of most networks, so a study compiles about
-    one distance program per metric; the padding at most doubles the matrix
-    product above 512 units, and below that costs less than the tree.
-
-    Example:
-        >>> [unit_bucket(d) for d in (10, 64, 100, 512, 700)]
-        [64, 64, 512, 512, 1024]
-    """
-    d = max(int(d), 1)
-    if d <= _SMALL_BUCKET:
-        return _SMALL_BUCKET
-    return -(-d // _LARGE_BUCKET) * _LARGE_BUCKET
-
-
 def pad_units(X: np.ndarray, metric: str) -> np.ndarray:
-    """``X`` with zero units appended up to :func:`unit_bucket` for :data:`PADDED_METRICS`.
+    """``X`` with zero units appended up to :func:`~holejax.metrics.padding.unit_bucket` for :data:`PADDED_METRICS`.
 
     Clouds of many widths then share a few compiled programs; the distances
-    are the same (up to the order in which the products are summed).
+    are the same (up to the order in which the products are summed). The
+    Mahalanobis metrics also need the real width and a padded ``VI``:
+    :func:`cloud_distances_arguments` prepares both.
 
     Example:
         >>> pad_units(np.ones((2, 3), np.float32), "cosine").shape
         (2, 64)
     """
-    if metric not in PADDED_METRICS or X.shape[-1] == unit_bucket(X.shape[-1]):
-        return X
-    widths = [(0, 0)] * (X.ndim - 1) + [(0, unit_bucket(X.shape[-1]) - X.shape[-1])]
-    return np.pad(X, widths)
+    return pad_to_bucket(X) if metric in PADDED_METRICS else X
+
+
+def cloud_distances_arguments(
+    stacked: np.ndarray, metric: str, spec: MetricSpec, full: dict
+) -> tuple[np.ndarray, tuple, dict]:
+    """``(clouds, static, arrays)``: what :func:`cloud_distances` takes for validated clouds of one shape.
+
+    Clouds of :data:`PADDED_METRICS` are padded with zero units
+    (:func:`pad_units`); for a metric whose kernel ``takes_units``, ``arrays``
+    also holds the real number of units (a traced int32 scalar) and a ``VI``
+    padded with an identity block, so every width of a bucket shares one
+    program. Array parameters are host numpy arrays in the clouds' dtype: the
+    compiled call transfers them, and nothing is compiled to convert them.
+
+    Args:
+        stacked: ``(batch, sample, unit)`` clouds, validated
+            (:func:`~holejax.metrics.pairwise.prepare_cloud`).
+        metric, spec: the metric's name and :class:`~holejax.metrics.registry.MetricSpec`.
+        full: its resolved parameters.
+
+    Example:
+        >>> spec = get_metric("mahalanobis")
+        >>> clouds, static, arrays = cloud_distances_arguments(
+        ...     np.ones((2, 5, 3), np.float32), "mahalanobis", spec, {"covariance": "oas", "VI": None, "components": None})
+        >>> clouds.shape, static, {k: v.tolist() for k, v in arrays.items()}
+        ((2, 5, 64), (('components', None), ('covariance', 'oas'), ('VI', None)), {'units': 3})
+    """
+    width = stacked.shape[-1]
+    clouds = pad_units(stacked, metric)
+    static, arrays = split_params(spec, full)
+    arrays = {k: np.asarray(v, dtype=stacked.dtype) for k, v in arrays.items()}
+    if spec.takes_units and metric in PADDED_METRICS:  # also when padded by 0 units: one program per bucket
+        if "VI" in arrays:
+            arrays["VI"] = pad_inverse_covariance(arrays["VI"], clouds.shape[-1])
+        arrays["units"] = np.int32(width)
+    return clouds, static, arrays
 
 
 @functools.partial(jax.jit, static_argnames=("metric", "static"))
@@ -190,7 +207,7 @@ def batched_pairwise_distances(
         Ds, flagged = adopt(Ds_host), np.stack(flags)
     else:
         static, arrays = split_params(spec, full)
-        arrays = {k: jnp.asarray(v, dtype=stacked.dtype) for k, v in arrays.items()}
+        arrays = {k: np.asarray(v, dtype=stacked.dtype) for k, v in arrays.items()}  # on the host: no conversion program
         chunk = round_to_devices(clouds_per_chunk(n, itemsize, memory_budget, batch))  # equal slices per device
         pieces, flag_pieces = [], []
         for start in range(0, batch, chunk):

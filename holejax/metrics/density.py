@@ -32,11 +32,11 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from holejax.metrics.cosine import cosine_distances
-from holejax.metrics.euclidean import _zero_diagonal, euclidean_distances
+from holejax.metrics.euclidean import euclidean_distances, zero_diagonal
 from holejax.metrics.mahalanobis import mahalanobis_distances
 from holejax.metrics.selection import row_smallest
 
-__all__ = ["SCALES", "local_scales", "density_normalise", "density_distances"]
+__all__ = ["SCALES", "BASE_DISTANCES", "local_scales", "density_normalise", "density_distances"]
 
 SCALES = ("mean", "kth", "kth_floored")
 
@@ -100,10 +100,10 @@ def density_normalise(D: ArrayLike, mu: ArrayLike) -> tuple[jax.Array, jax.Array
     fallback = jnp.where(jnp.isfinite(smallest), smallest, jnp.ones((), D.dtype))
     mu = jnp.where(zero, fallback, mu)
     inv = 1 / jnp.sqrt(mu)
-    return _zero_diagonal(D * (inv[:, None] * inv[None, :])), zero
+    return zero_diagonal(D * (inv[:, None] * inv[None, :])), zero
 
 
-_BASES = {
+BASE_DISTANCES = {  # base metric name -> (X, **mahalanobis options) -> (sample, sample) distances
     "euclidean": lambda X, **_: euclidean_distances(X),
     "cosine": lambda X, **_: cosine_distances(X),
     "mahalanobis": lambda X, covariance="ledoit_wolf", VI=None: mahalanobis_distances(X, covariance, VI),
@@ -137,5 +137,5 @@ def density_distances(
         >>> round(float(D[0, 1]), 3), round(float(D[2, 3]), 3)
         (1.0, 1.0)
     """
-    D = _BASES[base](X, covariance=covariance, VI=VI)
+    D = BASE_DISTANCES[base](X, covariance=covariance, VI=VI)
     return density_normalise(D, local_scales(D, k, scale))[0]

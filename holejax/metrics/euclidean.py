@@ -60,6 +60,7 @@ __all__ = [
     "identity_sq",
     "scale_exponent",
     "times_power_of_two",
+    "zero_diagonal",
 ]
 
 # bytes of the (block, n) accumulator that one step of the manhattan / chebyshev kernels holds
@@ -91,7 +92,14 @@ def gram(A: ArrayLike, B: ArrayLike | None = None) -> jax.Array:
     )
 
 
-def _zero_diagonal(D: jax.Array) -> jax.Array:
+def zero_diagonal(D: ArrayLike) -> jax.Array:
+    """``D`` with its diagonal set to 0 (traceable).
+
+    Example:
+        >>> zero_diagonal(jnp.ones((2, 2))).tolist()
+        [[0.0, 1.0], [1.0, 0.0]]
+    """
+    D = jnp.asarray(D)
     n = D.shape[0]
     eye = lax.broadcasted_iota(jnp.int32, (n, n), 0) == lax.broadcasted_iota(jnp.int32, (n, n), 1)
     return jnp.where(eye, jnp.zeros((), D.dtype), D)
@@ -371,8 +379,8 @@ def _pairwise_fold(X: jax.Array, fold: Callable[[jax.Array, jax.Array], jax.Arra
     e = scale_exponent(X)  # exact scaling: no difference of a tiny cloud is flushed to zero
     X = times_power_of_two(X, -e)
     if X.shape[0] < _REDUCE_PANEL_MIN_SAMPLES:
-        return times_power_of_two(_zero_diagonal(fold(X, X)), e)
-    return times_power_of_two(_zero_diagonal(symmetric_blocks(X, fold, panels=_REDUCE_PANELS)), e)
+        return times_power_of_two(zero_diagonal(fold(X, X)), e)
+    return times_power_of_two(zero_diagonal(symmetric_blocks(X, fold, panels=_REDUCE_PANELS)), e)
 
 
 def _sum_abs_differences(A: jax.Array, B: jax.Array) -> jax.Array:

@@ -43,6 +43,7 @@ from scipy.sparse.csgraph import connected_components, shortest_path
 
 from holejax.metrics.euclidean import gram, scale_exponent, times_power_of_two
 from holejax.metrics.host import aligned_empty
+from holejax.metrics.padding import pad_to_bucket
 from holejax.metrics.selection import row_smallest
 
 __all__ = ["DISCONNECTED", "KNNGraph", "knn", "knn_graph", "geodesic_distances"]
@@ -167,7 +168,7 @@ def knn_graph(X: ArrayLike, k: int = 10, mutual: bool = False, disconnected: str
         >>> g.rows.tolist(), g.cols.tolist(), g.weights.tolist()
         ([0, 1, 2], [1, 2, 3], [1.0, 2.0, 7.0])
     """
-    from holejax.metrics.pairwise import prepare_cloud
+    from holejax.metrics.pairwise import prepare_cloud  # pairwise -> registry -> this module: a cycle at import
 
     arr, _, full = prepare_cloud(X, "geodesic", {"k": k, "mutual": mutual, "disconnected": disconnected})
     graph = _graph_from_cloud(arr, full["k"], full["mutual"])
@@ -192,7 +193,8 @@ def _with_cross_component_edges(arr: np.ndarray, graph: KNNGraph) -> KNNGraph:
 
 def _graph_from_cloud(arr: np.ndarray, k: int, mutual: bool) -> KNNGraph:
     n = arr.shape[0]
-    idx, dist = _knn_jit(arr, k=k)  # the jit call transfers the host array
+    # zero units change no euclidean distance: clouds of a few widths share one kNN program
+    idx, dist = _knn_jit(pad_to_bucket(arr), k=k)  # the jit call transfers the host array
     idx = np.asarray(idx, dtype=np.int64)
     dist = np.asarray(dist)
     src = np.repeat(np.arange(n, dtype=np.int64), k)

@@ -26,6 +26,14 @@ and :func:`holejax.pairwise_distances` raises an error naming the cloud.
 
 A user-supplied inverse covariance ``VI`` (as in ``scipy.spatial.distance``)
 overrides the estimator.
+
+Padded clouds: with ``units``, only the first ``units`` units of a cloud are
+real and the others are zero in every sample (appended by
+:func:`holejax.metrics.padding.pad_to_bucket`, so that clouds of many widths
+share one compiled program; ``units`` is traced). The estimators then use
+the real number of units wherever their formulas count units, and the
+whitening puts a multiple of the identity on the padded diagonal block: the
+distances are those of the unpadded cloud.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ __all__ = [
     "ledoit_wolf",
     "oas",
     "estimate_covariance",
+    "real_units",
     "whiten",
     "mahalanobis_distances",
     "mahalanobis_kernel",
@@ -67,7 +76,8 @@ class ShrunkCovariance(NamedTuple):
     """A covariance estimate.
 
     Attributes:
-        covariance: ``(unit, unit)`` symmetric positive (semi-)definite matrix.
+        covariance: ``(unit, unit)`` symmetric positive (semi-)definite matrix
+            (zero in the rows and columns of padded units).
         shrinkage: scalar weight of the ``mu I`` target (0 for ``"empirical"``).
         location: ``(unit,)`` sample mean.
     """
@@ -88,18 +98,36 @@ def _scatter(Xc: jax.Array) -> jax.Array:
     return lax.dot_general(Xc, Xc, (((0,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
 
 
-def _shrink(emp: jax.Array, shrinkage: jax.Array) -> jax.Array:
-    d = emp.shape[0]
-    mu = jnp.trace(emp) / d
-    return (1 - shrinkage) * emp + shrinkage * mu * jnp.eye(d, dtype=emp.dtype)
+def real_units(d: int, units: ArrayLike | None) -> tuple[ArrayLike, jax.Array]:
+    """``(count, mask)``: the number of real units and the ``(unit,)`` bool mask of them.
+
+    ``units`` None means all ``d`` units are real; otherwise the first
+    ``units`` are, and the others are zero padding.
+
+    Example:
+        >>> count, mask = real_units(4, 3)
+        >>> int(count), mask.tolist()
+        (3, [True, True, True, False])
+    """
+    if units is None:
+        return d, jnp.ones((d,), dtype=bool)
+    return units, jnp.arange(d) < units
+
+
+def _shrink(emp: jax.Array, shrinkage: jax.Array, count: ArrayLike, mask: jax.Array) -> jax.Array:
+    """``(1 - s) S + s mu I`` over the real units, ``mu`` their mean variance; zero on padded units."""
+    mu = jnp.trace(emp) / count
+    return (1 - shrinkage) * emp + jnp.diag(jnp.where(mask, shrinkage * mu, jnp.zeros((), emp.dtype)))
 
 
 @jax.jit
-def empirical_covariance(X: ArrayLike) -> ShrunkCovariance:
+def empirical_covariance(X: ArrayLike, units: ArrayLike | None = None) -> ShrunkCovariance:
     """Maximum-likelihood covariance ``Xc^T Xc / n`` (sklearn's ``empirical_covariance``).
 
     Args:
         X: ``(sample, unit)``.
+        units: number of real units (traced); the others must be zero in
+            every sample. None (default): all of them.
 
     Returns:
         :class:`ShrunkCovariance` with shrinkage 0.
@@ -108,17 +136,20 @@ def empirical_covariance(X: ArrayLike) -> ShrunkCovariance:
         >>> empirical_covariance(jnp.array([[0.0, 0.0], [2.0, 2.0]])).covariance.tolist()
         [[1.0, 1.0], [1.0, 1.0]]
     """
+    del units  # zero units give zero rows and columns; nothing counts units
     Xc, loc = _centre(X)
     emp = _scatter(Xc) / Xc.shape[0]
     return ShrunkCovariance(emp, jnp.zeros((), emp.dtype), loc)
 
 
 @jax.jit
-def ledoit_wolf(X: ArrayLike) -> ShrunkCovariance:
+def ledoit_wolf(X: ArrayLike, units: ArrayLike | None = None) -> ShrunkCovariance:
     """Ledoit-Wolf shrunk covariance (the formula of ``sklearn.covariance.ledoit_wolf``).
 
     Args:
         X: ``(sample, unit)``.
+        units: number of real units (traced); the others must be zero in
+            every sample. None (default): all of them.
 
     Returns:
         :class:`ShrunkCovariance`; shrinkage in ``[0, 1]``.
@@ -129,10 +160,10 @@ def ledoit_wolf(X: ArrayLike) -> ShrunkCovariance:
         0.8609
     """
     Xc, loc = _centre(X)
-    n, d = Xc.shape
+    n = Xc.shape[0]
+    count, mask = real_units(Xc.shape[1], units)  # zero units add nothing to the sums below
     emp = _scatter(Xc) / n
-    if d == 1:
-        return ShrunkCovariance(emp, jnp.zeros((), emp.dtype), loc)
+    d = jnp.asarray(count, emp.dtype)
     sq_norms = jnp.sum(Xc * Xc, axis=1)
     trace_terms = jnp.sum(Xc * Xc, axis=0) / n
     mu = jnp.sum(trace_terms) / d
@@ -142,16 +173,18 @@ def ledoit_wolf(X: ArrayLike) -> ShrunkCovariance:
     delta = (delta_ - 2 * mu * jnp.sum(trace_terms) + d * mu**2) / d
     beta = jnp.minimum(beta, delta)
     safe_delta = jnp.where(delta > 0, delta, jnp.ones((), delta.dtype))
-    s = jnp.where(beta == 0, jnp.zeros((), emp.dtype), beta / safe_delta)
-    return ShrunkCovariance(_shrink(emp, s), s, loc)
+    s = jnp.where((beta == 0) | (d == 1), jnp.zeros((), emp.dtype), beta / safe_delta)  # one unit: no shrinkage
+    return ShrunkCovariance(_shrink(emp, s, count, mask), s, loc)
 
 
 @jax.jit
-def oas(X: ArrayLike) -> ShrunkCovariance:
+def oas(X: ArrayLike, units: ArrayLike | None = None) -> ShrunkCovariance:
     """Oracle approximating shrinkage covariance (the formula of ``sklearn.covariance.oas``).
 
     Args:
         X: ``(sample, unit)``.
+        units: number of real units (traced); the others must be zero in
+            every sample. None (default): all of them.
 
     Returns:
         :class:`ShrunkCovariance`; shrinkage in ``[0, 1]``.
@@ -162,35 +195,40 @@ def oas(X: ArrayLike) -> ShrunkCovariance:
         0.9545
     """
     Xc, loc = _centre(X)
-    n, d = Xc.shape
+    n = Xc.shape[0]
+    count, mask = real_units(Xc.shape[1], units)  # zero units add nothing to the sums below
     emp = _scatter(Xc) / n
-    if d == 1:
-        return ShrunkCovariance(emp, jnp.zeros((), emp.dtype), loc)
-    alpha = jnp.mean(emp**2)
+    d = jnp.asarray(count, emp.dtype)
+    alpha = jnp.sum(emp**2) / (d * d)  # the mean over the real d x d block
     mu = jnp.trace(emp) / d
     num = alpha + mu**2
     den = (n + 1) * (alpha - mu**2 / d)
     safe_den = jnp.where(den == 0, jnp.ones((), den.dtype), den)
     s = jnp.where(den == 0, jnp.ones((), emp.dtype), jnp.minimum(num / safe_den, 1))
-    return ShrunkCovariance(_shrink(emp, s), s, loc)
+    s = jnp.where(d == 1, jnp.zeros((), emp.dtype), s)  # one unit: no shrinkage
+    return ShrunkCovariance(_shrink(emp, s, count, mask), s, loc)
 
 
 _ESTIMATORS = {"ledoit_wolf": ledoit_wolf, "oas": oas, "empirical": empirical_covariance}
 
 
 @functools.partial(jax.jit, static_argnames="covariance")
-def estimate_covariance(X: ArrayLike, covariance: str = "ledoit_wolf") -> ShrunkCovariance:
+def estimate_covariance(
+    X: ArrayLike, covariance: str = "ledoit_wolf", units: ArrayLike | None = None
+) -> ShrunkCovariance:
     """Covariance of one cloud by the named estimator (one of :data:`COVARIANCE_ESTIMATORS`).
+
+    ``units`` as in :func:`ledoit_wolf`.
 
     Example:
         >>> estimate_covariance(jnp.ones((3, 2)), "oas").covariance.shape
         (2, 2)
     """
-    return _ESTIMATORS[covariance](X)
+    return _ESTIMATORS[covariance](X, units)
 
 
 def _whitened(
-    X: jax.Array, covariance: str, VI: ArrayLike | None
+    X: jax.Array, covariance: str, VI: ArrayLike | None, units: ArrayLike | None = None
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``(Z, e, usable)``: ``2^e |z_i - z_j|`` are the Mahalanobis distances of ``X``.
 
@@ -203,8 +241,16 @@ def _whitened(
     covariance is not finite or is numerically singular (its smallest squared
     pivot below ``eps`` times its largest; the inverse would be rounding
     noise), or when the factor of ``VI`` is not finite.
+
+    With ``units`` (padded clouds), the padded diagonal block of the
+    covariance is the mean real variance times the identity, and zero off the
+    diagonal: the factor and its inverse are block diagonal, the padded
+    coordinates (zero after centring) add nothing, and only the real pivots
+    decide ``usable``. A ``VI`` is padded by the caller
+    (:func:`holejax.metrics.padding.pad_inverse_covariance`).
     """
     d = X.shape[1]
+    count, mask = real_units(d, units)
     e = scale_exponent(X)
     X = times_power_of_two(X, -e)
     # centre first: distances are translation invariant, and a large common offset
@@ -214,23 +260,27 @@ def _whitened(
         # (x - y)^T VI (x - y) = |L^T (x - y)|^2 with VI = L L^T
         L = cholesky_lower(jnp.asarray(VI, X.dtype))
         return jnp.matmul(X, L, precision="highest"), e, jnp.all(jnp.isfinite(L))
-    cov = estimate_covariance(X, covariance).covariance
+    cov = estimate_covariance(X, covariance, units).covariance
+    trace = jnp.trace(cov)
+    padded_variance = jnp.where(mask, jnp.zeros((), X.dtype), trace / count)
     # all points equal: every distance is 0 whatever the matrix, so factorise the identity
-    cov = jnp.where(jnp.trace(cov) > 0, cov, jnp.eye(d, dtype=X.dtype))
+    cov = jnp.where(trace > 0, cov + jnp.diag(padded_variance), jnp.eye(d, dtype=X.dtype))
     C = cholesky_lower(cov)
     # z = C^{-1} x, so |z_i - z_j|^2 = (x_i - x_j)^T (C C^T)^{-1} (x_i - x_j); inverting the
     # (unit, unit) factor once and multiplying beats a triangular solve against all samples
     C_inv = tril_inverse(C)
     Z = jnp.matmul(X, C_inv.T, precision="highest")
-    return Z, jnp.zeros((), e.dtype), _factor_usable(C) & jnp.all(jnp.isfinite(C_inv))
+    return Z, jnp.zeros((), e.dtype), _factor_usable(C, mask) & jnp.all(jnp.isfinite(C_inv))
 
 
-def _factor_usable(C: jax.Array) -> jax.Array:
-    """Whether a Cholesky factor is finite and not numerically singular in its dtype."""
+def _factor_usable(C: jax.Array, mask: jax.Array) -> jax.Array:
+    """Whether a Cholesky factor is finite and its real pivots (``mask``) not numerically singular."""
     pivots = jnp.abs(jnp.diagonal(C))
     eps = jnp.finfo(C.dtype).eps
     finite = jnp.all(jnp.isfinite(C))
-    return finite & (jnp.min(pivots) ** 2 > eps * jnp.max(pivots) ** 2)
+    smallest = jnp.min(jnp.where(mask, pivots, jnp.inf))
+    largest = jnp.max(jnp.where(mask, pivots, jnp.zeros((), C.dtype)))
+    return finite & (smallest**2 > eps * largest**2)
 
 
 def whiten(X: ArrayLike, covariance: str = "ledoit_wolf", VI: ArrayLike | None = None) -> jax.Array:
@@ -350,13 +400,22 @@ def tril_inverse(L: ArrayLike) -> jax.Array:
 
 
 def mahalanobis_kernel(
-    X: ArrayLike, covariance: str = "ledoit_wolf", VI: ArrayLike | None = None
+    X: ArrayLike,
+    covariance: str = "ledoit_wolf",
+    VI: ArrayLike | None = None,
+    units: ArrayLike | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Mahalanobis distances and whether the covariance could not be used.
 
     Args:
         X: ``(sample, unit)`` points.
-        covariance, VI: as in :func:`mahalanobis_distances`.
+        covariance, VI: as in :func:`mahalanobis_distances`; a ``VI`` of a
+            padded cloud is padded with an identity block
+            (:func:`holejax.metrics.padding.pad_inverse_covariance`).
+        units: number of real units (traced); the others must be zero in
+            every sample (a cloud padded so that many widths share one
+            compiled program). None (default): all of them. The distances
+            and the flag are those of the cloud without the padding.
 
     Returns:
         ``(D, singular)``: ``(sample, sample)`` distances and a ``(sample, 1)``
@@ -374,7 +433,7 @@ def mahalanobis_kernel(
         False
     """
     X = jnp.asarray(X)
-    Z, e, usable = _whitened(X, covariance, VI)
+    Z, e, usable = _whitened(X, covariance, VI, units)
     D = times_power_of_two(euclidean_distances(Z), e)
     return D, jnp.broadcast_to(~usable, (X.shape[0], 1))
 
@@ -450,9 +509,17 @@ def check_inverse_covariance(VI, d: int) -> np.ndarray:
     return arr
 
 
-def check_empirical_conditioning(X: np.ndarray) -> None:
-    """Host-side check that the plain covariance of ``X`` can be inverted in its dtype."""
+def check_empirical_conditioning(X: np.ndarray, components: int | None = None) -> None:
+    """Host-side check that the plain covariance of ``X`` can be inverted in its dtype.
+
+    With ``components``, the covariance checked is that of the scores on the
+    leading ``components`` principal axes
+    (:func:`holejax.metrics.projection.principal_scores`): its singular
+    values are the leading ``components`` of the centred cloud's.
+    """
     n, d = X.shape
+    if components is not None:
+        d = components
     hint = "Use covariance='ledoit_wolf' or 'oas', which shrink towards a multiple of the identity."
     if d >= n:
         raise ValueError(
@@ -460,7 +527,7 @@ def check_empirical_conditioning(X: np.ndarray) -> None:
             f"units, so the covariance is singular. {hint}"
         )
     Xc = X.astype(np.float64) - X.mean(axis=0, dtype=np.float64)
-    s = np.linalg.svd(Xc, compute_uv=False)
+    s = np.linalg.svd(Xc, compute_uv=False)[:d]
     limit = MAX_CONDITION[np.dtype(X.dtype)]
     cond = np.inf if s[-1] == 0 else float((s[0] / s[-1]) ** 2)
     if cond > limit:

@@ -57,6 +57,9 @@ class MetricSpec:
         host_kernel: ``(X: np.ndarray, **params) -> (D, flags)`` for metrics that
             leave the device (geodesic).
         array_params: names of parameters that are arrays (traced, not static).
+        takes_units: the kernel accepts ``units``, the number of real units of
+            a cloud padded with zero units (traced), and gives the distances
+            of the unpadded cloud (see :mod:`holejax.metrics.padding`).
     """
 
     name: str
@@ -67,6 +70,7 @@ class MetricSpec:
     flag_messages: tuple[FlagMessage, ...] = ()
     host_kernel: Callable[..., tuple[Any, Any]] | None = None
     array_params: tuple[str, ...] = ()
+    takes_units: bool = False
 
 
 _REGISTRY: dict[str, MetricSpec] = {}
@@ -159,19 +163,23 @@ def _direction(fn: Callable[[jax.Array], jax.Array]) -> Callable[..., tuple[jax.
     return kernel
 
 
-def _mahalanobis(X, covariance="ledoit_wolf", VI=None, components=None):
-    """Mahalanobis distances, after projecting onto ``components`` principal components if set."""
+def _mahalanobis(X, covariance="ledoit_wolf", VI=None, components=None, units=None):
+    """Mahalanobis distances, after projecting onto ``components`` principal components if set.
+
+    Padded units have zero variance, so they are never among the leading
+    components, and the scores hold real units only.
+    """
     if components is not None:
-        X = _proj.principal_scores(X, components)
-    return _mah.mahalanobis_kernel(X, covariance, VI)
+        X, units = _proj.principal_scores(X, components), None
+    return _mah.mahalanobis_kernel(X, covariance, VI, units)
 
 
 def _density(base: str) -> Callable[..., tuple[jax.Array, jax.Array]]:
-    def kernel(X, k, scale, covariance="ledoit_wolf", VI=None, components=None):
+    def kernel(X, k, scale, covariance="ledoit_wolf", VI=None, components=None, units=None):
         if base == "mahalanobis":  # with the flag of a singular covariance
-            D, singular = _mahalanobis(X, covariance, VI, components)
+            D, singular = _mahalanobis(X, covariance, VI, components, units)
         else:
-            D = _den._BASES[base](X, covariance=covariance, VI=VI)
+            D = _den.BASE_DISTANCES[base](X, covariance=covariance, VI=VI)
         Dn, zero_scale = _den.density_normalise(D, _den.local_scales(D, k, scale))
         if base == "cosine":
             return Dn, jnp.stack([_zero_rows(X), zero_scale], axis=1)
@@ -221,9 +229,7 @@ def _check_mahalanobis(params: dict, n: int, d: int) -> dict:
 
 def _check_mahalanobis_cloud(X: np.ndarray, params: dict) -> None:
     if params.get("VI") is None and params.get("covariance") == "empirical":
-        if params.get("components") is not None:
-            X = np.asarray(_proj.principal_scores(X, params["components"]))
-        _mah.check_empirical_conditioning(X)
+        _mah.check_empirical_conditioning(X, params.get("components"))
 
 
 def _check_density(params: dict, n: int, d: int) -> dict:
@@ -268,6 +274,7 @@ register(
         check_cloud=_check_mahalanobis_cloud,
         flag_messages=(_mah.covariance_failure,),
         array_params=("VI",),
+        takes_units=True,
     )
 )
 register(
@@ -307,6 +314,7 @@ register(
         check_cloud=_check_mahalanobis_cloud,
         flag_messages=(_mah.covariance_failure, _ZERO_SCALE_MESSAGE),
         array_params=("VI",),
+        takes_units=True,
     )
 )
 

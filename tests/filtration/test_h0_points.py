@@ -190,5 +190,6 @@ def test_dense_engine_equals_two_step(metric):
         np.testing.assert_allclose(fused.deaths[b], two.deaths, rtol=1e-5)
         np.testing.assert_allclose(hierarchy.cophenet(fused.linkage[b]), hierarchy.cophenet(two.linkage),
                                    rtol=1e-5)
-        padded = h0(np.asarray(hj.pairwise_distances(pad_units(Xs[b], metric), metric)))
-        np.testing.assert_array_equal(fused.linkage[b], padded.linkage)
+        if metric != "mahalanobis":  # its padded clouds also need their real width (tests/metrics/test_padding.py)
+            padded = h0(np.asarray(hj.pairwise_distances(pad_units(Xs[b], metric), metric)))
+            np.testing.assert_array_equal(fused.linkage[b], padded.linkage)
