@@ -12,7 +12,6 @@ import warnings
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
@@ -149,7 +148,7 @@ def pairwise_distances(
         D, flagged = spec.host_kernel(arr, **full)
     else:
         static, arrays = split_params(spec, full)
-        arrays = {k: jnp.asarray(v, dtype=arr.dtype) for k, v in arrays.items()}
+        arrays = {k: np.asarray(v, dtype=arr.dtype) for k, v in arrays.items()}  # on the host: no conversion program
         D, flagged = _single(device_input(X, arr), metric, static, arrays)
     warn_flagged(spec, flagged, full, layer=layer, perturbation=perturbation)
     return D if isinstance(D, jax.Array) else adopt(D)
