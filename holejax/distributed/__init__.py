@@ -7,6 +7,9 @@ Modules:
     sharding  a batch of clouds spread over every local JAX device
 
 Dask is imported only when a cluster is used (``pip install "holejax[dask]"``).
+The names below load their module on first use: the kernels of
+:mod:`holejax.metrics` import :mod:`holejax.distributed.sharding`, and the
+study modules import :mod:`holejax.analysis` and :mod:`holejax.topology`.
 ``hj.analyze(store, ..., client=client)`` and
 ``hj.topology_summary(store, ..., client=client)`` come here.
 
@@ -16,19 +19,36 @@ Example:
     True
 """
 
-from holejax.distributed.stores import is_url, open_store, open_store_on_worker, store_address
-from holejax.distributed.studies import analyze_on_cluster, combine_parts, topology_summary_on_cluster
-from holejax.distributed.tasks import check_client, connect, run_tasks
+from __future__ import annotations
 
-__all__ = [
-    "analyze_on_cluster",
-    "check_client",
-    "combine_parts",
-    "connect",
-    "is_url",
-    "open_store",
-    "open_store_on_worker",
-    "run_tasks",
-    "store_address",
-    "topology_summary_on_cluster",
-]
+import importlib
+from typing import Any
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "analyze_on_cluster": "holejax.distributed.studies",
+    "check_client": "holejax.distributed.tasks",
+    "combine_parts": "holejax.distributed.studies",
+    "connect": "holejax.distributed.tasks",
+    "is_url": "holejax.distributed.stores",
+    "open_store": "holejax.distributed.stores",
+    "open_store_on_worker": "holejax.distributed.stores",
+    "run_tasks": "holejax.distributed.tasks",
+    "store_address": "holejax.distributed.stores",
+    "topology_summary_on_cluster": "holejax.distributed.studies",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'holejax.distributed' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

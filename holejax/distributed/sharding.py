@@ -14,22 +14,20 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = ["batch_sharding", "device_count", "round_to_devices", "shard_batch"]
 
 
 def device_count() -> int:
     """The number of local JAX devices (``jax.local_devices()``)."""
-    import jax
-
     return len(jax.local_devices())
 
 
 @functools.lru_cache(maxsize=8)
 def _sharding(devices: tuple) -> Any:
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
     return NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
 
 
@@ -41,8 +39,6 @@ def batch_sharding() -> Any:
         >>> s is None or len(s.device_set) > 1
         True
     """
-    import jax
-
     devices = tuple(jax.local_devices())
     return None if len(devices) < 2 else _sharding(devices)
 
@@ -81,8 +77,6 @@ def shard_batch(xs: Any) -> Any:
     sharding = batch_sharding()
     if sharding is None:
         return xs
-    import jax
-
     k = len(sharding.device_set)
     if xs.shape[0] % k:
         raise ValueError(

@@ -9,8 +9,13 @@ driver's memory.
 from __future__ import annotations
 
 import os
+import socket
 import warnings
 from typing import Any
+
+import xarray as xr
+
+from holejax.store import StoreError, open_activations, validate_activations
 
 __all__ = ["is_url", "open_store", "open_store_on_worker", "store_address"]
 
@@ -50,12 +55,8 @@ def open_store(store: str) -> Any:
         >>> open_store("file://" + path)["fc"].shape
         (1, 4, 3)
     """
-    from holejax.store import StoreError, open_activations, validate_activations
-
     if not is_url(store):
         return open_activations(store)
-    import xarray as xr
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=RuntimeWarning)  # no consolidated metadata
@@ -105,10 +106,6 @@ def open_store_on_worker(store: str) -> Any:
     Raises:
         StoreError: ``worker <address> (host <name>) could not open the activation store ...``.
     """
-    import socket
-
-    from holejax.store import StoreError
-
     try:
         return open_store(store)
     except Exception as err:
@@ -124,7 +121,7 @@ def open_store_on_worker(store: str) -> Any:
 
 def _worker_name() -> str:
     try:
-        from distributed import get_worker
+        from distributed import get_worker  # dask: an optional dependency
 
         worker = get_worker()
     except (ImportError, ValueError):  # not inside a task

@@ -22,17 +22,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import xarray as xr
 
+from holejax._checks import check_choice
+from holejax.analysis import analyze
 from holejax.distributed.stores import open_store, open_store_on_worker, store_address
 from holejax.distributed.tasks import check_client, run_tasks
+from holejax.metrics import METRICS
+from holejax.store import layer_names
+from holejax.topology import topology_summary
 
 __all__ = ["analyze_on_cluster", "combine_parts", "topology_summary_on_cluster"]
 
 
 def _name_list(value: Any, argument: str, available: Sequence[str], what: str) -> list[str]:
     """The names a study covers, checked against the store (None: all)."""
-    from holejax._checks import check_choice
-
     if value is None:
         return list(available)
     values = [value] if isinstance(value, str) or not isinstance(value, Sequence) else list(value)
@@ -51,16 +55,12 @@ def _name_list(value: Any, argument: str, available: Sequence[str], what: str) -
 
 def _analyze_part(store: str, layer: str, metric: str, *, metric_params: Any = None, **options: Any) -> Any:
     """One task: ``hj.analyze`` of every perturbation of one layer under one metric."""
-    from holejax.analysis import analyze
-
     params = None if not metric_params or metric not in metric_params else {metric: metric_params[metric]}
     return analyze(open_store_on_worker(store), metrics=[metric], layers=[layer], metric_params=params, **options)
 
 
 def _topology_part(store: str, perturbation: str, **options: Any) -> Any:
     """One task: ``hj.topology_summary`` of every layer under one perturbation."""
-    from holejax.topology import topology_summary
-
     return topology_summary(open_store_on_worker(store), perturbations=[perturbation], **options)
 
 
@@ -100,9 +100,6 @@ def analyze_on_cluster(
         with distributed.Client(n_workers=2, threads_per_worker=1) as client:
             res = hj.analyze("acts.zarr", metrics=["euclidean", "cosine"], client=client)
     """
-    from holejax.metrics import METRICS
-    from holejax.store import layer_names
-
     check_client(client)
     address, source = store_address(acts)
     store = open_store(address)  # metadata only: names, sizes, coordinates
@@ -191,8 +188,6 @@ def combine_parts(parts: Mapping[tuple[int, ...], Any], dims: Mapping[str, Seque
         >>> combine_parts({(0,): a, (1,): b}, {"metric": ["x", "y"]}).v.values.tolist()
         [1.0, 2.0]
     """
-    import xarray as xr
-
     names = list(dims)
     sizes = [len(dims[d]) for d in names]
     missing = [idx for idx in np.ndindex(*sizes) if idx not in parts]

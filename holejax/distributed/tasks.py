@@ -12,6 +12,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tqdm.auto import tqdm
+
 __all__ = ["check_client", "connect", "run_tasks"]
 
 _INSTALL = 'pip install "holejax[dask]"'
@@ -19,7 +21,7 @@ _INSTALL = 'pip install "holejax[dask]"'
 
 def _distributed() -> Any:
     try:
-        import distributed
+        import distributed  # dask: an optional dependency
     except ImportError as err:
         raise ImportError(f"running on a cluster needs Dask distributed; install it with {_INSTALL}.") from err
     return distributed
@@ -90,8 +92,6 @@ def run_tasks(
         The first task's exception (the remaining tasks are cancelled).
     """
     distributed = _distributed()
-    from tqdm.auto import tqdm
-
     # large arrays (labels of a big sample set) go to the cluster once, not inside every task
     shared = {k: _scattered(client, v) for k, v in (shared or {}).items()}
     token = uuid.uuid4().hex  # every study its own keys
