@@ -27,6 +27,9 @@ import os
 import sys
 from pathlib import Path
 
+import jax
+from jax.experimental.compilation_cache import compilation_cache
+
 __all__ = ["ENV_VAR", "configure_compile_cache", "default_cache_dir", "set_compile_cache"]
 
 ENV_VAR = "HOLEJAX_CACHE_DIR"
@@ -61,9 +64,6 @@ def _from_environment() -> Path | None:
 
 
 def _apply(path: Path | None) -> Path | None:
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache
-
     current = jax.config.jax_compilation_cache_dir
     if current is not None and current != _STATE["ours"]:
         return Path(current)  # the user configured JAX's cache: theirs wins

@@ -205,7 +205,7 @@ def check_thresholds(values: Any, argument: str = "thresholds") -> None:
         ...
         ValueError: thresholds holds NaN at index (1,); pass numbers (inf joins every sample).
     """
-    import jax
+    import jax  # loaded on use: holejax.store and holejax.cli import this module and run without jax
 
     if isinstance(values, jax.core.Tracer):
         return

@@ -156,7 +156,7 @@ def _leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
 def _leaf_bytes(leaf: Any) -> np.ndarray:
     """A weight as a numpy array: torch tensors (any dtype, bfloat16 too) as their raw bytes."""
     if type(leaf).__module__.startswith("torch"):
-        import torch
+        import torch  # optional framework: only reached for torch tensors
 
         t = leaf.detach().cpu().contiguous()
         return t.reshape(-1).view(torch.uint8).numpy() if t.numel() else np.zeros(0, np.uint8)
