@@ -2,11 +2,10 @@
 
 Both kernels normalise the rows once (``O(n d)``) and take a single
 ``(n, d) @ (d, n)`` product; the clamp, the zero-vector rule and the zero
-diagonal fuse into one elementwise pass over that product's output. This is what makes cosine as fast as the matmul
-itself: a version that divides the ``(n, n)`` gram matrix by the outer
-product of the norms, or that broadcasts ``(n, n, d)``, does several extra
-full passes over ``n x n`` memory (see the metrics section of
-benchmarks/README.md for the measurement).
+diagonal fuse into one elementwise pass over that product's output, so
+cosine costs what the matmul costs: dividing the ``(n, n)`` gram matrix by
+the outer product of the norms, or broadcasting ``(n, n, d)``, would add
+several full passes over ``n x n`` memory.
 
 Both are scale-free: each row is normalised after an exact power-of-two
 rescaling (:func:`unit_rows`), so ``X * 1e-20`` and ``X * 1e20`` have the
@@ -84,8 +83,8 @@ def _chord_sq(X: ArrayLike) -> tuple[jax.Array, jax.Array]:
 def _arcsin_unit(x: jax.Array) -> jax.Array:
     """``arcsin`` on ``[0, 1]``.
 
-    XLA:CPU evaluates ``arcsin`` one element at a time (measured ~100x slower
-    than numpy), so float32 uses the classic minimax polynomial of single
+    XLA:CPU evaluates ``arcsin`` one element at a time, without vector
+    instructions, so float32 uses the classic minimax polynomial of single
     precision math libraries (Cephes ``asinf``; max relative error 3e-7 on
     ``[0, 1]``), made of vectorisable multiply-adds, a square root and a select.
     Other dtypes keep ``jnp.arcsin`` for full precision.

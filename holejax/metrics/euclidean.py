@@ -143,8 +143,7 @@ def symmetric_gram(X: jax.Array) -> jax.Array:
     triangle is multiplied (:func:`symmetric_blocks`): about 56% of the flops
     of the full product. This is what ``numpy``'s ``A @ A.T`` gets from BLAS
     ``syrk``; XLA's CPU dot has no symmetric variant. The price is compile
-    time (one dot per panel, ~1-2 s more on 2 cores), paid once per cloud
-    shape. Narrow clouds are memory-bound and take one full product.
+    time (one dot per panel), paid once per cloud shape. Narrow clouds are memory-bound and take one full product.
 
     Args:
         X: ``(sample, unit)``.
@@ -309,13 +308,13 @@ def _accumulate_units(
     """Fold ``step(acc, |a_iu - b_ju|)`` over the units ``u``, for all rows of ``A`` and ``B``.
 
     The rows of ``A`` go in blocks whose ``(block, len(B))`` accumulator
-    takes ~4 MiB (of 0.25, 1 and 4 MiB, 4 measured fastest on XLA:CPU, with
-    16 units per pass ahead of 4, 32 and 64). Within a block a ``fori_loop``
-    over units updates the accumulator with one column of differences at a
-    time, unrolled 16 units deep so that XLA fuses 16 updates into one pass
-    over it. Nothing of size ``block * unit * len(B)`` is ever built. (Building
-    the ``(block, unit, sample)`` differences and reducing them, the form
-    this replaced, measured 3-6x slower on XLA:CPU.)
+    takes about 4 MiB. Within a block a ``fori_loop`` over units updates the
+    accumulator with one column of differences at a time, unrolled 16 units
+    deep so that XLA fuses 16 updates into one pass over it: the work is one
+    pass over the accumulator per 16 units. Nothing of size
+    ``block * unit * len(B)`` is ever built, since writing all the
+    differences to memory and reading them back to reduce them would cost
+    more memory traffic than the arithmetic it feeds.
 
     A running float sum over ``d`` units gathers rounding error in
     proportion to ``d`` (8e-6 relative at d = 16384 in float32). With
@@ -393,7 +392,7 @@ def _max_abs_differences(A: jax.Array, B: jax.Array) -> jax.Array:
 
     IEEE order of non-negative floats equals the order of their bits read as
     signed integers, and an integer max vectorises without the NaN handling
-    XLA adds to a float max (measured ~2x faster on XLA:CPU).
+    XLA adds to a float max.
     """
     ints = jnp.int32 if A.dtype == jnp.float32 else jnp.int64
 
