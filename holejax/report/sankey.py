@@ -94,41 +94,20 @@ def _group_offsets(keys: list[np.ndarray], counts: np.ndarray, group: np.ndarray
     return out
 
 
-def sankey_layout(
-    stage_labels: np.ndarray, labels: np.ndarray, *, compact: bool = False, gap: float | None = None
-) -> SankeyLayout:
-    """Lay out the Sankey diagram of the stages of one cloud.
-
-    Args:
-        stage_labels: ``(stage, sample)`` int ids per stage (``study.stage_labels``).
-        labels: ``(sample,)`` true class ids (ribbons are split and coloured by them).
-        compact: the compact variant (see module docstring).
-        gap: vertical space between nodes, in samples (default 3% of the
-            samples, 0 when compact).
+def _stage_nodes(
+    S: np.ndarray, y: np.ndarray, compact: bool, gap: float
+) -> tuple[dict[str, list], np.ndarray, list[np.ndarray]]:
+    """The nodes of every stage, stacked top to bottom in the barycentre order of their samples.
 
     Returns:
-        :class:`SankeyLayout`.
-
-    Example:
-        >>> S = np.array([[0, 0, 1, 1], [0, 0, 1, -1], [0, 0, 0, 0]])
-        >>> lay = sankey_layout(S, np.array([0, 0, 1, 1]), gap=0)
-        >>> lay.size.tolist(), lay.r_count.tolist()
-        ([2, 2, 2, 1, 1, 4], [2, 1, 1, 2, 1, 1])
+        ``(nodes, rank, tops)``: the node columns (``stage``, ``cluster``,
+        ``label``, ``size``, ``csize``, ``purity``, ``top``, ``bottom``; one
+        row per node, or per (node, class) segment when ``compact``), the node
+        rank of each sample per stage ``(stage, sample)``, and per stage the
+        top of each ranked node.
     """
-    S = np.asarray(stage_labels, dtype=np.int64)
-    y = np.asarray(labels, dtype=np.int64)
-    if S.ndim != 2 or S.shape[1] != y.shape[0]:
-        raise ValueError(
-            f"stage_labels must have shape (stage, sample) with sample = len(labels) = {y.shape[0]}; "
-            f"got {S.shape}."
-        )
     n_stages, n = S.shape
-    if gap is None:
-        gap = 0.0 if compact else max(1.0, 0.03 * n)
-    node_width = 0.05 if compact else 0.16
-    stage_x = np.arange(n_stages, dtype=np.float64)
     n_classes = int(y.max()) + 1 if n else 1
-
     nodes = {k: [] for k in ("stage", "cluster", "label", "size", "csize", "purity", "top", "bottom")}
     rank = np.zeros((n_stages, n), dtype=np.int64)   # node rank of each sample per stage
     ntop = []                                        # per stage: top of each ranked node
@@ -166,7 +145,16 @@ def sankey_layout(
             cursor += size + gap
         ntop.append(tops)
         center = tops[rank[s]] + 0.5 * np.bincount(rank[s], minlength=len(uniq))[rank[s]]
+    return nodes, rank, ntop
 
+
+def _ribbons(rank: np.ndarray, ntop: list[np.ndarray], y: np.ndarray, compact: bool) -> dict[str, np.ndarray]:
+    """The ribbons between consecutive stages, one per (node, next node, class).
+
+    Returns ``{name: (ribbon,) array}``: ``stage``, ``label``, ``count`` and
+    the tops ``y0`` / ``y1`` at both ends, stacked within each node.
+    """
+    n_stages = rank.shape[0]
     rib = {k: [] for k in ("stage", "label", "count", "y0", "y1")}
     for s in range(n_stages - 1):
         a, b = rank[s], rank[s + 1]
@@ -183,7 +171,44 @@ def sankey_layout(
         rib["count"].append(counts)
         rib["y0"].append(ntop[s][fa] + off_a)
         rib["y1"].append(ntop[s + 1][fb] + off_b)
-    cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in rib.items()}
+    return {k: np.concatenate(v) if v else np.zeros(0) for k, v in rib.items()}
+
+
+def sankey_layout(
+    stage_labels: np.ndarray, labels: np.ndarray, *, compact: bool = False, gap: float | None = None
+) -> SankeyLayout:
+    """Lay out the Sankey diagram of the stages of one cloud.
+
+    Args:
+        stage_labels: ``(stage, sample)`` int ids per stage (``study.stage_labels``).
+        labels: ``(sample,)`` true class ids (ribbons are split and coloured by them).
+        compact: the compact variant (see module docstring).
+        gap: vertical space between nodes, in samples (default 3% of the
+            samples, 0 when compact).
+
+    Returns:
+        :class:`SankeyLayout`.
+
+    Example:
+        >>> S = np.array([[0, 0, 1, 1], [0, 0, 1, -1], [0, 0, 0, 0]])
+        >>> lay = sankey_layout(S, np.array([0, 0, 1, 1]), gap=0)
+        >>> lay.size.tolist(), lay.r_count.tolist()
+        ([2, 2, 2, 1, 1, 4], [2, 1, 1, 2, 1, 1])
+    """
+    S = np.asarray(stage_labels, dtype=np.int64)
+    y = np.asarray(labels, dtype=np.int64)
+    if S.ndim != 2 or S.shape[1] != y.shape[0]:
+        raise ValueError(
+            f"stage_labels must have shape (stage, sample) with sample = len(labels) = {y.shape[0]}; "
+            f"got {S.shape}."
+        )
+    n_stages, n = S.shape
+    if gap is None:
+        gap = 0.0 if compact else max(1.0, 0.03 * n)
+    node_width = 0.05 if compact else 0.16
+    stage_x = np.arange(n_stages, dtype=np.float64)
+    nodes, rank, ntop = _stage_nodes(S, y, compact, gap)
+    cat = _ribbons(rank, ntop, y, compact)
     stage_arr = np.asarray(nodes["stage"], dtype=np.int8)
     left = stage_x[stage_arr]
     return SankeyLayout(
