@@ -511,7 +511,7 @@ def analyze(
         ['labels', 'first_merge', 'best', 'intermediate', 'one']
     """
     if client is not None:
-        from holejax.distributed import analyze_on_cluster  # dask: an optional dependency
+        from holejax.distributed import analyze_on_cluster  # import cycle: holejax.distributed runs analyze in its tasks
 
         return analyze_on_cluster(
             client, acts, metrics, layers, perturbations, labels=labels, criterion=criterion,
