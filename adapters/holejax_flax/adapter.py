@@ -35,10 +35,12 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from holejax.capture.inputs import ModelInput, n_samples_of
 from holejax.capture.layers import SOWN, LayerInfo, class_names, layer_name, output_leaves, split_layer_name
+from holejax_flax.compress import apply_compression
 
 __all__ = ["FlaxAdapter"]
 
@@ -47,8 +49,7 @@ LAYOUT = "channels_last"
 
 def _is_array(x: Any) -> bool:
     """A jax array, a tracer, or the abstract value ``jax.eval_shape`` returns."""
-    jax = sys.modules.get("jax")
-    return jax is not None and isinstance(x, (jax.Array, jax.ShapeDtypeStruct))
+    return isinstance(x, (jax.Array, jax.ShapeDtypeStruct))
 
 
 def _linen_parts(model: Any) -> tuple[Any, Any, dict] | None:
@@ -135,8 +136,6 @@ def _producers(fn: Callable[..., Any], *args: Any) -> tuple[Any, Any]:
     of the traced program (``jax.make_jaxpr``) that produced it; -1 for an
     input passed through or a constant.
     """
-    import jax
-
     closed, shapes = jax.make_jaxpr(fn, return_shape=True)(*args)
     made = {id(v): i for i, eqn in enumerate(closed.jaxpr.eqns) for v in eqn.outvars}
     ranks = [made.get(id(v), -1) for v in closed.jaxpr.outvars]
@@ -160,8 +159,6 @@ def _ordered_records(shapes: Mapping, ranks: Mapping, events: Mapping[tuple, int
     returns the value it sowed) follow the order in which module calls
     returned (``events``: ``(path, "__call__", call) -> return number``).
     """
-    import jax
-
     first_rank: dict[tuple, int] = {}
     records = []
     rank_sites = {(p, k): r for p, k, r in _sites(ranks)}
@@ -230,8 +227,6 @@ def _linen_param_paths(variables: Mapping) -> dict[tuple, None]:
 
 def _shapes(tree: Any) -> tuple:
     """A hashable key of a pytree's structure and its leaves' shapes and dtypes."""
-    import jax
-
     leaves, treedef = jax.tree.flatten(tree)
     return treedef, tuple((tuple(np.shape(a)), str(getattr(a, "dtype", type(a).__name__))) for a in leaves)
 
@@ -337,7 +332,7 @@ def _numbered(returns: list[tuple], key: str = "__call__") -> dict[tuple, int]:
 def _linen_list(module: Any, variables: Any, kwargs: dict, example: Any) -> list[LayerInfo]:
     """The layer table of a Linen model. It depends on shapes only (the forward
     pass is traced, not run), so it is kept per module, call arguments and shapes."""
-    import flax.linen as nn
+    import flax.linen as nn  # optional framework: flax
 
     def build() -> tuple[LayerInfo, ...]:
         interceptor, returns, classes = _linen_events()
@@ -365,8 +360,6 @@ def _linen_runner(module: Any, variables: Any, kwargs: dict, names: Sequence[str
 
 
 def _linen_capture_fn(module: Any, kwargs: dict, names: Sequence[str]) -> Callable:
-    import jax
-
     wanted = {tuple(split_layer_name(n)[0].split(".")) for n in names}
 
     def keep(mdl: Any, method: str) -> bool:
@@ -383,7 +376,7 @@ def _linen_capture_fn(module: Any, kwargs: dict, names: Sequence[str]) -> Callab
 
 # -- NNX ---------------------------------------------------------------------
 def _nnx_modules(model: Any) -> dict[tuple, type]:
-    from flax import nnx
+    from flax import nnx  # optional framework: flax
 
     return {tuple(path): type(m) for path, m in nnx.iter_modules(model)}
 
@@ -407,7 +400,7 @@ def _stamped_type() -> type:
     the tuple under the method's name, and ``set_value`` wraps the new last
     entry in a :class:`_Stamp`.
     """
-    from flax import nnx
+    from flax import nnx  # optional framework: flax
 
     class MethodReturn(nnx.Variable):
         def set_value(self, value: Any, **kwargs: Any) -> Any:
@@ -443,7 +436,7 @@ def _merged(a: Mapping, b: Mapping) -> dict:
 
 def _nnx_list(model: Any, example: Any) -> list[LayerInfo]:
     """The layer table of an NNX model, kept per graph and shapes like :func:`_linen_list`."""
-    from flax import nnx
+    from flax import nnx  # optional framework: flax
 
     graphdef, state = nnx.split(model)
 
@@ -472,7 +465,7 @@ def _nnx_list(model: Any, example: Any) -> list[LayerInfo]:
 
 def _nnx_runner(model: Any, names: Sequence[str]) -> Callable:
     """``run(x) -> {name: array}`` for an NNX model, compiled once per graph and layers."""
-    from flax import nnx
+    from flax import nnx  # optional framework: flax
 
     graphdef, state = nnx.split(model)
     key = ("nnx", graphdef, tuple(names))
@@ -480,8 +473,7 @@ def _nnx_runner(model: Any, names: Sequence[str]) -> Callable:
 
 
 def _nnx_capture_fn(graphdef: Any, names: Sequence[str]) -> Callable:
-    import jax
-    from flax import nnx
+    from flax import nnx  # optional framework: flax
 
     @jax.jit
     def run(state: Any, x: Any) -> dict:
@@ -498,8 +490,6 @@ def _linen_predict(module: Any, variables: Any, kwargs: dict, x: np.ndarray) -> 
     """The Linen model's output, compiled once per module and call arguments."""
 
     def build() -> Callable:
-        import jax
-
         def run(variables: Any, x: Any) -> Any:
             args, kw = _call_args(x, kwargs)
             return module.apply(variables, *args, **kw)
@@ -513,8 +503,7 @@ def _nnx_predict(graphdef: Any, state: Any, x: np.ndarray) -> Any:
     """The NNX model's output (an eval copy), compiled once per graph."""
 
     def build() -> Callable:
-        import jax
-        from flax import nnx
+        from flax import nnx  # optional framework: flax
 
         @jax.jit
         def run(state: Any, x: Any) -> Any:
@@ -581,8 +570,6 @@ class _Capture:
         return None
 
     def run(self, batch: ModelInput) -> dict[str, np.ndarray]:
-        import jax
-
         x = _as_input(batch)
         n = n_samples_of(x)
         if self.size is None or n > self.size:
@@ -627,15 +614,13 @@ class FlaxAdapter:
         return _Capture(_nnx_runner(model, names))
 
     def predict(self, model: Any, batch: ModelInput) -> np.ndarray:
-        import jax
-
         x = _as_input(batch)
         parts = _linen_parts(model)
         if parts:
             _check_call_arguments(x, parts[2])
             out = _linen_predict(*parts, x)
         else:
-            from flax import nnx
+            from flax import nnx  # optional framework: flax
 
             out = _nnx_predict(*nnx.split(model), x)
         leaves = output_leaves(out, _is_array)
@@ -644,6 +629,4 @@ class FlaxAdapter:
         return np.asarray(jax.device_get(leaves[0][1]))
 
     def compress(self, model: Any, perturbation: Any) -> Any:
-        from holejax_flax.compress import apply_compression
-
         return apply_compression(model, perturbation)

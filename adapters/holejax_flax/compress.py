@@ -34,7 +34,12 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from holejax.perturb import compression as cmp
+from holejax.perturb import from_name
 
 __all__ = ["apply_compression", "compress_params", "kernel_paths"]
 
@@ -63,15 +68,11 @@ def kernel_paths(params: Any) -> list[str]:
         >>> kernel_paths({"Dense_0": {"kernel": np.ones((3, 2)), "bias": np.ones(2)}})
         ['Dense_0.kernel']
     """
-    import jax
-
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
     return [".".join(n for n in _path_names(p) if n != "value") for p, leaf in leaves if _is_kernel(p, leaf)]
 
 
 def _transform_for(p: Any) -> tuple[Transform, Callable[[tuple, Any], bool]]:
-    from holejax.perturb import compression as cmp
-
     if p.method in ("global_l1_prune", "layerwise_l1_prune"):
         scope = "global" if p.method == "global_l1_prune" else "layerwise"
 
@@ -118,9 +119,6 @@ def compress_params(params: Any, perturbation: Any) -> Any:
         >>> np.asarray(out["Dense_0"]["kernel"]).ravel().tolist()
         [0.0, 0.0, 0.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
     """
-    import jax
-    import jax.numpy as jnp
-
     p = _check_perturbation(perturbation)
     transform, select = _transform_for(p)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
@@ -139,8 +137,6 @@ def compress_params(params: Any, perturbation: Any) -> Any:
 
 
 def _check_perturbation(perturbation: Any) -> Any:
-    from holejax.perturb import from_name
-
     p = from_name(perturbation)
     if p.kind != "compression":
         raise ValueError(

@@ -35,6 +35,7 @@ import numpy as np
 
 from holejax.capture.inputs import ModelInput, n_samples_of, slice_samples
 from holejax.capture.layers import LayerInfo, class_names, layer_name, output_leaves, split_layer_name
+from holejax_torch.compress import apply_compression
 
 __all__ = ["TorchAdapter", "written_tensors"]
 
@@ -43,7 +44,7 @@ PROBE_SAMPLES = 2
 
 
 def _torch():
-    import torch
+    import torch  # optional framework: torch
 
     return torch
 
@@ -150,7 +151,7 @@ _MODE: list[type] = []  # the mode class, defined once torch is imported
 def _copy_on_write_mode(capture: "_Capture") -> Any:
     """A TorchFunctionMode that copies captured outputs before an in-place write reaches them."""
     if not _MODE:
-        from torch.overrides import TorchFunctionMode
+        from torch.overrides import TorchFunctionMode  # optional framework: torch
 
         class CopyOnWrite(TorchFunctionMode):
             def __init__(self, capture: "_Capture"):
@@ -349,6 +350,4 @@ class TorchAdapter:
         return _numpy(leaves[0][1])
 
     def compress(self, model: Any, perturbation: Any) -> Any:
-        from holejax_torch.compress import apply_compression
-
         return apply_compression(model, perturbation)

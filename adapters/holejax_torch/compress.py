@@ -27,11 +27,13 @@ import copy
 import warnings
 from typing import Any
 
+from holejax.perturb import from_name
+
 __all__ = ["apply_compression", "prunable_weights"]
 
 
 def _torch() -> Any:
-    import torch
+    import torch  # optional framework: torch
 
     return torch
 
@@ -55,8 +57,6 @@ def prunable_weights(model: Any) -> list[tuple[str, Any]]:
 
 
 def _check(model: Any, perturbation: Any) -> Any:
-    from holejax.perturb import from_name
-
     torch = _torch()
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
@@ -115,7 +115,7 @@ def apply_compression(model: Any, perturbation: Any) -> Any:
         raise _no_weights(p, model)
     with torch.no_grad():
         if p.method == "global_l1_prune":
-            from torch.nn.utils import prune
+            from torch.nn.utils import prune  # optional framework: torch
 
             prune.global_unstructured(
                 [(m, "weight") for _, m in layers], pruning_method=prune.L1Unstructured, amount=p.get("amount")
@@ -123,7 +123,7 @@ def apply_compression(model: Any, perturbation: Any) -> Any:
             for _, m in layers:
                 prune.remove(m, "weight")
         elif p.method == "layerwise_l1_prune":
-            from torch.nn.utils import prune
+            from torch.nn.utils import prune  # optional framework: torch
 
             for _, m in layers:
                 prune.l1_unstructured(m, "weight", amount=p.get("amount"))

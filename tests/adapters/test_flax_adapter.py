@@ -4,7 +4,6 @@ positional inputs, bad input."""
 from __future__ import annotations
 
 import sys
-import types
 
 import flax
 import flax.linen as nn
@@ -187,7 +186,9 @@ def test_flax_compression_goes_through_the_compress_module(monkeypatch, tmp_path
         head = dict(v["params"]["head"], kernel=jnp.zeros_like(v["params"]["head"]["kernel"]))
         return m, {**v, "params": {**v["params"], "head": head}}
 
-    monkeypatch.setitem(sys.modules, "holejax_flax.compress", types.SimpleNamespace(apply_compression=apply_compression))
+    from holejax_flax import adapter
+
+    monkeypatch.setattr(adapter, "apply_compression", apply_compression)
     p = hj.perturb.quantize(bits=4)
     ds = hj.export_activations(linen, X, layers=["head"], perturbations=[p], store=tmp_path / "a.zarr", progress=False)
     bias = np.asarray(variables["params"]["head"]["bias"])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
-import types
 from typing import NamedTuple
 
 import numpy as np
@@ -369,7 +367,9 @@ def test_compression_goes_through_the_compress_module(monkeypatch, tmp_path):
             pruned.fc2.weight.zero_()
         return pruned
 
-    monkeypatch.setitem(sys.modules, "holejax_torch.compress", types.SimpleNamespace(apply_compression=apply_compression))
+    from holejax_torch import adapter
+
+    monkeypatch.setattr(adapter, "apply_compression", apply_compression)
     net = Net()
     p = hj.perturb.global_l1_prune(0.5)
     ds = hj.export_activations(net, X, layers=["fc2"], perturbations=[p], store=tmp_path / "a.zarr", progress=False)
