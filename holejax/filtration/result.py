@@ -59,7 +59,8 @@ class H0Result(_H0Fields):
             disconnection bars in ascending order; ``+inf`` for parts of the
             cloud that never connect (infinite distances). Births are all 0.
         edges: ``(edge, 2)`` int MST edges ``[i, j]`` with ``i < j`` (sample
-            indices), in the same Kruskal merge order as ``deaths``.
+            indices), in the same Kruskal merge order as ``deaths``: sorted
+            by ``(length, i, j)``, the same order in every engine.
         linkage: ``(edge, 4)`` scipy-compatible single-linkage matrix: row
             ``k`` merges clusters ``linkage[k, 0] < linkage[k, 1]`` (ids below
             ``n`` are samples, id ``n + k`` is the cluster formed in row
@@ -100,23 +101,27 @@ def _put(a: jax.Array, i: jax.Array, value: jax.Array) -> jax.Array:
     return lax.dynamic_update_index_in_dim(a, value, i, 0)
 
 
-def _find_root(parent: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(parent, root of x)``, halving the path from ``x`` to its root on the way.
+def _find_roots(parent: jax.Array, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(parent, root of x, root of y)``, halving both paths to the roots on the way.
 
-    The next node is read back after the write, so every read of the old
-    array precedes the update and XLA updates it in place.
+    One loop walks both paths (a halving step on a root changes nothing).
+    Each next node is read back after the writes, so every read of the old
+    array precedes its update and XLA updates it in place.
     """
 
-    def not_root(state):
-        p, y = state
-        return _get(p, y) != y
+    def halve(p, z):
+        return _put(p, z, _get(p, _get(p, z)))
 
-    def halve(state):
-        p, y = state
-        p = _put(p, y, _get(p, _get(p, y)))
-        return p, _get(p, y)
+    def not_roots(state):
+        p, a, b = state
+        return (_get(p, a) != a) | (_get(p, b) != b)
 
-    return lax.while_loop(not_root, halve, (parent, x))
+    def step(state):
+        p, a, b = state
+        p = halve(halve(p, a), b)
+        return p, _get(p, a), _get(p, b)
+
+    return lax.while_loop(not_roots, step, (parent, x, y))
 
 
 def _priority(x: jax.Array) -> jax.Array:
@@ -169,8 +174,7 @@ def _kruskal_rows(lo: jax.Array, hi: jax.Array, w: jax.Array, n) -> H0Result:
 
     def merge(i, state):
         parent, size, steps = state
-        parent, ra = _find_root(parent, _get(lo, i))
-        parent, rb = _find_root(parent, _get(hi, i))
+        parent, ra, rb = _find_roots(parent, _get(lo, i), _get(hi, i))
         a_on_top = _priority(ra) > _priority(rb)
         top, below = jnp.where(a_on_top, ra, rb), jnp.where(a_on_top, rb, ra)
         parent = _put(parent, below, top)
