@@ -228,7 +228,7 @@ def export_activations(
             compression perturbations, or their names; ``clean`` is always
             exported first. None = clean only. Input noise goes to the
             floating arrays of the inputs (not to token ids).
-        batch_size: samples per forward pass (and per store chunk).
+        batch_size: samples per forward pass.
         mode: if ``store`` exists: ``"error"``, ``"overwrite"``, ``"resume"``
             (continue an interrupted export where it stopped) or ``"append"``
             (add new perturbations to a finished store).
@@ -307,7 +307,7 @@ def export_activations(
         store, specs, n_rows, perturbations=perts, labels=row_labels, label_names=label_names,
         attrs={"framework": adapter.name, "model_class": model_class, "export_seed": int(seed),
                **export_fingerprint(model, source.example)},
-        mode=mode, sample_chunk=min(batch_size, n_rows), compressors=compressors,
+        mode=mode, compressors=compressors,
     )
     by_name = {p.name: p for p in perts}
     missing = [name for name in writer.pending() if name not in by_name]

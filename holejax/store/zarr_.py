@@ -2,10 +2,11 @@
 
 The activation store is written batch by batch through Zarr's public API:
 :class:`ActivationWriter` creates the group and arrays (``zarr.create_group``,
-``Group.create_array``; layers filled with NaN), writes each batch of every
-layer into its ``(perturbation, sample)`` region (region assignments of the
-layers run concurrently on the writer's event loop), records the progress in
-the group attributes after each batch and, at the end, what the store holds
+``Group.create_array``; layers filled with NaN), holds each batch's rows
+until their chunks are whole, writes whole chunks only (the layers'
+region assignments run concurrently on the writer's event loop), records the
+progress in the group attributes as chunks are written and, at the end, what
+the store holds
 (a manifest of its chunks and the fingerprints of the export) and
 ``complete: true``. An interrupted export therefore stays detectable and
 resumable, and a finished store that lost or damaged a chunk is refused on
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import os
 import shutil
 import uuid
@@ -26,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
@@ -60,7 +62,8 @@ __all__ = ["ActivationWriter", "as_activation_store", "open_activations", "write
 
 MODES = ("error", "overwrite", "resume", "append")
 _FLAT_KEYS = {"name": "default", "separator": "."}  # chunk keys c.<i>.<j>...: one flat folder of chunks per array
-_CHUNK_BYTES = 4 * 2**20
+_CHUNK_BYTES = 4 * 2**20  # default chunk of the widest layer
+_BUFFER_BYTES = 64 * 2**20  # default bound on the chunks the writer holds, all layers and perturbations
 
 
 def json_safe(value: Any) -> Any:
@@ -209,6 +212,105 @@ def _create_store(
     return group
 
 
+def default_sample_chunk(units: Sequence[int], n_samples: int, n_perturbations: int, itemsize: int) -> int:
+    """Samples per chunk shared by every layer of a new store.
+
+    About 4 MiB for the widest layer: each chunk is one file, and creating a
+    file costs as much as writing several hundred KiB into it, so fewer,
+    larger chunks write faster. The writer holds up to two chunks per layer
+    and perturbation (one filling, one waiting to be written), so the chunk
+    is cut where those would pass 64 MiB.
+
+    Example:
+        >>> default_sample_chunk([512] * 9 + [10], 20_000, 1, 4)  # 4 MiB would pass 64 MiB: 3.5 MiB
+        1816
+        >>> default_sample_chunk([512] * 9 + [10], 20_000, 4, 4)  # 4 perturbations share the 64 MiB
+        454
+        >>> default_sample_chunk([3], 4, 1, 4)
+        4
+    """
+    widest = max(units) * itemsize
+    held = 2 * sum(units) * itemsize * n_perturbations
+    return max(1, min(_CHUNK_BYTES // widest, _BUFFER_BYTES // held, n_samples))
+
+
+class _TailPlan(NamedTuple):
+    """What one batch does to a :class:`_ChunkTail`.
+
+    Attributes:
+        completed: ``(first row, rows)`` of the held chunk the batch makes whole, or None.
+        direct: whole chunks straight from the batch, ``(first row, rows)``.
+        boundary: every chunk before this row is whole once the batch is taken.
+    """
+
+    completed: tuple[int, np.ndarray] | None
+    direct: list[tuple[int, np.ndarray]]
+    boundary: int
+
+
+class _ChunkTail:
+    """The rows of one layer and perturbation past its last written chunk.
+
+    Zarr encodes a region of whole chunks as it is, while a write into part
+    of a chunk reads, merges and rewrites the chunk; so the rows of a batch
+    that do not fill a chunk wait here, rows ``start .. start + filled``
+    (``start`` a chunk boundary), until their chunk is whole. A whole chunk
+    may wait too (``ready``), in the second of two buffers, so that its write
+    can be spread over the next batches. The chunk that ends the array is
+    whole once its last row arrives.
+    """
+
+    def __init__(self, chunk: int, n_samples: int, units: int, dtype: np.dtype, start: int = 0):
+        self.chunk, self.n_samples, self.units, self.dtype = chunk, n_samples, units, dtype
+        self.start = start - start % chunk if start < n_samples else n_samples
+        self.filled = start - self.start
+        self.ready: tuple[int, np.ndarray] | None = None
+        self._buffers: list[np.ndarray | None] = [None, None]
+        self._current = 0
+
+    def rows(self) -> np.ndarray:
+        """The ``(chunk, unit)`` buffer being filled (made at first use, then reused)."""
+        if self._buffers[self._current] is None:
+            self._buffers[self._current] = np.empty((min(self.chunk, self.n_samples), self.units), self.dtype)
+        return self._buffers[self._current]
+
+    def plan(self, first: int, values: np.ndarray) -> _TailPlan:
+        """The whole chunks made by rows ``first ..`` (``values``); :meth:`commit` takes the batch.
+
+        Copies into the buffer being filled the rows it keeps, past
+        ``filled``: what is held stays as it was until the commit.
+        """
+        stop = first + len(values)
+        boundary = stop if stop == self.n_samples else max(self.start, stop - stop % self.chunk)
+        if boundary == self.start:  # the chunk being filled is still partial
+            self.rows()[first - self.start : stop - self.start] = values
+            return _TailPlan(None, [], boundary)
+        at, completed, direct = self.start, None, []
+        if self.filled:  # the held rows and the head of values complete their chunk
+            top = min(at + self.chunk, self.n_samples)
+            self.rows()[self.filled : top - at] = values[: top - first]
+            completed, at = (at, self.rows()[: top - at]), top
+        if at < boundary:
+            direct.append((at, values[at - first : boundary - first]))
+        return _TailPlan(completed, direct, boundary)
+
+    def commit(self, first: int, values: np.ndarray, plan: _TailPlan, ready: tuple[int, np.ndarray] | None) -> None:
+        """Take rows ``first ..`` as planned, once the chunks written with them are in the store.
+
+        ``ready`` is the whole chunk still waiting to be written, if any.
+        """
+        self.ready = ready
+        if plan.boundary == self.start:
+            self.filled = first + len(values) - self.start
+            return
+        if plan.completed is not None:  # that chunk's buffer is held (or free); the next rows go to the other
+            self._current ^= 1
+        rest = values[plan.boundary - first :]
+        if len(rest):
+            self.rows()[: len(rest)] = rest
+        self.start, self.filled = plan.boundary, len(rest)
+
+
 class ActivationWriter:
     """Streams activations into a Zarr v3 activation store.
 
@@ -240,12 +342,34 @@ class ActivationWriter:
             spec.name: group[self._stored[spec.name]].with_config({"write_empty_chunks": True}) for spec in layers
         }
         attrs = group.attrs
-        self._progress: dict[str, int] = {p: int(v) for p, v in dict(attrs.get("progress", {})).items()}
+        # progress in the store: a resume starts there (a batch boundary; the rows before it are written)
+        self._recorded: dict[str, int] = {p: int(v) for p, v in dict(attrs.get("progress", {})).items()}
+        self._progress = dict(self._recorded)  # rows taken by write_batch: written, or held in self._tails
+        self._marks: dict[str, list[int]] = {p: [v] for p, v in self._recorded.items()}  # batch boundaries since
+        self._tails = {p: self._chunk_tails(p) for p in perturbations}
         self._inputs = InputsDigest.from_attrs(attrs.get("inputs_digest"))
         self._unhashed: collections.deque = collections.deque()  # input batches to add to the digest
         # one event loop per writer runs each batch's writes of every layer concurrently
         self._loop = asyncio.new_event_loop()
         self._close_loop = weakref.finalize(self, self._loop.close)
+
+    def _chunk_tails(self, perturbation: str) -> dict[str, _ChunkTail]:
+        """Per layer, the rows of ``perturbation`` past its last whole chunk, read back from the store.
+
+        A resume starts at a batch boundary, which need not be a chunk
+        boundary: the rows of that chunk before it are read from the store,
+        so the chunk is written whole again.
+        """
+        start = self._recorded.get(perturbation, 0)
+        p_index = self.perturbations.index(perturbation)
+        tails = {}
+        for spec in self.layers:
+            arr = self._arrays[spec.name]
+            tail = _ChunkTail(int(arr.chunks[1]), self.n_samples, spec.units, np.dtype(arr.dtype), start)
+            if tail.filled:
+                tail.rows()[: tail.filled] = arr[p_index, tail.start : start]
+            tails[spec.name] = tail
+        return tails
 
     # -- construction -----------------------------------------------------
     @classmethod
@@ -281,9 +405,10 @@ class ActivationWriter:
                 finished store. Resume and append refuse another model or
                 other inputs (``attrs`` ``model_digest`` / ``inputs_head``,
                 see :func:`holejax.store.fingerprint.export_fingerprint`).
-            sample_chunk: samples per chunk (default: about 4 MiB chunks).
-                Batches that fill whole chunks are written fastest: pass
-                the batch size.
+            sample_chunk: samples per chunk of every layer (default: see
+                :func:`default_sample_chunk`). Rows wait in memory until
+                their chunk is whole, so an interrupted export resumes at
+                the last batch whose chunks were all written.
             dtype: floating dtype of the stored activations.
             compressors: ``None`` (default: no compression, the fastest to
                 write), ``"lz4"``, ``"zstd"`` or Zarr v3 codecs; see
@@ -343,10 +468,8 @@ class ActivationWriter:
             **extra,
             "layers": [stored[n] for n in names],
         }
-        chunks = {
-            spec.name: min(int(sample_chunk or max(1, _CHUNK_BYTES // (spec.units * dtype.itemsize))), n_samples)
-            for spec in layers
-        }
+        rows = sample_chunk or default_sample_chunk([s.units for s in layers], n_samples, len(entries), dtype.itemsize)
+        chunks = {spec.name: min(int(rows), n_samples) for spec in layers}
         stored_specs = [replace(spec, name=stored[spec.name]) if stored[spec.name] != spec.name else spec
                         for spec in layers]
         for spec, original in zip(stored_specs, layers, strict=True):
@@ -449,7 +572,12 @@ class ActivationWriter:
         return self.perturbations.index(perturbation)
 
     def write_batch(self, perturbation: str, start: int, activations: Mapping[str, Any]) -> None:
-        """Write one batch of every layer for one perturbation.
+        """Take one batch of every layer for one perturbation.
+
+        Rows are written once their chunk is whole (the last chunk once the
+        last row arrives) and held in memory until then; the progress the
+        store records is the last batch boundary before which every chunk
+        is written, where a resume starts.
 
         Args:
             perturbation: name of the perturbation the batch belongs to.
@@ -494,37 +622,68 @@ class ActivationWriter:
                     f"layer {spec.name!r} produced NaN or Inf for sample {int(start) + bad} "
                     f"(perturbation {perturbation!r}); check the model and inputs for that sample."
                 )
-            arrays[spec.name] = arr
+            arrays[spec.name] = arr.astype(self._arrays[spec.name].dtype, copy=False)
         stop = int(start) + int(batch)
         if stop > self.n_samples:
             raise ValueError(
                 f"batch ends at sample {stop} but the store holds {self.n_samples} samples."
             )
         self._hash_inputs()
+        start, tails = int(start), self._tails[perturbation]
+        plans = {name: tails[name].plan(start, arr) for name, arr in arrays.items()}
+        blocks, older, newer = [], [], []  # written with this batch; whole chunks that may wait
+        for name, plan in plans.items():
+            ready = tails[name].ready
+            if ready is not None:  # its buffer takes this batch's rows once the completed chunk is held
+                (blocks if plan.completed is not None else older).append((name, *ready))
+            blocks += [(name, *block) for block in plan.direct]
+            if plan.completed is not None:
+                newer.append((name, *plan.completed))
+        # beside those, about as many waiting chunks as this batch fills, oldest first; all at the last row
+        waiting = older + newer
+        quota = len(waiting) if stop == self.n_samples else math.ceil(
+            sum(len(arr) / tails[name].chunk for name, arr in arrays.items())
+        )
+        blocks += waiting[:quota]
+        ready = {name: (first, rows) for name, first, rows in waiting[quota:]}
+        # the progress recorded moves to the last batch boundary before which every chunk is written
+        written = min(ready[name][0] if name in ready else plan.boundary for name, plan in plans.items())
+        marks = [*self._marks.get(perturbation, []), stop]
+        recorded = self._recorded.get(perturbation, 0)
+        record = max([m for m in marks if m <= written], default=recorded)
+        attrs = None
+        if record > recorded:
+            attrs = {"progress": {**self._recorded, perturbation: record}, "inputs_digest": self._inputs.to_attrs()}
         self._progress[perturbation] = stop
-        attrs = {"progress": dict(self._progress), "inputs_digest": self._inputs.to_attrs()}
         try:
-            self._write_layers(p_index, int(start), stop, arrays, attrs)
+            if blocks:
+                self._write_layers(p_index, blocks, attrs)
         except BaseException:
             self._progress[perturbation] = expected_start
             raise
+        for name, arr in arrays.items():
+            tails[name].commit(start, arr, plans[name], ready.get(name))
+        self._recorded[perturbation] = max(record, recorded)
+        self._marks[perturbation] = [m for m in marks if m >= self._recorded[perturbation]]
 
-    def _write_layers(
-        self, p_index: int, start: int, stop: int, arrays: Mapping[str, np.ndarray], attrs: dict[str, Any]
-    ) -> None:
-        """Write the batch of every layer concurrently, then record ``attrs`` (the progress) in the root."""
+    def _write_layers(self, p_index: int, blocks: list[tuple[str, int, np.ndarray]], attrs: dict | None) -> None:
+        """Write whole chunks of the layers concurrently, then record ``attrs`` (the progress), if any, in the root.
+
+        ``blocks`` holds ``(layer, first sample, (sample, unit) rows)``; a
+        block of one whole chunk is encoded as it is, without a copy.
+        """
 
         async def write() -> None:
-            # (1, batch, unit) blocks: a block that fills a whole chunk is encoded as it is, without a copy
             await asyncio.gather(*(
                 self._arrays[name].async_array.setitem(
-                    (slice(p_index, p_index + 1), slice(start, stop), slice(None)),
-                    arr.astype(self._arrays[name].dtype, copy=False)[None],
+                    (slice(p_index, p_index + 1), slice(first, first + len(rows)), slice(None)), rows[None]
                 )
-                for name, arr in arrays.items()
+                for name, first, rows in blocks
             ))
-            # replaces the whole attribute document, so it is given all of it
-            self._group = await self._group.update_attributes_async({**self._group.attrs.asdict(), **json_safe(attrs)})
+            if attrs:  # replaces the whole attribute document, so it is given all of it
+                self._group = await self._group.update_attributes_async(
+                    {**self._group.attrs.asdict(), **json_safe(attrs)}
+                )
 
         run_coroutine(write, self._loop)
 

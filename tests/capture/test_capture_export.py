@@ -14,6 +14,7 @@ from holejax.capture import export_activations, predict
 from holejax.perturb import global_l1_prune
 from holejax.store import StoreError, layer_names, open_activations
 from holejax.store import ActivationWriter
+from holejax.store import zarr_ as store_engine
 
 from numpy_adapter import NumpyAdapter, NumpyNet
 
@@ -27,6 +28,12 @@ def export(store, model=None, inputs=X, adapter=None, **kw):
     kw.setdefault("batch_size", 16)
     kw.setdefault("progress", False)
     return export_activations(model or NumpyNet(), inputs, store=store, adapter=adapter or NumpyAdapter(), **kw)
+
+
+@pytest.fixture
+def batch_chunks(monkeypatch):
+    """Store chunks of one batch (16 samples): an export that stops has written every batch before."""
+    monkeypatch.setattr(store_engine, "default_sample_chunk", lambda *args: 16)
 
 
 def values(ds) -> dict[str, np.ndarray]:
@@ -123,7 +130,7 @@ class FailingBatches:
 
 
 @pytest.mark.parametrize("resume_batch", [16, 5])
-def test_resume_after_interruption_equals_an_uninterrupted_export(tmp_path, resume_batch):
+def test_resume_after_interruption_equals_an_uninterrupted_export(tmp_path, resume_batch, batch_chunks):
     perts = [hj.gaussian(sigma=0.3)]
     ref = values(export(tmp_path / "whole.zarr", perturbations=perts))
     store = tmp_path / "cut.zarr"
@@ -206,7 +213,7 @@ def test_store_written_by_another_tool_is_refused(tmp_path):
     assert json.loads((foreign / "zarr.json").read_text())["attributes"] == {"tool": "not holejax"}
 
 
-def test_non_finite_activations_name_the_layer_and_the_first_bad_sample(tmp_path):
+def test_non_finite_activations_name_the_layer_and_the_first_bad_sample(tmp_path, batch_chunks):
     bad = X.copy()
     bad[37, 2] = np.nan
     bad[52, 0] = np.inf
@@ -283,18 +290,20 @@ def test_peak_memory_does_not_grow_with_the_data_set(tmp_path):
         tracemalloc.stop()
         return top
 
-    small, large = peak(2_000), peak(16_000)
+    small, large = peak(4_000), peak(16_000)  # both past their first two chunks: the rows the writer holds
     whole = 16_000 * 512 * 4 * 3  # the large export's activations of three 512-wide layers
     assert large < small + 0.25 * whole, (small, large, whole)
 
 
-def test_a_write_error_in_the_writer_thread_reaches_the_caller_and_leaves_the_store_unfinished(tmp_path, monkeypatch):
+def test_a_write_error_in_the_writer_thread_reaches_the_caller_and_leaves_the_store_unfinished(
+    tmp_path, monkeypatch, batch_chunks
+):
     write = ActivationWriter._write_layers
 
-    def failing(self, p_index, start, stop, arrays, attrs):
-        if start >= 48:
+    def failing(self, p_index, blocks, attrs):
+        if any(first >= 48 for _, first, _ in blocks):
             raise OSError("no space left on device")
-        return write(self, p_index, start, stop, arrays, attrs)
+        return write(self, p_index, blocks, attrs)
 
     monkeypatch.setattr(ActivationWriter, "_write_layers", failing)
     with pytest.raises(OSError, match="no space left on device"):

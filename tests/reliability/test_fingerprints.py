@@ -9,6 +9,7 @@ from torch import nn
 
 import holejax as hj
 from holejax.store import ActivationWriter, StoreError, open_activations
+from holejax.store import zarr_ as store_engine
 from holejax.store.fingerprint import InputsDigest, inputs_digest, model_digest, weights_digest
 
 N, BATCH = 48, 16
@@ -30,15 +31,19 @@ def export(model, X, y, path, **kw):
 
 
 def interrupted(model, X, y, path, monkeypatch):
-    """An export that stops after its first batch (the writer fails), as a killed process leaves it."""
+    """An export that stops after its first batch (the writer fails), as a killed process leaves it.
+
+    The store's chunks hold one batch each, so the first batch is written when the writer fails.
+    """
     write = ActivationWriter._write_layers
 
-    def failing(self, p_index, start, stop, arrays, attrs):
-        if start >= BATCH:
+    def failing(self, p_index, blocks, attrs):
+        if any(first >= BATCH for _, first, _ in blocks):
             raise OSError("killed")
-        return write(self, p_index, start, stop, arrays, attrs)
+        return write(self, p_index, blocks, attrs)
 
     with monkeypatch.context() as m:
+        m.setattr(store_engine, "default_sample_chunk", lambda *args: BATCH)
         m.setattr(ActivationWriter, "_write_layers", failing)
         with pytest.raises(OSError, match="killed"):
             export(model, X, y, path)

@@ -79,6 +79,66 @@ def test_any_batch_and_chunk_alignment_round_trips(tmp_path_factory, n, batch, c
         assert ds[name].encoding["chunks"] == (1, min(chunk, n), arr.shape[1])
 
 
+class BlockSpy(ActivationWriter):
+    """An ActivationWriter that keeps the blocks it hands to Zarr: (perturbation, layer, first row, row count)."""
+
+    blocks: list = []
+
+    def _write_layers(self, p_index, blocks, attrs):
+        BlockSpy.blocks += [(p_index, name, first, len(rows)) for name, first, rows in blocks]
+        return super()._write_layers(p_index, blocks, attrs)
+
+
+def boundaries(n: int, sizes: list[int]) -> list[int]:
+    """Batch starts for batches of the given sizes, repeated until ``n``, and ``n``."""
+    starts, at = [0], 0
+    while at < n:
+        at = min(n, at + sizes[len(starts) % len(sizes)])
+        starts.append(at)
+    return starts
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 20), chunk=st.integers(1, 7), sizes=st.lists(st.integers(1, 9), min_size=1, max_size=5),
+       cut=st.integers(0, 40), seed=st.integers(0, 100))
+def test_batches_of_any_size_write_whole_chunks_and_an_interrupted_export_resumes_where_recorded(
+    tmp_path_factory, n, chunk, sizes, cut, seed
+):
+    perts = ["clean", "noise"]
+    acts = {p: data(n, seed + i) for i, p in enumerate(perts)}
+    edges = boundaries(n, sizes)
+    calls = [(p, a, b) for a, b in zip(edges, edges[1:]) for p in perts]
+    path = tmp_path_factory.mktemp("s") / "a.zarr"
+    BlockSpy.blocks = []
+    w = BlockSpy.create(path, LAYERS, n, perturbations=perts, sample_chunk=chunk)
+    for p, a, b in calls[:cut]:
+        w.write_batch(p, a, {k: v[a:b] for k, v in acts[p].items()})
+    if cut < len(calls):  # interrupted: what the store records is written, at a batch boundary
+        del w
+        partial = open_activations(path, allow_incomplete=True)
+        for i, p in enumerate(perts):
+            done = partial.attrs["progress"][p]
+            assert done in edges
+            for name, arr in acts[p].items():
+                np.testing.assert_array_equal(partial[name].values[i, :done], arr[:done])
+        w = BlockSpy.create(path, LAYERS, n, perturbations=perts, mode="resume")
+        for p in perts:
+            assert w.next_sample(p) == partial.attrs["progress"][p]
+        for p, a, b in calls:
+            if a >= w.next_sample(p):
+                w.write_batch(p, a, {k: v[a:b] for k, v in acts[p].items()})
+    else:  # whole chunks only, each written once
+        for _, _, first, rows in BlockSpy.blocks:
+            assert first % chunk == 0 and (rows % chunk == 0 or first + rows == n)
+        written = [(i, name, c) for i, name, first, rows in BlockSpy.blocks for c in range(first, first + rows, chunk)]
+        assert sorted(written) == [(i, name, c) for i in range(2) for name in sorted(acts["clean"])
+                                   for c in range(0, n, chunk)]
+    ds = w.finish()
+    for i, p in enumerate(perts):
+        for name, arr in acts[p].items():
+            np.testing.assert_array_equal(ds[name].values[i], arr)
+
+
 def test_failed_batch_write_records_no_progress(tmp_path, monkeypatch):
     """A batch whose write fails is not counted: the store stays resumable from the batch before."""
     acts = data(6)
