@@ -19,6 +19,11 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+import holejax as hj  # light: its names load on first use
+from holejax import __version__
+from holejax._checks import check_choice, close_matches
+from holejax.distributed import connect
+
 __all__ = ["main", "build_parser", "UsageError"]
 
 USAGE_ERROR = 2
@@ -37,8 +42,6 @@ class _Parser(argparse.ArgumentParser):
 
 def _unknown_arguments(parser: argparse.ArgumentParser, command: str, extras: list[str]) -> UsageError:
     """The error for arguments no parser took, with the closest flags of ``command``."""
-    from holejax._checks import close_matches
-
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
     flags = [s for a in sub._actions for s in a.option_strings]
     hints = [f"{u} -> {m[0]}" for u in extras if u.startswith("-") and (m := close_matches(u, flags, n=1))]
@@ -69,10 +72,8 @@ def _check_output(path: str, flag: str, *, overwrite: bool, kind: str) -> Path:
 
 def _check_replaceable_results(out: Path, flag: str) -> None:
     """``--overwrite`` replaces only a results store that holejax wrote."""
-    from holejax.store import open_results
-
     try:
-        open_results(out)
+        hj.open_results(out)
     except (ValueError, OSError) as err:
         raise UsageError(
             f"{flag} {str(out)!r} exists and is not a holejax results store, so --overwrite will not "
@@ -96,12 +97,9 @@ def _opened(opener, path: str, what: str):
 
 
 def _check_metrics(metrics: list[str]) -> list[str]:
-    from holejax._checks import check_choice
-    from holejax.metrics import METRICS
-
     for m in metrics:
         try:
-            check_choice(m, "--metric", METRICS)
+            check_choice(m, "--metric", hj.METRICS)
         except ValueError as err:
             raise UsageError(_one_line(err)) from None
     if len(set(metrics)) != len(metrics):
@@ -118,15 +116,13 @@ def _demo(args: argparse.Namespace) -> int:
         raise UsageError(f"-o/--output {args.output!r} is a file; the demo writes a folder, choose another path")
     if not out.exists() and not out.parent.is_dir():
         raise UsageError(f"-o/--output {args.output!r}: folder {str(out.parent)!r} does not exist; create it first")
-    from holejax.demo.run import run_demo
+    from holejax.demo.run import run_demo  # loaded on use: `holejax --help` starts without sklearn and xarray
 
     run_demo(args.output, quick=args.quick, seed=args.seed)
     return 0
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    import holejax as hj
-
     metrics = _check_metrics(args.metric)
     if _same_path(args.store, args.output):
         raise UsageError(
@@ -134,8 +130,6 @@ def _analyze(args: argparse.Namespace) -> int:
         )
     _check_output(args.output, "-o/--output", overwrite=args.overwrite, kind="results")
     if args.scheduler:  # the workers open the store themselves
-        from holejax.distributed import connect
-
         with connect(args.scheduler) as client:
             study = hj.analyze(args.store, metrics=metrics, client=client)
     else:
@@ -147,8 +141,6 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import holejax as hj
-
     if _same_path(args.results, args.output):
         raise UsageError(f"-o/--output {args.output!r} is the results store itself; write the report elsewhere")
     _check_output(args.output, "-o/--output", overwrite=args.overwrite, kind="html")
@@ -182,8 +174,6 @@ def _report(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``holejax`` command."""
-    from holejax import __version__
-
     parser = _Parser(prog="holejax", description="Persistent homology of neural-network activations.")
     parser.add_argument("--version", action="version", version=f"holejax {__version__}")
     parser.add_argument("--traceback", action="store_true", help="show the full traceback of an error")

@@ -1,7 +1,7 @@
 """The embedded demo: scikit-learn's digits, small PyTorch and Flax models.
 
-torch and flax are imported inside the functions that need them, so
-``import holejax.demo`` stays as light as ``import holejax``.
+torch, flax and optax are imported inside the functions that need them,
+so ``import holejax.demo`` loads none of them.
 """
 
 from holejax.demo.data import load_digits, split_digits

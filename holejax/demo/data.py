@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from sklearn.datasets import load_digits as sk_load_digits
+from sklearn.model_selection import train_test_split
 
 __all__ = ["Digits", "load_digits", "split_digits"]
 
@@ -33,8 +35,6 @@ def load_digits() -> Digits:
         >>> d.X.shape, d.images.shape, float(d.X.max())
         ((1797, 64), (1797, 1, 8, 8), 1.0)
     """
-    from sklearn.datasets import load_digits as sk_load_digits
-
     bunch = sk_load_digits()
     X = (bunch.data / 16.0).astype(np.float32)
     y = bunch.target.astype(np.int64)
@@ -49,8 +49,6 @@ def split_digits(digits: Digits, test_fraction: float = 0.3, seed: int = 0) -> t
         >>> len(train) + len(test)
         1797
     """
-    from sklearn.model_selection import train_test_split
-
     idx = np.arange(len(digits.y))
     train, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=digits.y)
     return np.sort(train), np.sort(test)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["make_flax_mlp", "train_flax", "accuracy_flax"]
@@ -13,7 +15,7 @@ def make_flax_mlp(hidden: tuple[int, int] = (64, 32), classes: int = 10):
     Submodules ``fc1``, ``act1``, ``fc2``, ``act2``, ``out``: the same layer
     paths as the PyTorch MLP, so both capture the same layers by name.
     """
-    import flax.linen as nn
+    import flax.linen as nn  # optional framework: flax
 
     class ReLU(nn.Module):
         """ReLU as a submodule, so its output is captured like torch's nn.ReLU."""
@@ -36,9 +38,7 @@ def make_flax_mlp(hidden: tuple[int, int] = (64, 32), classes: int = 10):
 def train_flax(module, X: np.ndarray, y: np.ndarray, epochs: int = 30, lr: float = 1e-2,
                batch_size: int = 64, seed: int = 0):
     """Train a Linen ``module`` with Adam; returns its variables."""
-    import jax
-    import jax.numpy as jnp
-    import optax
+    import optax  # optional framework: installed with flax
 
     key = jax.random.PRNGKey(seed)
     variables = module.init(key, jnp.asarray(X[:1]))

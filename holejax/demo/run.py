@@ -13,6 +13,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import holejax as hj
+from holejax._cache import configure_compile_cache
+from holejax.demo.data import load_digits, split_digits
+from holejax.demo.flax_models import make_flax_mlp, train_flax
+from holejax.demo.torch_models import make_cnn, make_mlp, train_torch
+from holejax.store import layer_names
+
 __all__ = ["DEMO_METRICS", "demo_perturbations", "model_weights", "run_demo"]
 
 DEMO_METRICS = ("euclidean", "cosine")
@@ -20,8 +27,6 @@ DEMO_METRICS = ("euclidean", "cosine")
 
 def demo_perturbations() -> list:
     """Clean inputs, two levels of gaussian input noise and 50% global L1 pruning."""
-    import holejax as hj
-
     return [hj.clean(), hj.gaussian(sigma=0.1), hj.gaussian(sigma=0.3), hj.global_l1_prune(amount=0.5)]
 
 
@@ -30,10 +35,6 @@ def trained_models(quick: bool = False, seed: int = 0) -> tuple[dict, "object"]:
 
     The Flax model is returned as ``(module, variables)``.
     """
-    from holejax.demo.data import load_digits, split_digits
-    from holejax.demo.flax_models import make_flax_mlp, train_flax
-    from holejax.demo.torch_models import make_cnn, make_mlp, train_torch
-
     digits = load_digits()
     train, test = split_digits(digits, seed=seed)
     epochs = 5 if quick else 25
@@ -56,10 +57,6 @@ def model_weights(model) -> dict:
 
 def run_demo(output: str | Path = "holejax-demo", quick: bool = False, seed: int = 0) -> dict[str, Path]:
     """Run the whole demo; returns ``{model name: report path}``."""
-    import holejax as hj
-    from holejax._cache import configure_compile_cache
-    from holejax.store import layer_names
-
     configure_compile_cache()  # before the Flax training, whose programs are cached too
 
     out = Path(output)

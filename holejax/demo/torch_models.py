@@ -12,7 +12,7 @@ def make_mlp(seed: int = 0, in_features: int = 64, hidden: tuple[int, int] = (64
 
     Layers: ``fc1``, ``act1``, ``fc2``, ``act2``, ``out``.
     """
-    import torch
+    import torch  # optional framework: torch
     from torch import nn
 
     class MLP(nn.Module):
@@ -38,7 +38,7 @@ def make_cnn(seed: int = 0, classes: int = 10):
     Layers: ``conv1``, ``act1``, ``conv2``, ``act2``, ``pool``, ``fc``,
     ``act3``, ``out``.
     """
-    import torch
+    import torch  # optional framework: torch
     from torch import nn
 
     class CNN(nn.Module):
@@ -65,7 +65,7 @@ def make_cnn(seed: int = 0, classes: int = 10):
 def train_torch(model, X: np.ndarray, y: np.ndarray, epochs: int = 30, lr: float = 1e-2,
                 batch_size: int = 64, seed: int = 0):
     """Train ``model`` in place with Adam and cross-entropy; returns it in eval mode."""
-    import torch
+    import torch  # optional framework: torch
 
     gen = torch.Generator().manual_seed(seed)
     Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
@@ -84,7 +84,7 @@ def train_torch(model, X: np.ndarray, y: np.ndarray, epochs: int = 30, lr: float
 
 def accuracy_torch(model, X: np.ndarray, y: np.ndarray) -> float:
     """Fraction of samples whose arg-max logit equals the label."""
-    import torch
+    import torch  # optional framework: torch
 
     with torch.inference_mode():
         pred = model.eval()(torch.as_tensor(X)).argmax(1).numpy()
