@@ -310,8 +310,11 @@ def whiten(X: ArrayLike, covariance: str = "ledoit_wolf", VI: ArrayLike | None =
 #
 # jnp.linalg.cholesky / solve_triangular call LAPACK/BLAS on the CPU. That library runs
 # its own thread pool beside XLA's; on a machine with few cores the two pools spin
-# against each other and a factorisation can take many times its arithmetic. The blocked versions below do the O(d^3) work as XLA matmuls and only
-# 64 x 64 diagonal blocks in small loops, so they stay inside XLA on every backend.
+# against each other and a factorisation can take many times its arithmetic. The blocked
+# versions below do the O(d^3) work as XLA matmuls and only 64 x 64 diagonal blocks in
+# small loops, so they stay inside XLA on every backend. The loop over blocks is a
+# lax.fori_loop on full-width, masked panels: its body is compiled once whatever the
+# width, where a Python loop would put one copy per block into the program.
 
 _CHOL_BLOCK = 64
 
@@ -341,6 +344,20 @@ def _tril_inverse_small(L: jax.Array) -> jax.Array:
     return lax.fori_loop(0, b, row, jnp.zeros_like(L))
 
 
+def _whole_blocks(M: jax.Array) -> jax.Array:
+    """``M`` extended by an identity block to a whole number of diagonal blocks.
+
+    The identity block is its own factor and its own inverse, and leaves the
+    leading ``(unit, unit)`` block of both unchanged.
+    """
+    d = M.shape[0]
+    pad = -d % _CHOL_BLOCK
+    if not pad:
+        return M
+    ones = jnp.concatenate([jnp.zeros((d,), M.dtype), jnp.ones((pad,), M.dtype)])
+    return jnp.pad(M, ((0, pad), (0, pad))) + jnp.diag(ones)
+
+
 def cholesky_lower(S: ArrayLike) -> jax.Array:
     """Lower Cholesky factor ``C`` (``S = C C^T``) of a symmetric positive definite matrix.
 
@@ -359,17 +376,25 @@ def cholesky_lower(S: ArrayLike) -> jax.Array:
     """
     A = jnp.asarray(S)
     d = A.shape[0]
-    L = jnp.zeros_like(A)
-    for k in range(0, d, _CHOL_BLOCK):
-        e = min(d, k + _CHOL_BLOCK)
-        L11 = _cholesky_small(A[k:e, k:e])
-        L = L.at[k:e, k:e].set(L11)
-        if e < d:
-            L21 = jnp.matmul(A[e:, k:e], _tril_inverse_small(L11).T, precision="highest")
-            L = L.at[e:, k:e].set(L21)
-            update = lax.dot_general(L21, L21, (((1,), (1,)), ((), ())), precision=lax.Precision.HIGHEST)
-            A = A.at[e:, e:].add(-update)
-    return L
+    if d <= _CHOL_BLOCK:
+        return _cholesky_small(A)
+    A = _whole_blocks(A)
+    width, b = A.shape[0], _CHOL_BLOCK
+    rows = jnp.arange(width)[:, None]
+
+    def block(k, carry):
+        A, L = carry
+        s = k * b
+        L11 = _cholesky_small(lax.dynamic_slice(A, (s, s), (b, b)))
+        panel = jnp.matmul(lax.dynamic_slice(A, (0, s), (width, b)), _tril_inverse_small(L11).T, precision="highest")
+        L21 = jnp.where(rows >= s + b, panel, jnp.zeros((), A.dtype))  # the rows below the block
+        L = lax.dynamic_update_slice(L, lax.dynamic_update_slice(L21, L11, (s, 0)), (0, s))
+        # the trailing update; rows and columns up to the block are zero in L21
+        A = A - lax.dot_general(L21, L21, (((1,), (1,)), ((), ())), precision=lax.Precision.HIGHEST)
+        return A, L
+
+    _, L = lax.fori_loop(0, width // b, block, (A, jnp.zeros_like(A)))
+    return L[:d, :d]
 
 
 def tril_inverse(L: ArrayLike) -> jax.Array:
@@ -387,16 +412,22 @@ def tril_inverse(L: ArrayLike) -> jax.Array:
     """
     L = jnp.asarray(L)
     d = L.shape[0]
-    X = jnp.zeros_like(L)
-    for k in range(0, d, _CHOL_BLOCK):
-        e = min(d, k + _CHOL_BLOCK)
-        inv_kk = _tril_inverse_small(L[k:e, k:e])
-        if k:
-            # X[k:e, :k] = -inv_kk @ L[k:e, :k] @ X[:k, :k]
-            below = jnp.matmul(L[k:e, :k], X[:k, :k], precision="highest")
-            X = X.at[k:e, :k].set(-jnp.matmul(inv_kk, below, precision="highest"))
-        X = X.at[k:e, k:e].set(inv_kk)
-    return X
+    if d <= _CHOL_BLOCK:
+        return _tril_inverse_small(L)
+    L = _whole_blocks(L)
+    width, b = L.shape[0], _CHOL_BLOCK
+    cols = jnp.arange(width)[None, :]
+
+    def block(k, X):
+        s = k * b
+        R = lax.dynamic_slice(L, (s, 0), (b, width))
+        inv_kk = _tril_inverse_small(lax.dynamic_slice(R, (0, s), (b, b)))
+        # X[s:s+b, :s] = -inv_kk @ L[s:s+b, :s] @ X[:s, :s]; rows from s on of X are still 0
+        left = jnp.where(cols < s, R, jnp.zeros((), L.dtype))
+        rows = -jnp.matmul(inv_kk, jnp.matmul(left, X, precision="highest"), precision="highest")
+        return lax.dynamic_update_slice(X, lax.dynamic_update_slice(rows, inv_kk, (0, s)), (s, 0))
+
+    return lax.fori_loop(0, width // b, block, jnp.zeros_like(L))[:d, :d]
 
 
 def mahalanobis_kernel(
