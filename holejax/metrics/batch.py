@@ -96,8 +96,8 @@ def cloud_distances_arguments(
 
     Example:
         >>> spec = get_metric("mahalanobis")
-        >>> clouds, static, arrays = cloud_distances_arguments(
-        ...     np.ones((2, 5, 3), np.float32), "mahalanobis", spec, {"covariance": "oas", "VI": None, "components": None})
+        >>> full = {"covariance": "oas", "VI": None, "components": None}
+        >>> clouds, static, arrays = cloud_distances_arguments(np.ones((2, 5, 3), np.float32), "mahalanobis", spec, full)
         >>> clouds.shape, static, {k: v.tolist() for k, v in arrays.items()}
         ((2, 5, 64), (('components', None), ('covariance', 'oas'), ('VI', None)), {'units': 3})
     """
@@ -207,7 +207,8 @@ def batched_pairwise_distances(
         Ds, flagged = adopt(Ds_host), np.stack(flags)
     else:
         static, arrays = split_params(spec, full)
-        arrays = {k: np.asarray(v, dtype=stacked.dtype) for k, v in arrays.items()}  # on the host: no conversion program
+        # cast on the host: no conversion program
+        arrays = {k: np.asarray(v, dtype=stacked.dtype) for k, v in arrays.items()}
         chunk = round_to_devices(clouds_per_chunk(n, itemsize, memory_budget, batch))  # equal slices per device
         pieces, flag_pieces = [], []
         for start in range(0, batch, chunk):
