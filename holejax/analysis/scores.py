@@ -323,7 +323,8 @@ def merge_scores(linkages: Any, labels: Any, *, min_cluster_size: int = 1, chunk
         short = chunk - len(part)
         if short:  # pad so every call has one shape
             part = np.concatenate([part, np.repeat(part[-1:], short, axis=0)])
-        outs = _merge_scan_batched(jnp.asarray(part, jnp.float32), jnp.asarray(onehot), jnp.int32(m))
+        # host-side casts: a device cast would compile a conversion program per dtype
+        outs = _merge_scan_batched(np.asarray(part, np.float32), np.asarray(onehot), np.int32(m))
         pieces.append([np.asarray(o, np.int64)[: chunk - short] for o in outs])
     d_max, pool_max, inv_sum, d_tp, d_pairs, d_clusters, outliers = (
         np.concatenate([p[i] for p in pieces]) for i in range(7)

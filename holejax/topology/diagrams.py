@@ -343,7 +343,7 @@ def h0_diagram_distances(deaths_a: Any, deaths_b: Any, kind: str = "bottleneck",
     b = np.sort(np.where(np.isfinite(B), B, 0.0), axis=1)
     scale = np.maximum(np.maximum(a[:, -1:], b[:, -1:]), 1e-300)  # unit scale for float32 accuracy
     out = np.asarray(
-        _h0_programme(jnp.asarray((a / scale).T, jnp.float32), jnp.asarray((b / scale).T, jnp.float32), kind, float(order)),
+        _h0_programme(np.asarray((a / scale).T, np.float32), np.asarray((b / scale).T, np.float32), kind, float(order)),
         np.float64,
     ) * scale[:, 0]
     return np.where(inf_a == inf_b, out, np.inf)
