@@ -63,7 +63,8 @@ __all__ = ["ActivationWriter", "as_activation_store", "open_activations", "write
 MODES = ("error", "overwrite", "resume", "append")
 _FLAT_KEYS = {"name": "default", "separator": "."}  # chunk keys c.<i>.<j>...: one flat folder of chunks per array
 _CHUNK_BYTES = 4 * 2**20  # default chunk of the widest layer
-_BUFFER_BYTES = 64 * 2**20  # default bound on the chunks the writer holds, all layers and perturbations
+_BUFFER_BYTES = 32 * 2**20  # default bound on the chunks the writer holds, all layers and perturbations
+_CONCURRENT_CHUNKS = 4  # chunk writes in flight at once: each holds an encoded copy of its chunk
 
 
 def json_safe(value: Any) -> Any:
@@ -215,23 +216,25 @@ def _create_store(
 def default_sample_chunk(units: Sequence[int], n_samples: int, n_perturbations: int, itemsize: int) -> int:
     """Samples per chunk shared by every layer of a new store.
 
-    About 4 MiB for the widest layer: each chunk is one file, and creating a
-    file costs as much as writing several hundred KiB into it, so fewer,
+    At most 4 MiB for the widest layer: each chunk is one file, and creating
+    a file costs as much as writing several hundred KiB into it, so fewer,
     larger chunks write faster. The writer holds up to two chunks per layer
     and perturbation (one filling, one waiting to be written), so the chunk
-    is cut where those would pass 64 MiB.
+    is cut where those would pass 32 MiB. The samples are then shared out
+    evenly over that many chunks: Zarr stores the last chunk at full size.
 
     Example:
-        >>> default_sample_chunk([512] * 9 + [10], 20_000, 1, 4)  # 4 MiB would pass 64 MiB: 3.5 MiB
-        1816
-        >>> default_sample_chunk([512] * 9 + [10], 20_000, 4, 4)  # 4 perturbations share the 64 MiB
-        454
+        >>> default_sample_chunk([512] * 9 + [10], 20_000, 1, 4)  # 23 chunks of 1.7 MiB for the 512-wide layers
+        870
+        >>> default_sample_chunk([512] * 9 + [10], 20_000, 4, 4)  # 4 perturbations share the 32 MiB
+        225
         >>> default_sample_chunk([3], 4, 1, 4)
         4
     """
     widest = max(units) * itemsize
     held = 2 * sum(units) * itemsize * n_perturbations
-    return max(1, min(_CHUNK_BYTES // widest, _BUFFER_BYTES // held, n_samples))
+    most = max(1, min(_CHUNK_BYTES // widest, _BUFFER_BYTES // held, n_samples))
+    return -(-n_samples // -(-n_samples // most))
 
 
 class _TailPlan(NamedTuple):
@@ -674,12 +677,13 @@ class ActivationWriter:
         """
 
         async def write() -> None:
-            await asyncio.gather(*(
-                self._arrays[name].async_array.setitem(
-                    (slice(p_index, p_index + 1), slice(first, first + len(rows)), slice(None)), rows[None]
-                )
-                for name, first, rows in blocks
-            ))
+            for i in range(0, len(blocks), _CONCURRENT_CHUNKS):
+                await asyncio.gather(*(
+                    self._arrays[name].async_array.setitem(
+                        (slice(p_index, p_index + 1), slice(first, first + len(rows)), slice(None)), rows[None]
+                    )
+                    for name, first, rows in blocks[i : i + _CONCURRENT_CHUNKS]
+                ))
             if attrs:  # replaces the whole attribute document, so it is given all of it
                 self._group = await self._group.update_attributes_async(
                     {**self._group.attrs.asdict(), **json_safe(attrs)}
