@@ -5,9 +5,10 @@ perturbation: input noise is drawn per sample from ``(seed, perturbation
 name, sample index)`` (so a resumed export sees the very same noisy inputs),
 compressed models are built once through the adapter. Each batch is pooled
 and handed to a writer thread that stores it while the next batch runs; at
-most one batch waits for it, so memory holds a few batches of activations,
-never the data set. Store chunks hold one batch each, so every batch is
-written as whole chunks (see ``holejax.store.zarr_``).
+most one batch waits for it, so memory holds a few batches of activations
+and the store writer's chunks (at most 32 MiB), never the data set. The
+writer holds rows until their chunk is whole and writes whole chunks only
+(see ``holejax.store.zarr_``).
 
 Runnable examples with real models are in the adapter packages
 (``holejax_torch``, ``holejax_flax``).
