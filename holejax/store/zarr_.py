@@ -62,7 +62,7 @@ __all__ = ["ActivationWriter", "as_activation_store", "open_activations", "write
 
 MODES = ("error", "overwrite", "resume", "append")
 _FLAT_KEYS = {"name": "default", "separator": "."}  # chunk keys c.<i>.<j>...: one flat folder of chunks per array
-_CHUNK_BYTES = 4 * 2**20  # default chunk of the widest layer
+_CHUNK_BYTES = 4 * 2**20  # largest default chunk of the widest layer
 _BUFFER_BYTES = 32 * 2**20  # default bound on the chunks the writer holds, all layers and perturbations
 _CONCURRENT_CHUNKS = 4  # chunk writes in flight at once: each holds an encoded copy of its chunk
 
