@@ -46,6 +46,7 @@ from holejax.analysis.stages import (
 from holejax.filtration import H0Result, h0_from_points
 from holejax.filtration.dense import parallel_map
 from holejax.metrics import METRICS
+from holejax.metrics.padding import unit_bucket
 from holejax.metrics.pairwise import check_float32_range, device_dtype
 from holejax.store import as_activation_store, layer_names, unit_dim
 from holejax.topology.diagrams import h0_diagram_distances
@@ -252,7 +253,16 @@ def merge_trees(
             layer = request.layers[members[b // P][0]]
             raise err.located(layer=layer, perturbation=request.perturbations[b % P]) from None
 
-    firsts = parallel_map(lambda group: group_h0(group, slice(0, 1)), groups)
+    # groups of widths with one padded width share programs: one group per program goes
+    # first, so no thread waits for a program that another thread is compiling
+    seen, leading, trailing = set(), [], []
+    for i, (_, mi, Xs) in enumerate(groups):
+        program = (mi, unit_bucket(Xs.shape[-1]))
+        (trailing if program in seen else leading).append(i)
+        seen.add(program)
+    order = leading + trailing
+    done = dict(zip(order, parallel_map(lambda i: group_h0(groups[i], slice(0, 1)), order)))
+    firsts = [done[i] for i in range(len(groups))]
     deaths = np.full((P, L, M, E), np.nan, np.float32)
     edges = np.zeros((P, L, M, E, 2), np.int64)
     linkage = np.zeros((P, L, M, E, 4), np.float64)
