@@ -32,7 +32,8 @@ from holejax.filtration._validate import (
 from holejax.filtration.boruvka import boruvka_h0
 from holejax.filtration.prim import prim_edges, prim_order, prim_order_from_rows
 from holejax.filtration.result import H0Result, merge_tree, with_engine
-from holejax.metrics.batch import cloud_distances, cloud_distances_arguments
+from holejax.metrics.batch import cloud_distances_arguments
+from holejax.metrics.pairwise import cloud_distances
 
 __all__ = ["METHODS", "dense_from_points", "h0", "h0_kernel", "parallel_map", "to_host", "unflatten"]
 

@@ -21,13 +21,12 @@ from jax.typing import ArrayLike
 from holejax.distributed.sharding import round_to_devices, shard_batch
 from holejax.metrics.host import adopt, aligned_empty
 from holejax.metrics.padding import pad_inverse_covariance, pad_to_bucket, unit_bucket
-from holejax.metrics.pairwise import prepare_cloud, warn_flagged
+from holejax.metrics.pairwise import cloud_distances, prepare_cloud, warn_flagged
 from holejax.metrics.registry import MetricSpec, get_metric, split_params
 
 __all__ = [
     "PADDED_METRICS",
     "batched_pairwise_distances",
-    "cloud_distances",
     "cloud_distances_arguments",
     "clouds_per_chunk",
     "pad_units",
@@ -110,16 +109,6 @@ def cloud_distances_arguments(
             arrays["VI"] = pad_inverse_covariance(arrays["VI"], clouds.shape[-1])
         arrays["units"] = np.int32(width)
     return clouds, static, arrays
-
-
-@functools.partial(jax.jit, static_argnames=("metric", "static"))
-def cloud_distances(X: jax.Array, metric: str, static: tuple, arrays: dict) -> tuple[jax.Array, jax.Array]:
-    """``(D, flags)`` of one prepared cloud under ``metric`` (one compiled program per shape).
-
-    ``static`` and ``arrays`` are the parameters as split by
-    :func:`holejax.metrics.registry.split_params`.
-    """
-    return get_metric(metric).kernel(X, **dict(static), **arrays)
 
 
 @functools.partial(jax.jit, static_argnames=("metric", "static"))

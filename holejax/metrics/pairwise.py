@@ -12,14 +12,16 @@ import warnings
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
 from holejax._checks import CloudError, as_cloud, where
+from holejax.metrics.density import BASE_DISTANCES, density_normalise, local_scales
 from holejax.metrics.host import adopt, device_input
 from holejax.metrics.registry import MetricSpec, get_metric, resolve_params, split_params
 
-__all__ = ["pairwise_distances"]
+__all__ = ["DENSITY_BASES", "cloud_distances", "pairwise_distances"]
 
 
 def device_dtype(arr: np.ndarray) -> np.dtype:
@@ -101,9 +103,47 @@ def warn_flagged(spec: MetricSpec, flags: Any, params: dict, *, layer=None, pert
 
 
 @functools.partial(jax.jit, static_argnames=("metric", "static"))
-def _single(X: jax.Array, metric: str, static: tuple, arrays: dict) -> tuple[jax.Array, jax.Array]:
-    kernel = get_metric(metric).kernel
-    return kernel(X, **dict(static), **arrays)
+def _kernel_program(X: jax.Array, metric: str, static: tuple, arrays: dict) -> tuple[jax.Array, jax.Array]:
+    return get_metric(metric).kernel(X, **dict(static), **arrays)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "scale"))
+def _density_program(D: jax.Array, flags: jax.Array, k: int, scale: str) -> tuple[jax.Array, jax.Array]:
+    Dn, zero_scale = density_normalise(D, local_scales(D, k, scale))
+    return Dn, jnp.concatenate([flags, zero_scale[:, None]], axis=1)
+
+
+# density-normalised metric -> its base metric
+DENSITY_BASES = {f"density_{base}": base for base in BASE_DISTANCES}
+
+
+def cloud_distances(X: ArrayLike, metric: str, static: tuple, arrays: dict) -> tuple[jax.Array, jax.Array]:
+    """``(D, flags)`` of one prepared cloud: the metric's kernel as one compiled program per shape.
+
+    A density-normalised metric runs its base metric's program, then one
+    normalisation program shared by every base: a study of a metric and its
+    density form compiles the base once. The flags are the base's columns,
+    then the zero-scale column, as the metric's kernel gives them.
+
+    Args:
+        X: ``(sample, unit)`` validated cloud (host or device array; the call transfers it).
+        metric: a device metric of :data:`holejax.metrics.METRICS`.
+        static, arrays: its parameters as split by
+            :func:`holejax.metrics.registry.split_params` (arrays as host numpy arrays).
+
+    Example:
+        >>> X = np.array([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]], np.float32)
+        >>> D, flags = cloud_distances(X, "density_euclidean", (("k", 1), ("scale", "mean")), {})
+        >>> np.round(np.asarray(D)[0], 4).tolist(), flags.shape
+        ([0.0, 1.0, 2.0], (3, 1))
+    """
+    base = DENSITY_BASES.get(metric)
+    if base is None:
+        return _kernel_program(X, metric, static, arrays)
+    params = dict(static)
+    k, scale = params.pop("k"), params.pop("scale")
+    D, flags = _kernel_program(X, base, tuple(params.items()), arrays)
+    return _density_program(D, flags, k, scale)
 
 
 def pairwise_distances(
@@ -149,6 +189,6 @@ def pairwise_distances(
     else:
         static, arrays = split_params(spec, full)
         arrays = {k: np.asarray(v, dtype=arr.dtype) for k, v in arrays.items()}  # on the host: no conversion program
-        D, flagged = _single(device_input(X, arr), metric, static, arrays)
+        D, flagged = cloud_distances(device_input(X, arr), metric, static, arrays)
     warn_flagged(spec, flagged, full, layer=layer, perturbation=perturbation)
     return D if isinstance(D, jax.Array) else adopt(D)

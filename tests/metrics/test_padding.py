@@ -12,7 +12,9 @@ import holejax as hj
 from holejax._checks import CloudError
 from holejax.metrics import geodesic as geo
 from holejax.metrics import mahalanobis as mah
-from holejax.metrics.batch import PADDED_METRICS, cloud_distances, cloud_distances_arguments
+from holejax.metrics import pairwise
+from holejax.metrics.batch import PADDED_METRICS, cloud_distances_arguments
+from holejax.metrics.pairwise import cloud_distances
 from holejax.metrics.padding import pad_inverse_covariance, pad_to_bucket, unit_bucket
 from holejax.metrics.registry import get_metric, resolve_params
 
@@ -178,19 +180,22 @@ def test_widths_of_one_bucket_share_one_program():
     widths = (5, 17, 40)
     Xs = [correlated(27, d, seed=d) for d in widths]
     VIs = [np.eye(d) * 2.0 for d in widths]
-    for metric, params in [("mahalanobis", {}), ("density_mahalanobis", {"k": 3})]:
-        before = cloud_distances._cache_size()
-        for X in Xs:
-            padded_call(X, metric, **params)
-        assert cloud_distances._cache_size() - before == 1, metric
-    before = cloud_distances._cache_size()
+    kernels, density = pairwise._kernel_program, pairwise._density_program
+    before = kernels._cache_size(), density._cache_size()
+    for X in Xs:
+        padded_call(X, "mahalanobis")
+    assert (kernels._cache_size() - before[0], density._cache_size() - before[1]) == (1, 0)
+    for X in Xs:  # the density form runs the mahalanobis program, then one normalisation program
+        padded_call(X, "density_mahalanobis", k=3)
+    assert (kernels._cache_size() - before[0], density._cache_size() - before[1]) == (1, 1)
+    before = kernels._cache_size()
     for X, VI in zip(Xs, VIs):
         padded_call(X, "mahalanobis", VI=VI)
-    assert cloud_distances._cache_size() - before == 1, "VI"
+    assert kernels._cache_size() - before == 1, "VI"
     # the analysis path (h0_from_points' dense engine) and the geodesic kNN
-    before = cloud_distances._cache_size(), geo._knn_jit._cache_size()
+    before = kernels._cache_size(), geo._knn_jit._cache_size()
     for X in Xs:
         hj.h0_from_points(X, "mahalanobis", covariance="oas", engine="dense")
         hj.h0_from_points(X, "geodesic", k=4)
-    assert cloud_distances._cache_size() - before[0] == 1
+    assert kernels._cache_size() - before[0] == 1
     assert geo._knn_jit._cache_size() - before[1] == 1
