@@ -5,7 +5,7 @@ other sample's key with the new sample's row of the distance matrix: two
 minimum reductions and one fused elementwise update over ``(sample,)``
 vectors. The matrix is read once, row by row (``O(n^2)`` work, ``O(n)``
 extra memory). The ``n - 1`` steps are sequential, so at small ``n`` the
-per-step cost of the XLA loop (a handful of kernel launches, ~1 us on CPU)
+fixed per-step cost of the XLA loop (a handful of kernel launches)
 dominates; on CPU the batched entry points therefore run clouds one after
 the other rather than vmapping the loop (see :mod:`.dense`).
 
