@@ -24,9 +24,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from holejax._lazy import lazy_getattr
 from holejax._version import __version__
 
 # public name -> module that defines it
@@ -89,13 +87,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'holejax' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:
