@@ -235,11 +235,8 @@ def merge_trees(
     of each group runs, spread over the threads as usual.
     """
     P, L, M, E = len(request.perturbations), len(request.layers), len(request.metrics), n - 1
-    groups = [
-        (members, mi, np.concatenate([X for _, X in members]))
-        for members in clouds.values()
-        for mi in range(M)
-    ]
+    stacks = [(members, np.concatenate([X for _, X in members])) for members in clouds.values()]
+    groups = [(members, mi, Xs) for members, Xs in stacks for mi in range(M)]  # one stack per width
 
     def group_h0(group, part: slice) -> tuple:
         members, mi, Xs = group
