@@ -4,12 +4,11 @@
 
 1. :func:`check_request` checks every argument against the store;
 2. :func:`layer_clouds` reads the clouds, grouped by width;
-3. :func:`merge_trees` computes their H0: clouds of equal width (all
-   perturbations of a layer, and layers of the same width) are stacked, and
-   for each metric one compiled call (:func:`holejax.h0_from_points`)
-   handles the whole stack, in chunks that fit ``memory_budget``; the
-   geodesic metric goes through :func:`holejax.h0_from_points`, whose
-   kNN-graph MST gives the exact geodesic H0 without all-pairs shortest paths;
+3. :func:`merge_trees` computes their H0 (:func:`holejax.h0_from_points`,
+   one cloud and metric at a time, on one host thread per core): clouds of
+   one metric whose widths pad to one width share compiled programs; the
+   geodesic metric's kNN-graph MST gives the exact geodesic H0 without
+   all-pairs shortest paths;
 4. :func:`stages_and_scores` scores every threshold of every cloud against
    the labels in one :func:`~holejax.analysis.merge_scores` call, then picks
    each cloud's Sankey stages and reads the headline scores there;
@@ -44,7 +43,7 @@ from holejax.analysis.stages import (
     scoring_min_size,
 )
 from holejax.filtration import H0Result, h0_from_points
-from holejax.filtration.dense import parallel_map
+from holejax.filtration.dense import parallel_map_programs
 from holejax.metrics import METRICS
 from holejax.metrics.padding import unit_bucket
 from holejax.metrics.pairwise import check_float32_range, device_dtype
@@ -61,9 +60,6 @@ __all__ = [
     "results_dataset",
     "stages_and_scores",
 ]
-
-# metrics whose H0 is computed from the points (no n x n matrix)
-_FROM_POINTS = ("geodesic",)
 
 # seconds spent in each phase by the last analyze() call (read by benchmarks/bench_study.py)
 last_timings: dict[str, float] = {}
@@ -213,63 +209,39 @@ def layer_clouds(acts: xr.Dataset, request: Request) -> dict[int, list[tuple[int
     return clouds
 
 
-def _h0_group(Xs: np.ndarray, metric: str, params: dict, memory_budget: int, method: str) -> tuple:
-    """H0 (deaths, edges, linkage) of a stack ``(batch, sample, unit)`` of one width, one metric."""
-    if metric in _FROM_POINTS:
-        rs = [h0_from_points(X, metric, **params) for X in Xs]
-        return tuple(np.stack([np.asarray(getattr(r, f)) for r in rs]) for f in ("deaths", "edges", "linkage"))
-    r = h0_from_points(Xs, metric, method=method, memory_budget=memory_budget, **params)
-    return tuple(np.asarray(getattr(r, f)) for f in ("deaths", "edges", "linkage"))
-
-
 def merge_trees(
     clouds: dict[int, list[tuple[int, np.ndarray]]], request: Request, n: int, memory_budget: int, method: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """H0 of every cloud: ``deaths`` ``(P, L, M, edge)`` float32, ``edges`` ``(..., 2)``, ``linkage`` ``(..., 4)``.
 
-    The clouds of one width under one metric form a group, and each group
-    shares its compiled programs. The first cloud of every group runs first,
-    all groups at once on the host threads of
-    :func:`holejax.filtration.dense.parallel_map`, so that in a fresh process the
-    groups' programs compile side by side (each compiles once); then the rest
-    of each group runs, spread over the threads as usual.
+    Every (cloud, metric) pair is one item of
+    :func:`holejax.filtration.dense.parallel_map_programs`; the items of one
+    metric whose widths pad to one width share their compiled programs, so in
+    a fresh process each program is built once, while the other threads
+    compute with the programs already built.
     """
     P, L, M, E = len(request.perturbations), len(request.layers), len(request.metrics), n - 1
-    stacks = [(members, np.concatenate([X for _, X in members])) for members in clouds.values()]
-    groups = [(members, mi, Xs) for members, Xs in stacks for mi in range(M)]  # one stack per width
+    items, programs = [], []
+    for members in clouds.values():
+        for mi in range(M):
+            for li, X in members:
+                items += [(X[pi], pi, li, mi) for pi in range(P)]
+                programs += [(mi, unit_bucket(X.shape[-1]))] * P
 
-    def group_h0(group, part: slice) -> tuple:
-        members, mi, Xs = group
+    def cloud_h0(item) -> tuple:
+        X, pi, li, mi = item
         metric = request.metrics[mi]
         try:
-            return _h0_group(Xs[part], metric, request.params[metric], memory_budget, method)
-        except CloudError as err:  # cloud b of the group is layer members[b // P], perturbation b % P
-            if err.cloud is None:
-                raise
-            b = part.start + err.cloud
-            layer = request.layers[members[b // P][0]]
-            raise err.located(layer=layer, perturbation=request.perturbations[b % P]) from None
+            r = h0_from_points(X, metric, method=method, memory_budget=memory_budget, **request.params[metric])
+        except CloudError as err:
+            raise err.located(layer=request.layers[li], perturbation=request.perturbations[pi]) from None
+        return r.deaths, r.edges, r.linkage
 
-    # groups of widths with one padded width share programs: one group per program goes
-    # first, so no thread waits for a program that another thread is compiling
-    seen, leading, trailing = set(), [], []
-    for i, (_, mi, Xs) in enumerate(groups):
-        program = (mi, unit_bucket(Xs.shape[-1]))
-        (trailing if program in seen else leading).append(i)
-        seen.add(program)
-    order = leading + trailing
-    done = dict(zip(order, parallel_map(lambda i: group_h0(groups[i], slice(0, 1)), order)))
-    firsts = [done[i] for i in range(len(groups))]
     deaths = np.full((P, L, M, E), np.nan, np.float32)
     edges = np.zeros((P, L, M, E, 2), np.int64)
     linkage = np.zeros((P, L, M, E, 4), np.float64)
-    for group, first in zip(groups, firsts):
-        members, mi, Xs = group
-        rest = group_h0(group, slice(1, len(Xs))) if len(Xs) > 1 else None
-        d, e, z = first if rest is None else (np.concatenate(pair) for pair in zip(first, rest))
-        for k, (li, _) in enumerate(members):
-            rows = slice(k * P, (k + 1) * P)
-            deaths[:, li, mi], edges[:, li, mi], linkage[:, li, mi] = d[rows], e[rows], z[rows]
+    for (_, pi, li, mi), (d, e, z) in zip(items, parallel_map_programs(cloud_h0, items, programs)):
+        deaths[pi, li, mi], edges[pi, li, mi], linkage[pi, li, mi] = d, e, z
     return deaths, edges, linkage
 
 

@@ -13,6 +13,7 @@ per cloud, one program for its distances and one for its tree.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -35,7 +36,7 @@ from holejax.filtration.result import H0Result, merge_tree, with_engine
 from holejax.metrics.batch import cloud_distances_arguments
 from holejax.metrics.pairwise import cloud_distances
 
-__all__ = ["METHODS", "dense_from_points", "h0", "h0_kernel", "parallel_map", "to_host", "unflatten"]
+__all__ = ["METHODS", "dense_from_points", "h0", "h0_kernel", "parallel_map", "parallel_map_programs", "to_host", "unflatten"]
 
 METHODS = ("auto", "prim", "boruvka")
 
@@ -140,6 +141,74 @@ def parallel_map(fn, items: list) -> list:
     if jax.default_backend() != "cpu" or _cores(len(items)) < 2:
         return [fn(x) for x in items]
     return list(_pool().map(fn, items))
+
+
+def parallel_map_programs(fn, items: list, programs: list) -> list:
+    """``[fn(x) for x in items]`` on host threads, where ``programs[i]`` names the compiled programs item ``i`` runs.
+
+    The first item of a program compiles (or, with a warm persistent cache,
+    traces, lowers and loads) what the others then reuse, and tracing holds
+    Python's lock while compiled code does not. So the items start in this
+    order: while one thread runs a program's first item, the others run items
+    whose programs have already run; a second first item starts only when no
+    such item is waiting. Compilation thus overlaps computation, and no
+    thread waits for a program another thread is building. Results keep the
+    order of ``items``; the first exception is raised once the threads stop.
+    On accelerators, or with one core, the items run in order.
+
+    Example:
+        >>> parallel_map_programs(lambda x: x * x, [1, 2, 3, 4], ["a", "b", "a", "b"])
+        [1, 4, 9, 16]
+    """
+    if len(items) != len(programs):
+        raise ValueError(f"programs names {len(programs)} items; items holds {len(items)}.")
+    workers = _cores(len(items))
+    if jax.default_backend() != "cpu" or workers < 2:
+        return [fn(x) for x in items]
+    waiting: dict = {}  # program -> indices of its items, the first item first
+    for i, key in enumerate(programs):
+        waiting.setdefault(key, []).append(i)
+    unbuilt = list(waiting)  # programs whose first item has not started, in order of appearance
+    ready: list = []  # items whose program has run once
+    state = {"building": 0, "error": None}
+    results: list = [None] * len(items)
+    cond = threading.Condition()
+
+    def take():
+        with cond:
+            while state["error"] is None:
+                if unbuilt and (state["building"] == 0 or not ready):
+                    state["building"] += 1
+                    key = unbuilt.pop(0)
+                    return waiting[key].pop(0), key
+                if ready:
+                    return ready.pop(0), None
+                if not state["building"]:
+                    return None
+                cond.wait()
+            return None
+
+    def work():
+        while (task := take()) is not None:
+            i, key = task
+            try:
+                results[i] = fn(items[i])
+            except BaseException as err:  # stop every thread; raised by the caller
+                with cond:
+                    state["error"] = state["error"] or err
+                    cond.notify_all()
+                return
+            if key is not None:
+                with cond:
+                    state["building"] -= 1
+                    ready.extend(waiting.pop(key))
+                    cond.notify_all()
+
+    for future in [_pool().submit(work) for _ in range(workers)]:
+        future.result()
+    if state["error"] is not None:
+        raise state["error"]
+    return results
 
 
 def _run(run, xs) -> tuple:

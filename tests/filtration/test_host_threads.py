@@ -1,0 +1,96 @@
+"""Host-thread maps of the dense engine: results in order, programs built once before their reuse."""
+
+import threading
+import time
+
+import pytest
+
+from holejax.filtration import dense
+from holejax.filtration.dense import parallel_map, parallel_map_programs
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    monkeypatch.setattr(dense, "_cores", lambda batch: min(batch, 2))
+
+
+def test_parallel_map_keeps_order(two_threads):
+    assert parallel_map(lambda x: x + 1, list(range(20))) == list(range(1, 21))
+
+
+def _recorder(duration):
+    """``fn`` that sleeps ``duration(item)`` and logs ``(item, start, end, thread)``."""
+    log, lock = [], threading.Lock()
+
+    def fn(item):
+        start = time.perf_counter()
+        time.sleep(duration(item))
+        with lock:
+            log.append((item, start, time.perf_counter(), threading.get_ident()))
+        return item * 10
+
+    return fn, log
+
+
+def test_programs_results_in_item_order(two_threads):
+    items = list(range(12))
+    programs = [i % 3 for i in items]
+    fn, _ = _recorder(lambda item: 0.001 * (12 - item))
+    assert parallel_map_programs(fn, items, programs) == [10 * i for i in items]
+
+
+def test_first_item_of_a_program_finishes_before_its_others_start(two_threads):
+    items = list(range(16))
+    programs = ["a", "b", "a", "c", "b", "a", "c", "d"] * 2
+    first = {p: items[programs.index(p)] for p in set(programs)}
+    fn, log = _recorder(lambda item: 0.05 if item in first.values() else 0.005)
+    parallel_map_programs(fn, items, programs)
+    times = {item: (start, end) for item, start, end, _ in log}
+    assert sorted(times) == items
+    for item, program in zip(items, programs):
+        if item != first[program]:
+            assert times[item][0] >= times[first[program]][1], (item, program)
+
+
+def test_a_second_build_waits_while_built_items_are_ready(two_threads):
+    # "a" is built first and slowly; once it is built, its many quick items keep
+    # the second thread busy, so "b" and "c" are built one after the other
+    items = list(range(10))
+    programs = ["a", "b", "c"] + ["a"] * 7
+    builds = {0: 0.03, 1: 0.09, 2: 0.06}
+    fn, log = _recorder(lambda item: builds.get(item, 0.02))
+    parallel_map_programs(fn, items, programs)
+    times = {item: (start, end) for item, start, end, _ in log}
+    # the two threads start on the first two programs at once (nothing is ready yet)
+    assert times[1][0] < times[0][1]
+    # when "c" starts, items of "a" were ready, so no other build runs beside it
+    c_start, c_end = times[2]
+    assert all(not (s < c_end and e > c_start) for item, (s, e) in times.items() if item in (0, 1))
+    assert any(s < c_end and e > c_start for item, (s, e) in times.items() if programs[item] == "a" and item != 0)
+
+
+def test_programs_raise_the_first_error_and_stop(two_threads):
+    started = []
+
+    def fn(item):
+        started.append(item)
+        if item == 3:
+            raise ValueError("cloud 3 is bad")
+        time.sleep(0.01)
+        return item
+
+    with pytest.raises(ValueError, match="cloud 3 is bad"):
+        parallel_map_programs(fn, list(range(40)), [0] * 40)
+    assert len(started) < 40  # the threads stopped taking items
+
+
+def test_programs_length_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="programs names 2 items; items holds 3"):
+        parallel_map_programs(abs, [1, 2, 3], ["a", "b"])
+
+
+def test_programs_one_thread_runs_in_order(monkeypatch):
+    monkeypatch.setattr(dense, "_cores", lambda batch: 1)
+    order = []
+    parallel_map_programs(order.append, [3, 1, 2], ["x", "y", "x"])
+    assert order == [3, 1, 2]
