@@ -146,15 +146,16 @@ def parallel_map(fn, items: list) -> list:
 def parallel_map_programs(fn, items: list, programs: list) -> list:
     """``[fn(x) for x in items]`` on host threads, where ``programs[i]`` names the compiled programs item ``i`` runs.
 
-    The first item of a program compiles (or, with a warm persistent cache,
-    traces, lowers and loads) what the others then reuse, and tracing holds
-    Python's lock while compiled code does not. So the items start in this
-    order: while one thread runs a program's first item, the others run items
-    whose programs have already run; a second first item starts only when no
-    such item is waiting. Compilation thus overlaps computation, and no
-    thread waits for a program another thread is building. Results keep the
-    order of ``items``; the first exception is raised once the threads stop.
-    On accelerators, or with one core, the items run in order.
+    The first item of a program builds what the program's other items reuse:
+    with an empty persistent cache XLA compiles it (Python's lock released),
+    with a warm one JAX traces and lowers it (lock held) and loads it. So one
+    extra thread runs the programs' first items, one after the other, while
+    one thread per core runs the items whose programs are built, and builds
+    a program itself only when no built item is waiting. Compilation thus
+    overlaps computation, several programs compile at once when nothing else
+    can run, and no thread waits for a program another thread is building.
+    Results keep the order of ``items``; the first exception is raised once
+    the threads stop. On accelerators, or with one core, the items run in order.
 
     Example:
         >>> parallel_map_programs(lambda x: x * x, [1, 2, 3, 4], ["a", "b", "a", "b"])
@@ -162,7 +163,7 @@ def parallel_map_programs(fn, items: list, programs: list) -> list:
     """
     if len(items) != len(programs):
         raise ValueError(f"programs names {len(programs)} items; items holds {len(items)}.")
-    workers = _cores(len(items))
+    workers = min(_cores(len(items)), _MAX_WORKERS - 1)  # and one builder
     if jax.default_backend() != "cpu" or workers < 2:
         return [fn(x) for x in items]
     waiting: dict = {}  # program -> indices of its items, the first item first
@@ -174,22 +175,22 @@ def parallel_map_programs(fn, items: list, programs: list) -> list:
     results: list = [None] * len(items)
     cond = threading.Condition()
 
-    def take():
+    def take(builder: bool):
         with cond:
             while state["error"] is None:
-                if unbuilt and (state["building"] == 0 or not ready):
+                if ready and not builder:
+                    return ready.pop(0), None
+                if unbuilt:
                     state["building"] += 1
                     key = unbuilt.pop(0)
                     return waiting[key].pop(0), key
-                if ready:
-                    return ready.pop(0), None
-                if not state["building"]:
+                if builder or not state["building"]:
                     return None
                 cond.wait()
             return None
 
-    def work():
-        while (task := take()) is not None:
+    def work(builder: bool):
+        while (task := take(builder)) is not None:
             i, key = task
             try:
                 results[i] = fn(items[i])
@@ -204,7 +205,7 @@ def parallel_map_programs(fn, items: list, programs: list) -> list:
                     ready.extend(waiting.pop(key))
                     cond.notify_all()
 
-    for future in [_pool().submit(work) for _ in range(workers)]:
+    for future in [_pool().submit(work, k == 0) for k in range(workers + 1)]:
         future.result()
     if state["error"] is not None:
         raise state["error"]

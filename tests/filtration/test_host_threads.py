@@ -52,21 +52,23 @@ def test_first_item_of_a_program_finishes_before_its_others_start(two_threads):
             assert times[item][0] >= times[first[program]][1], (item, program)
 
 
-def test_a_second_build_waits_while_built_items_are_ready(two_threads):
-    # "a" is built first and slowly; once it is built, its many quick items keep
-    # the second thread busy, so "b" and "c" are built one after the other
-    items = list(range(10))
-    programs = ["a", "b", "c"] + ["a"] * 7
-    builds = {0: 0.03, 1: 0.09, 2: 0.06}
+def test_builder_builds_in_turn_while_workers_compute(two_threads):
+    # one builder and two workers: with nothing built, all three build ("a", "b",
+    # "c"); "a" is built first, so the builder goes on to "d" while the workers,
+    # once free, run the items of "a" beside it
+    items = list(range(14))
+    programs = ["a", "b", "c", "d"] + ["a"] * 10
+    builds = {0: 0.02, 1: 0.08, 2: 0.08, 3: 0.08}
     fn, log = _recorder(lambda item: builds.get(item, 0.02))
     parallel_map_programs(fn, items, programs)
     times = {item: (start, end) for item, start, end, _ in log}
-    # the two threads start on the first two programs at once (nothing is ready yet)
-    assert times[1][0] < times[0][1]
-    # when "c" starts, items of "a" were ready, so no other build runs beside it
-    c_start, c_end = times[2]
-    assert all(not (s < c_end and e > c_start) for item, (s, e) in times.items() if item in (0, 1))
-    assert any(s < c_end and e > c_start for item, (s, e) in times.items() if programs[item] == "a" and item != 0)
+    thread = {item: ident for item, _, _, ident in log}
+    assert times[1][0] < times[0][1] and times[2][0] < times[0][1]  # three builds at once
+    assert thread[3] == thread[0] and times[3][0] < times[1][1]  # the builder goes on to "d"
+    d_start, d_end = times[3]
+    assert any(s < d_end and e > d_start for item, (s, e) in times.items() if item >= 4)
+    workers = {thread[item] for item in range(4, 14)}
+    assert len(workers) == 2 and thread[0] not in workers  # the workers, not the builder, ran "a"'s items
 
 
 def test_programs_raise_the_first_error_and_stop(two_threads):
