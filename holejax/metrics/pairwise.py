@@ -12,7 +12,6 @@ import warnings
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
@@ -108,9 +107,8 @@ def _kernel_program(X: jax.Array, metric: str, static: tuple, arrays: dict) -> t
 
 
 @functools.partial(jax.jit, static_argnames=("k", "scale"))
-def _density_program(D: jax.Array, flags: jax.Array, k: int, scale: str) -> tuple[jax.Array, jax.Array]:
-    Dn, zero_scale = density_normalise(D, local_scales(D, k, scale))
-    return Dn, jnp.concatenate([flags, zero_scale[:, None]], axis=1)
+def _density_program(D: jax.Array, k: int, scale: str) -> tuple[jax.Array, jax.Array]:
+    return density_normalise(D, local_scales(D, k, scale))
 
 
 # density-normalised metric -> its base metric
@@ -123,7 +121,8 @@ def cloud_distances(X: ArrayLike, metric: str, static: tuple, arrays: dict) -> t
     A density-normalised metric runs its base metric's program, then one
     normalisation program shared by every base: a study of a metric and its
     density form compiles the base once. The flags are the base's columns,
-    then the zero-scale column, as the metric's kernel gives them.
+    then the zero-scale column, as the metric's kernel gives them (a host
+    array for density metrics).
 
     Args:
         X: ``(sample, unit)`` validated cloud (host or device array; the call transfers it).
@@ -143,7 +142,9 @@ def cloud_distances(X: ArrayLike, metric: str, static: tuple, arrays: dict) -> t
     params = dict(static)
     k, scale = params.pop("k"), params.pop("scale")
     D, flags = _kernel_program(X, base, tuple(params.items()), arrays)
-    return _density_program(D, flags, k, scale)
+    Dn, zero_scale = _density_program(D, k, scale)
+    # flags joined on the host: bases with and without flag columns share the program
+    return Dn, np.concatenate([np.asarray(flags), np.asarray(zero_scale)[:, None]], axis=1)
 
 
 def pairwise_distances(

@@ -188,6 +188,8 @@ def test_widths_of_one_bucket_share_one_program():
     for X in Xs:  # the density form runs the mahalanobis program, then one normalisation program
         padded_call(X, "density_mahalanobis", k=3)
     assert (kernels._cache_size() - before[0], density._cache_size() - before[1]) == (1, 1)
+    padded_call(Xs[0], "density_euclidean", k=3)  # a base without flag columns: the same normalisation
+    assert density._cache_size() - before[1] == 1
     before = kernels._cache_size()
     for X, VI in zip(Xs, VIs):
         padded_call(X, "mahalanobis", VI=VI)
