@@ -4,6 +4,7 @@ Usage:
     python benchmarks/bench_study.py            # the full study in fresh processes
     python benchmarks/bench_study.py --quick    # a small smoke run
     python benchmarks/bench_study.py --demo     # also `holejax demo`, cold and warm cache
+    python benchmarks/bench_study.py --repeat 4 # four measurements in a row
 
 The activations are synthetic (10 gaussian classes per layer, noisier copies
 for the perturbations) so the run needs no model. Every measurement runs in a
@@ -40,7 +41,9 @@ it is not measured directly.
 process with an empty cache, then one with the cache it wrote.
 
 Writes ``benchmarks/results/study.json`` (``study_quick.json`` with --quick)
-and prints a markdown table.
+from the last measurement and prints a markdown table; with ``--repeat``,
+also ``study_repeats.json`` with every measurement's ratios (the machine's
+other load moves them between runs).
 """
 
 from __future__ import annotations
@@ -257,6 +260,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--no-peers", action="store_true", help="skip the peer measurements")
     parser.add_argument("--demo", action="store_true", help="also time `holejax demo --quick`, cold and warm")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure the study this many times in a row (peers in the last run only)")
     parser.add_argument("--worker", choices=["first", "later", "demo"], help=argparse.SUPPRESS)
     parser.add_argument("--demo-output", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -269,10 +274,33 @@ def main() -> None:
         print(json.dumps(study_worker(args.quick, warm, peers=args.worker == "first" and not args.no_peers)))
         return
 
+    runs = [one_run(args, peers=not args.no_peers and k == args.repeat - 1) for k in range(args.repeat)]
+    result = runs[-1]
+    if args.demo:
+        with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as out:
+            cold = fresh_process(["--worker", "demo", "--demo-output", out], cache)
+            hot = fresh_process(["--worker", "demo", "--demo-output", out], cache)
+        result["demo"] = {"cold_cache": cold, "warm_cache": hot}
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    out = results / ("study_quick.json" if args.quick else "study.json")
+    out.write_text(json.dumps(result, indent=2))
+    print(markdown(result))
+    print(f"\nwrote {out}")
+    if args.repeat > 1:
+        repeats = results / ("study_repeats_quick.json" if args.quick else "study_repeats.json")
+        keys = ("first_process_ratio", "later_process_ratio", "analysis_s", "first_process", "later_process", "machine")
+        repeats.write_text(json.dumps({"benchmark": "study_repeats", "command": " ".join(["python", *sys.argv]),
+                                       "runs": [{k: r[k] for k in keys} for r in runs]}, indent=2))
+        print("\n" + repeats_markdown(runs))
+        print(f"\nwrote {repeats}")
+
+
+def one_run(args, peers: bool) -> dict:
+    """One study measurement: a first process (empty cache), then a later one (its cache)."""
     quick = ["--quick"] if args.quick else []
-    peers = ["--no-peers"] if args.no_peers else []
     with tempfile.TemporaryDirectory() as cache:
-        first = fresh_process(["--worker", "first", *quick, *peers], cache)
+        first = fresh_process(["--worker", "first", *quick, *([] if peers else ["--no-peers"])], cache)
         later = fresh_process(["--worker", "later", *quick], cache)
     warm = first["analysis_s"]
     result = {
@@ -288,16 +316,17 @@ def main() -> None:
     for key in ("peers", "peer_study_estimate_s", "holejax_phase_for_peer_s"):
         if key in first:
             result[key] = first[key]
-    if args.demo:
-        with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as out:
-            cold = fresh_process(["--worker", "demo", "--demo-output", out], cache)
-            hot = fresh_process(["--worker", "demo", "--demo-output", out], cache)
-        result["demo"] = {"cold_cache": cold, "warm_cache": hot}
-    out = Path(__file__).resolve().parent / "results" / ("study_quick.json" if args.quick else "study.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(markdown(result))
-    print(f"\nwrote {out}")
+    return result
+
+
+def repeats_markdown(runs: list[dict]) -> str:
+    lines = ["| run | warm analysis (s) | first process (s) | / warm | later process (s) | / warm |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for k, r in enumerate(runs, 1):
+        lines.append(f"| {k} | {r['analysis_s']:.2f} | {r['first_process']['first_call_s']:.2f} | "
+                     f"{r['first_process_ratio']:.2f} | {r['later_process']['first_call_s']:.2f} | "
+                     f"{r['later_process_ratio']:.2f} |")
+    return "\n".join(lines)
 
 
 def _work(w: dict) -> str:
