@@ -28,7 +28,7 @@ import xarray as xr
 
 from holejax import __version__
 from holejax._checks import CloudError, as_labels, check_choice, close_matches, describe, first_nonfinite_row
-from holejax.analysis.scores import MergeScores, merge_scores, normalized_mutual_info
+from holejax.analysis.scores import MergeScores, compile_merge_scores, merge_scores, normalized_mutual_info
 from holejax.analysis.stages import (
     CRITERIA,
     STAGES,
@@ -48,7 +48,7 @@ from holejax.metrics import METRICS
 from holejax.metrics.padding import unit_bucket
 from holejax.metrics.pairwise import check_float32_range, device_dtype
 from holejax.store import as_activation_store, layer_names, unit_dim
-from holejax.topology.diagrams import h0_diagram_distances
+from holejax.topology.diagrams import compile_h0_diagram_distances, h0_diagram_distances
 
 __all__ = [
     "Request",
@@ -56,6 +56,7 @@ __all__ = [
     "check_request",
     "distances_to_clean",
     "layer_clouds",
+    "later_programs",
     "merge_trees",
     "results_dataset",
     "stages_and_scores",
@@ -210,7 +211,12 @@ def layer_clouds(acts: xr.Dataset, request: Request) -> dict[int, list[tuple[int
 
 
 def merge_trees(
-    clouds: dict[int, list[tuple[int, np.ndarray]]], request: Request, n: int, memory_budget: int, method: str
+    clouds: dict[int, list[tuple[int, np.ndarray]]],
+    request: Request,
+    n: int,
+    memory_budget: int,
+    method: str,
+    prebuild: Sequence = (),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """H0 of every cloud: ``deaths`` ``(P, L, M, edge)`` float32, ``edges`` ``(..., 2)``, ``linkage`` ``(..., 4)``.
 
@@ -218,7 +224,8 @@ def merge_trees(
     :func:`holejax.filtration.dense.parallel_map_programs`; the items of one
     metric whose widths pad to one width share their compiled programs, so in
     a fresh process each program is built once, while the other threads
-    compute with the programs already built.
+    compute with the programs already built. ``prebuild`` (see
+    :func:`later_programs`) builds the programs of the later steps meanwhile.
     """
     P, L, M, E = len(request.perturbations), len(request.layers), len(request.metrics), n - 1
     items, programs = [], []
@@ -240,9 +247,27 @@ def merge_trees(
     deaths = np.full((P, L, M, E), np.nan, np.float32)
     edges = np.zeros((P, L, M, E, 2), np.int64)
     linkage = np.zeros((P, L, M, E, 4), np.float64)
-    for (_, pi, li, mi), (d, e, z) in zip(items, parallel_map_programs(cloud_h0, items, programs)):
+    for (_, pi, li, mi), (d, e, z) in zip(items, parallel_map_programs(cloud_h0, items, programs, prebuild)):
         deaths[pi, li, mi], edges[pi, li, mi], linkage[pi, li, mi] = d, e, z
     return deaths, edges, linkage
+
+
+def later_programs(request: Request, n: int, wasserstein_order: float) -> list:
+    """Callables that build the compiled programs of :func:`stages_and_scores` and :func:`distances_to_clean`.
+
+    :func:`merge_trees` runs them on its builder thread, so in a fresh process
+    these programs compile while the trees are computed.
+    """
+    P, L, M = len(request.perturbations), len(request.layers), len(request.metrics)
+    builds = []
+    if request.labels is not None:
+        classes = len(np.unique(request.labels))
+        builds.append(lambda: compile_merge_scores(P * L * M, n, classes))
+    if "clean" in request.perturbations and P > 1:
+        pairs = (P - 1) * L * M
+        builds.append(lambda: compile_h0_diagram_distances(pairs, n - 1, "bottleneck"))
+        builds.append(lambda: compile_h0_diagram_distances(pairs, n - 1, "wasserstein", wasserstein_order))
+    return builds
 
 
 def stages_and_scores(
@@ -514,7 +539,9 @@ def analyze(
 
     clock = time.perf_counter()
     clouds = layer_clouds(acts, request)
-    trees = merge_trees(clouds, request, int(acts.sizes["sample"]), int(memory_budget), h0_method)
+    n = int(acts.sizes["sample"])
+    later = later_programs(request, n, wasserstein_order)
+    trees = merge_trees(clouds, request, n, int(memory_budget), h0_method, later)
     last_timings["h0_s"] = time.perf_counter() - clock
 
     stages = stages_and_scores(*trees, request, persistence)

@@ -38,6 +38,7 @@ from holejax._checks import as_numeric_array
 __all__ = [
     "MergeScores",
     "adjusted_rand",
+    "compile_merge_scores",
     "contingency",
     "inverse_purity",
     "merge_scores",
@@ -264,6 +265,27 @@ def _ari_from_pairs(tp: np.ndarray, same_cluster: np.ndarray, same_class: int, n
     with np.errstate(invalid="ignore", divide="ignore"):
         ari = np.where(den != 0, num / np.where(den != 0, den, 1.0), 1.0)
     return np.where((fn == 0) & (fp == 0), 1.0, ari)
+
+
+def compile_merge_scores(batch: int, n: int, n_classes: int, chunk: int | None = None) -> None:
+    """Build the compiled program of ``merge_scores`` for ``batch`` trees of ``n`` samples and ``n_classes`` classes.
+
+    Nothing is scored: JAX compiles the program (or reads it from its
+    persistent cache), so that a later :func:`merge_scores` call with these
+    shapes runs it at once. :func:`holejax.analyze` builds it on a host
+    thread while the trees are computed.
+
+    Example:
+        >>> compile_merge_scores(batch=4, n=5, n_classes=2)
+    """
+    if n < 2 or batch < 1:
+        return  # merge_scores compiles nothing for these
+    chunk = batch if chunk is None else max(1, int(chunk))
+    _merge_scan_batched.lower(
+        jax.ShapeDtypeStruct((chunk, n - 1, 4), np.float32),
+        jax.ShapeDtypeStruct((n, n_classes), np.int32),
+        jax.ShapeDtypeStruct((), np.int32),
+    ).compile()
 
 
 def merge_scores(linkages: Any, labels: Any, *, min_cluster_size: int = 1, chunk: int | None = None) -> MergeScores:

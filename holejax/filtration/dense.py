@@ -143,7 +143,7 @@ def parallel_map(fn, items: list) -> list:
     return list(_pool().map(fn, items))
 
 
-def parallel_map_programs(fn, items: list, programs: list) -> list:
+def parallel_map_programs(fn, items: list, programs: list, prebuild=()) -> list:
     """``[fn(x) for x in items]`` on host threads, where ``programs[i]`` names the compiled programs item ``i`` runs.
 
     The first item of a program builds what the program's other items reuse:
@@ -156,6 +156,11 @@ def parallel_map_programs(fn, items: list, programs: list) -> list:
     can run, and no thread waits for a program another thread is building.
     Results keep the order of ``items``; the first exception is raised once
     the threads stop. On accelerators, or with one core, the items run in order.
+
+    ``prebuild``: callables that build programs the caller runs after the map
+    (e.g. :func:`holejax.analysis.scores.compile_merge_scores`); the builder
+    thread runs them once no program is left to start building, and the map
+    returns after them. They are skipped where the items run in order.
 
     Example:
         >>> parallel_map_programs(lambda x: x * x, [1, 2, 3, 4], ["a", "b", "a", "b"])
@@ -189,21 +194,29 @@ def parallel_map_programs(fn, items: list, programs: list) -> list:
                 cond.wait()
             return None
 
+    def fail(err: BaseException) -> None:  # stop every thread; raised by the caller
+        with cond:
+            state["error"] = state["error"] or err
+            cond.notify_all()
+
     def work(builder: bool):
         while (task := take(builder)) is not None:
             i, key = task
             try:
                 results[i] = fn(items[i])
-            except BaseException as err:  # stop every thread; raised by the caller
-                with cond:
-                    state["error"] = state["error"] or err
-                    cond.notify_all()
-                return
+            except BaseException as err:
+                return fail(err)
             if key is not None:
                 with cond:
                     state["building"] -= 1
                     ready.extend(waiting.pop(key))
                     cond.notify_all()
+        if builder and state["error"] is None:
+            try:
+                for build in prebuild:
+                    build()
+            except BaseException as err:
+                fail(err)
 
     for future in [_pool().submit(work, k == 0) for k in range(workers + 1)]:
         future.result()

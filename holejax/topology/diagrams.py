@@ -45,6 +45,7 @@ __all__ = [
     "DISTANCES",
     "diagram_distance",
     "h0_diagram_distances",
+    "compile_h0_diagram_distances",
     "bottleneck_distance",
     "wasserstein_distance",
     "total_persistence",
@@ -347,6 +348,24 @@ def h0_diagram_distances(deaths_a: Any, deaths_b: Any, kind: str = "bottleneck",
         np.float64,
     ) * scale[:, 0]
     return np.where(inf_a == inf_b, out, np.inf)
+
+
+def compile_h0_diagram_distances(batch: int, edge: int, kind: str = "bottleneck", order: float = 1.0) -> None:
+    """Build the compiled programme of :func:`h0_diagram_distances` for ``(batch, edge)`` deaths.
+
+    Nothing is computed: JAX compiles the programme (or reads it from its
+    persistent cache), so that a later call with these shapes and arguments
+    runs it at once. :func:`holejax.analyze` builds it on a host thread while
+    the trees are computed.
+
+    Example:
+        >>> compile_h0_diagram_distances(batch=3, edge=4, kind="wasserstein", order=2.0)
+    """
+    check_choice(kind, "kind", DISTANCES)
+    if batch < 1 or edge < 1:
+        return  # h0_diagram_distances compiles nothing for these
+    deaths = jax.ShapeDtypeStruct((edge, batch), np.float32)  # one column per pair
+    _h0_programme.lower(deaths, deaths, kind, float(order)).compile()
 
 
 def _summary_input(dgm: Any, argument: str) -> jax.Array:

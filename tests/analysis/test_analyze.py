@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 import xarray as xr
@@ -255,3 +256,22 @@ def test_other_bad_arguments(acts):
         hj.analyze(acts.isel(sample=[0]))
     with pytest.raises(ValueError, match="accuracy names perturbations"):
         hj.analyze(acts, accuracy={"noise": 0.3})
+
+
+def test_later_programs_compile_while_the_trees_are_computed(monkeypatch, caplog):
+    # n = 44 occurs in no other test: every program of this call is new to the process
+    from holejax.filtration import dense
+
+    monkeypatch.setattr(dense, "_cores", lambda batch: min(batch, 2))
+    acts, _ = make_acts(seed=3, n=44)
+    jax.config.update("jax_log_compiles", True)  # for every thread (the context manager is per thread)
+    try:
+        with caplog.at_level("WARNING"):
+            res = hj.analyze(acts, metrics=["euclidean"], wasserstein_order=2.0)
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    compiles = [r for r in caplog.records if r.getMessage().startswith("Compiling jit(")]
+    later = [r for r in compiles if "_merge_scan_batched" in r.getMessage() or "_h0_programme" in r.getMessage()]
+    assert len(later) == 3  # the merge scan, bottleneck and Wasserstein programmes, each once
+    assert all(r.threadName != "MainThread" for r in later)  # built on the builder thread, not after the map
+    assert np.isfinite(res.wasserstein.values).all() and np.isfinite(res.purity.values).all()

@@ -96,3 +96,31 @@ def test_programs_one_thread_runs_in_order(monkeypatch):
     order = []
     parallel_map_programs(order.append, [3, 1, 2], ["x", "y", "x"])
     assert order == [3, 1, 2]
+
+
+def test_prebuild_runs_on_the_builder_once_every_build_started(two_threads):
+    items = list(range(8))
+    programs = ["a", "b"] * 4
+    fn, log = _recorder(lambda item: 0.02)
+    ran = []
+    prebuild = [lambda: ran.append(("scores", threading.get_ident(), time.perf_counter())),
+                lambda: ran.append(("distances", threading.get_ident(), time.perf_counter()))]
+    parallel_map_programs(fn, items, programs, prebuild)
+    assert [name for name, _, _ in ran] == ["scores", "distances"]
+    builds_start = max(start for item, start, _, _ in log if item in (0, 1))
+    assert ran[0][2] >= builds_start and ran[0][1] != threading.get_ident()
+
+
+def test_prebuild_errors_are_raised(two_threads):
+    def broken():
+        raise RuntimeError("prebuild failed")
+
+    with pytest.raises(RuntimeError, match="prebuild failed"):
+        parallel_map_programs(abs, [1, -2, 3], ["a", "a", "b"], [broken])
+
+
+def test_prebuild_is_skipped_when_items_run_in_order(monkeypatch):
+    monkeypatch.setattr(dense, "_cores", lambda batch: 1)
+    ran = []
+    assert parallel_map_programs(abs, [-1, 2], ["a", "b"], [lambda: ran.append(1)]) == [1, 2]
+    assert ran == []
