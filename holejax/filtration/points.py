@@ -162,11 +162,33 @@ def h0_from_points(
             parts = parallel_map(lambda x: to_host(_rows_jit(jnp.asarray(x), metric)), list(stacked))
         name = "tiled-boruvka" if chosen == "tiled" else "rows-prim"
         out = with_engine(tuple(np.stack(f) for f in zip(*parts)), name)
-        zero = ~np.any(stacked != 0, axis=2)
-        flags = zero[..., None] if spec.flag_messages else np.zeros((batch, n, 0), bool)
+        flags = _point_engine_flags(stacked, metric, spec, out)
     for b, fl in enumerate(flags):
         warn_flagged(spec, fl, full, cloud=b if lead else None)
     return _finish(out, lead)
+
+
+def _point_engine_flags(clouds: np.ndarray, metric: str, spec, out: H0Result) -> np.ndarray:
+    """``(batch, sample, flag)`` flags of the tiled and rows engines, the columns of the metric's kernel.
+
+    Cosine flags all-zero points. Squared euclidean flags the endpoints of
+    tree edges whose squared length left the float range (inf, or below the
+    smallest normal float between distinct points): only tree edges give
+    deaths, so only theirs must be representable.
+    """
+    batch, n, _ = clouds.shape
+    if not spec.flag_messages:
+        return np.zeros((batch, n, 0), bool)
+    if metric != "sqeuclidean":
+        return ~np.any(clouds != 0, axis=2)[..., None]
+    flags = np.zeros((batch, n, 1), bool)
+    tiny = np.finfo(out.deaths.dtype).tiny
+    for b in range(batch):
+        edges, deaths = out.edges[b], out.deaths[b]
+        distinct = np.any(clouds[b, edges[:, 0]] != clouds[b, edges[:, 1]], axis=1)
+        lost = np.isinf(deaths) | (distinct & (deaths < tiny))
+        flags[b, edges[lost].ravel(), 0] = True
+    return flags
 
 
 def _finish(out: H0Result, lead: tuple) -> H0Result:

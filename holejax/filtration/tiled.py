@@ -400,7 +400,9 @@ def boruvka_from_points(
         comp = labels[comp]
     lo, hi, w = (np.concatenate(part) for part in tree)
     w = w.astype(np.float64) * (scale * scale if metric == "sqeuclidean" else scale)
-    return forest_merge_tree(lo, hi, w.astype(X.dtype), n), {"rounds": rounds, "scanned": scanned}
+    with np.errstate(over="ignore"):  # squares past the float range: the caller's range check reports them
+        w = w.astype(X.dtype)
+    return forest_merge_tree(lo, hi, w, n), {"rounds": rounds, "scanned": scanned}
 
 
 # ---- geodesic: the kNN graph's own spanning forest ------------------------------------

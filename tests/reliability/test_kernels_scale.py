@@ -167,6 +167,23 @@ def test_squared_distances_out_of_range_are_an_error(scale):
         hj.pairwise_distances(X, "sqeuclidean", layer="fc")
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("engine", ["dense", "tiled", "rows"])
+@pytest.mark.parametrize("scale", [1e20, 1e-20])
+def test_squared_deaths_out_of_range_are_an_error_on_every_engine(scale, engine):
+    X = points() * np.float32(scale)
+    with pytest.raises(CloudError, match=r"squared euclidean distances.*leave the float range"):
+        hj.h0_from_points(X, "sqeuclidean", engine=engine)
+
+
+@pytest.mark.parametrize("engine", ["tiled", "rows"])
+def test_squared_deaths_of_a_cloud_with_a_zero_point_are_no_error(engine):
+    X = points()
+    X[0] = 0.0  # a zero point is a flag of cosine only
+    got = hj.h0_from_points(X, "sqeuclidean", engine=engine)
+    np.testing.assert_allclose(got.deaths, hj.h0_from_points(X, "sqeuclidean", engine="dense").deaths, rtol=1e-5)
+
+
 @pytest.mark.parametrize("scale", [1e20, 1e-20])
 def test_geodesic_far_from_one(scale):
     X = points()
