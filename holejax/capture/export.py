@@ -21,14 +21,12 @@ import math
 import os
 import queue
 import threading
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
-import zarr
 from tqdm import tqdm
 
 from holejax._checks import check_choice
@@ -309,6 +307,7 @@ def export_activations(
         attrs={"framework": adapter.name, "model_class": model_class, "export_seed": int(seed),
                **export_fingerprint(model, source.example)},
         mode=mode, compressors=compressors,
+        sample_coords=None if rows is None else {"sample": rows.sample, "token": rows.token},
     )
     by_name = {p.name: p for p in perts}
     missing = [name for name in writer.pending() if name not in by_name]
@@ -319,10 +318,7 @@ def export_activations(
         )
     pending = [by_name[name] for name in writer.pending()]
     _run(adapter, model, infos, poolings, source, masks, rows, writer, pending, int(seed), progress)
-    if rows is None:
-        return writer.finish()
-    writer.finish()
-    return _with_token_coords(store, rows)
+    return writer.finish()
 
 
 class TokenRows(NamedTuple):
@@ -352,24 +348,6 @@ def _token_rows(source: Any, masks: Any, info: LayerInfo) -> TokenRows:
     sample = np.concatenate(samples).astype(np.int64)
     counts = np.bincount(sample, minlength=source.n)
     return TokenRows(sample, np.concatenate(positions).astype(np.int64), np.concatenate([[0], np.cumsum(counts)]))
-
-
-def _with_token_coords(store: Any, rows: TokenRows) -> xr.Dataset:
-    """Give a finished ``tokens`` store its ``sample`` and ``token`` coordinates, and open it."""
-    group = zarr.open_group(str(store), mode="r+", zarr_format=3, use_consolidated=False)
-    group["sample"][:] = rows.sample
-    if "token" not in group:
-        token = group.create_array(
-            "token", shape=rows.token.shape, chunks=rows.token.shape, dtype="int64", fill_value=0,
-            dimension_names=["sample"],
-        )
-        token[:] = rows.token
-        listed = str(group.attrs.get("coordinates", "")).split()
-        group.attrs["coordinates"] = " ".join([*listed, "token"])
-    with warnings.catch_warnings():  # consolidated metadata is an extension of the v3 specification
-        warnings.simplefilter("ignore", category=UserWarning)
-        zarr.consolidate_metadata(str(store))
-    return open_activations(store)
 
 
 class _WriteBehind:
@@ -454,11 +432,12 @@ def _run(
         return
     names = [i.name for i in infos]
     models = _models(model, pending, adapter)
+    next_row = {p.name: writer.next_sample(p.name) for p in pending}
     if rows is None:
-        next_sample = {p.name: writer.next_sample(p.name) for p in pending}
+        next_sample = dict(next_row)
         row_of = lambda sample: sample  # noqa: E731
-    else:  # rows written -> the sample they stopped at (batches end at samples)
-        next_sample = {p.name: int(np.searchsorted(rows.offsets, writer.next_sample(p.name))) for p in pending}
+    else:  # the sample holding the next row: a repaired chunk can start inside a sample
+        next_sample = {p: int(np.searchsorted(rows.offsets, r, side="right")) - 1 for p, r in next_row.items()}
         row_of = lambda sample: int(rows.offsets[sample])  # noqa: E731
     total = sum(source.n - s for s in next_sample.values())
     with contextlib.ExitStack() as stack:
@@ -492,7 +471,11 @@ def _run(
                             "of layers=."
                         )
                     batch[info.name] = _pooled(info, out, poolings[info.name], mask, where)
-                sink.put(p.name, row_of(first), batch)
+                skip = next_row[p.name] - row_of(first)  # rows of the first sample already written
+                if skip:
+                    batch = {name: values[skip:] for name, values in batch.items()}
+                sink.put(p.name, row_of(first) + skip, batch)
+                next_row[p.name] = row_of(first) + skip + len(next(iter(batch.values())))
                 next_sample[p.name] = end
                 bar.update(end - first)
     sink._raise()

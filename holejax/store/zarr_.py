@@ -49,6 +49,7 @@ from holejax.store.manifest import (
 )
 from holejax.store.schema import (
     ACTIVATIONS_KIND,
+    RESERVED_NAMES,
     RESULTS_KIND,
     LayerSpec,
     StoreError,
@@ -169,14 +170,32 @@ def _remove_created(path: Path, existed: bool) -> None:
             child.unlink(missing_ok=True)
 
 
+def _sample_coords(sample_coords: Mapping[str, Any] | None, n_samples: int) -> dict[str, np.ndarray]:
+    """Checked ``sample_coords`` of :meth:`ActivationWriter.create`: int64 arrays of ``n_samples`` values."""
+    coords = {}
+    for name, values in dict(sample_coords or {}).items():
+        if name in RESERVED_NAMES and name not in ("sample", "token"):
+            raise ValueError(f"sample_coords cannot name {name!r}; the store writes it itself.")
+        arr = np.asarray(values)
+        if arr.shape != (n_samples,) or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(
+                f"sample_coords[{name!r}] must hold {n_samples} integers, one per sample; got {arr.dtype} "
+                f"of shape {arr.shape}."
+            )
+        coords[name] = arr.astype(np.int64)
+    return coords
+
+
 def _create_store(
     path: Path, root_attrs: dict, n_samples: int, perturbations: list[str], labels: np.ndarray | None,
     layers: Sequence[LayerSpec], chunks: Mapping[str, int], dtype: np.dtype, codecs: tuple | None,
+    sample_coords: Mapping[str, np.ndarray],
 ) -> zarr.Group:
     """Create the group, its coordinates and the NaN-filled layer arrays through Zarr's API.
 
-    The coordinates (``sample``, ``perturbation`` and ``label``, the last
-    named in the group's ``coordinates`` attribute) are one-chunk arrays with
+    The coordinates (``sample``, ``perturbation``, ``label`` and any other
+    of ``sample_coords``, all but the first two named in the group's
+    ``coordinates`` attribute) are one-chunk arrays with
     their dimension names, as ``xarray.Dataset.to_zarr`` writes them, so the
     store opens with plain ``xarray.open_zarr``. Every array ends its codecs
     with a CRC-32C checksum; chunks are keyed ``c.<p>.<s>.<u>`` (one flat
@@ -184,16 +203,20 @@ def _create_store(
     written even where they equal the fill value, so the chunk count of a
     finished store is known.
     """
-    attrs = dict(root_attrs, **({"coordinates": "label"} if labels is not None else {}))
+    extra = {name: values for name, values in sample_coords.items() if name != "sample"}
+    listed = (["label"] if labels is not None else []) + list(extra)
+    attrs = dict(root_attrs, **({"coordinates": " ".join(listed)} if listed else {}))
     group = zarr.create_group(str(path), zarr_format=3, attributes=json_safe(attrs))
     checksum = codecs_with_checksum(None)
     p = len(perturbations)
+    sample = sample_coords.get("sample", np.arange(n_samples))
     coords: list[tuple[str, np.ndarray, Any, Any]] = [
-        ("sample", np.arange(n_samples, dtype=np.int64), "int64", 0),
+        ("sample", np.asarray(sample, dtype=np.int64), "int64", 0),
         ("perturbation", np.array(perturbations, dtype=object), str, ""),
     ]
     if labels is not None:
         coords.append(("label", np.asarray(labels, dtype=np.int64), "int64", 0))
+    coords += [(name, np.asarray(values, dtype=np.int64), "int64", 0) for name, values in extra.items()]
     for name, values, data_type, fill in coords:
         arr = group.create_array(
             name, shape=values.shape, chunks=values.shape, dtype=data_type, fill_value=fill,
@@ -389,6 +412,7 @@ class ActivationWriter:
         sample_chunk: int | None = None,
         dtype: Any = np.float32,
         compressors: Any = None,
+        sample_coords: Mapping[str, Any] | None = None,
     ) -> "ActivationWriter":
         """Open a store for writing.
 
@@ -417,6 +441,12 @@ class ActivationWriter:
                 write), ``"lz4"``, ``"zstd"`` or Zarr v3 codecs; see
                 :func:`holejax.store.chunks.resolve_compressors`. Ignored
                 by ``"resume"`` and ``"append"``, which keep the store's.
+            sample_coords: integer coordinates along ``sample``, each
+                ``(n_samples,)``: ``"sample"`` replaces the row numbers, other
+                names are added (a ``pooling="tokens"`` export gives each row
+                its input ``sample`` and its ``token``). Written with the
+                store, so its manifest covers them; a resume or append must
+                pass the same.
         """
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is not supported; expected one of {MODES}.")
@@ -439,6 +469,7 @@ class ActivationWriter:
             raise TypeError(f"dtype must be a floating dtype; got {dtype}.")
         codecs = resolve_compressors(compressors, dtype)
         extra = json_safe(dict(attrs or {}))
+        coords = _sample_coords(sample_coords, n_samples)
 
         if path.exists() and not path.is_dir():
             raise StoreError(
@@ -455,7 +486,7 @@ class ActivationWriter:
                 hint = "Pass mode='overwrite' to replace it, mode='append' to add perturbations, or another path."
             raise StoreError(f"store {str(path)!r} already exists. {hint}")
         if exists and mode in ("resume", "append"):
-            return cls._reopen(path, layers, n_samples, entries, label_arr, mode, extra)
+            return cls._reopen(path, layers, n_samples, entries, label_arr, mode, extra, coords)
         if exists:  # overwrite
             _remove_store(path, ACTIVATIONS_KIND)
 
@@ -479,7 +510,8 @@ class ActivationWriter:
             chunks[spec.name] = chunks[original.name]
         try:
             group = _create_store(
-                path, root_attrs, n_samples, [n for n, _ in entries], label_arr, stored_specs, chunks, dtype, codecs
+                path, root_attrs, n_samples, [n for n, _ in entries], label_arr, stored_specs, chunks, dtype, codecs,
+                coords,
             )
         except BaseException:
             _remove_created(path, existed=exists_empty)  # the folder was new or empty: what is in it is ours
@@ -491,7 +523,7 @@ class ActivationWriter:
         return cls(path, group, layers, [n for n, _ in entries], n_samples)
 
     @classmethod
-    def _reopen(cls, path, layers, n_samples, entries, label_arr, mode, extra) -> "ActivationWriter":
+    def _reopen(cls, path, layers, n_samples, entries, label_arr, mode, extra, coords) -> "ActivationWriter":
         existing = open_activations(path, allow_incomplete=True)
         where = f"store {str(path)!r}"
         if existing.sizes["sample"] != n_samples:
@@ -510,6 +542,12 @@ class ActivationWriter:
         if label_arr is not None and "label" in existing.coords:
             if not np.array_equal(existing["label"].values, label_arr):
                 raise StoreError(f"{where} holds different labels; pass the same labels, or mode='overwrite'.")
+        for name, values in coords.items():
+            if name not in existing.coords or not np.array_equal(existing[name].values, values):
+                raise StoreError(
+                    f"{where} holds other {name!r} coordinates than this export's (e.g. other attention masks "
+                    "of a pooling='tokens' export); pass the same inputs, or mode='overwrite'."
+                )
         for key, words in (("model_digest", "model weights"), ("inputs_head", "inputs (its first samples)")):
             before, now = existing.attrs.get(key), extra.get(key)
             if before and now and before != now:

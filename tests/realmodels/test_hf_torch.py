@@ -203,6 +203,48 @@ def test_tokens_pooling_gives_one_row_per_real_token(bert, tmp_path):
     assert int(result.sizes["layer"]) == 3
 
 
+def test_tokens_store_records_its_coordinates_in_the_manifest(bert, tmp_path):
+    inputs = _tokens(n=8)
+    store = tmp_path / "t.zarr"
+    ds = hj.export_activations(bert, inputs, pooling="tokens", layers="embeddings", store=store, progress=False)
+    assert {"sample", "token"} <= set(ds.attrs["manifest"])
+    (store / "token" / "c.0").write_bytes(b"")  # the token coordinate cut short
+    with pytest.raises(hj.store.StoreError, match="token"):
+        hj.open_activations(store)
+
+
+def test_tokens_store_repairs_a_chunk_that_starts_inside_a_sample(bert, tmp_path, monkeypatch):
+    from holejax.store import zarr_ as store_engine
+
+    monkeypatch.setattr(store_engine, "default_sample_chunk", lambda *args: 7)  # rows: chunks cut samples
+    inputs = _tokens(n=8)
+    store = tmp_path / "t.zarr"
+    kw = dict(pooling="tokens", layers=["embeddings", "encoder.layer.1"], store=store, batch_size=3, progress=False)
+    whole = hj.export_activations(bert, inputs, **kw)
+    offsets = np.concatenate([[0], np.cumsum(inputs["attention_mask"].sum(1))])
+    k = next(k for k in range(1, len(offsets)) if 7 * k not in offsets and 7 * k < offsets[-1])
+    (store / "embeddings" / f"c.0.{k}.0").unlink()  # rows 7k.. of clean, from inside a sample
+    with pytest.raises(hj.store.StoreError, match="missing"):
+        hj.open_activations(store)
+    repaired = hj.export_activations(bert, inputs, mode="resume", **kw)
+    for name in hj.store.layer_names(whole):
+        np.testing.assert_array_equal(repaired[name].values, whole[name].values, err_msg=name)
+    np.testing.assert_array_equal(repaired["token"].values, whole["token"].values)
+
+
+def test_tokens_store_resume_refuses_other_masks(bert, tmp_path):
+    inputs = _tokens(n=8)
+    store = tmp_path / "t.zarr"
+    kw = dict(pooling="tokens", layers="embeddings", store=store, progress=False)
+    hj.export_activations(bert, inputs, **kw)
+    other = {**inputs, "attention_mask": inputs["attention_mask"].copy()}
+    i = int(np.argmin(inputs["attention_mask"].sum(1)))  # a text shorter than T
+    other["attention_mask"][i, 0] = 0  # as many rows, other tokens
+    other["attention_mask"][i, inputs["attention_mask"][i].sum()] = 1
+    with pytest.raises(hj.store.StoreError, match="'token' coordinates"):
+        hj.export_activations(bert, other, mode="resume", **kw)
+
+
 def test_explicit_mask_by_key_and_by_array(bert, tmp_path):
     inputs = _tokens()
     mask = inputs["attention_mask"].copy()

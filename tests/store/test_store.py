@@ -131,6 +131,33 @@ def test_resume_rejects_a_different_export(tmp_path):
         ActivationWriter.create(path, LAYERS, 6, perturbations=["clean", "other"], mode="resume")
 
 
+def test_sample_coords_are_written_with_the_store(tmp_path):
+    coords = {"sample": np.array([0, 0, 1, 2, 2]), "token": np.array([0, 1, 0, 0, 1])}
+    w = ActivationWriter.create(tmp_path / "t.zarr", [LayerSpec("fc", (2,))], 5, sample_coords=coords)
+    w.write_batch("clean", 0, {"fc": np.ones((5, 2), np.float32)})
+    ds = w.finish()
+    np.testing.assert_array_equal(ds["sample"].values, coords["sample"])
+    np.testing.assert_array_equal(ds["token"].values, coords["token"])
+    assert "token" in ds.attrs["manifest"]
+    with pytest.raises(StoreError, match="other 'token' coordinates"):
+        ActivationWriter.create(tmp_path / "t.zarr", [LayerSpec("fc", (2,))], 5, mode="append",
+                                perturbations=["clean", "x"], sample_coords={**coords, "token": np.zeros(5, int)})
+
+
+@pytest.mark.parametrize(
+    ("coords", "match"),
+    [
+        ({"token": np.zeros(4, int)}, r"sample_coords\['token'\] must hold 5 integers, one per sample; got int64 of shape \(4,\)"),
+        ({"token": np.zeros(5)}, r"must hold 5 integers.*got float64"),
+        ({"label": np.zeros(5, int)}, "sample_coords cannot name 'label'"),
+    ],
+)
+def test_bad_sample_coords_are_refused_before_the_store_exists(tmp_path, coords, match):
+    with pytest.raises(ValueError, match=match):
+        ActivationWriter.create(tmp_path / "t.zarr", [LayerSpec("fc", (2,))], 5, sample_coords=coords)
+    assert not (tmp_path / "t.zarr").exists()
+
+
 def test_existing_store_modes(tmp_path):
     path = tmp_path / "acts.zarr"
     write_all(path, fake_activations(4), 2)
