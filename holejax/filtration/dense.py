@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -36,7 +37,9 @@ from holejax.filtration.result import H0Result, merge_tree, with_engine
 from holejax.metrics.batch import cloud_distances_arguments
 from holejax.metrics.pairwise import cloud_distances
 
-__all__ = ["METHODS", "dense_from_points", "h0", "h0_kernel", "parallel_map", "parallel_map_programs", "to_host", "unflatten"]
+__all__ = [
+    "METHODS", "dense_from_points", "h0", "h0_kernel", "parallel_map", "parallel_map_programs", "to_host", "unflatten",
+]
 
 METHODS = ("auto", "prim", "boruvka")
 
@@ -175,7 +178,7 @@ def parallel_map_programs(fn, items: list, programs: list, prebuild=()) -> list:
     for i, key in enumerate(programs):
         waiting.setdefault(key, []).append(i)
     unbuilt = list(waiting)  # programs whose first item has not started, in order of appearance
-    ready: list = []  # items whose program has run once
+    ready: deque = deque()  # items whose program has run once
     state = {"building": 0, "error": None}
     results: list = [None] * len(items)
     cond = threading.Condition()
@@ -184,7 +187,7 @@ def parallel_map_programs(fn, items: list, programs: list, prebuild=()) -> list:
         with cond:
             while state["error"] is None:
                 if ready and not builder:
-                    return ready.pop(0), None
+                    return ready.popleft(), None
                 if unbuilt:
                     state["building"] += 1
                     key = unbuilt.pop(0)

@@ -147,7 +147,8 @@ def test_sample_coords_are_written_with_the_store(tmp_path):
 @pytest.mark.parametrize(
     ("coords", "match"),
     [
-        ({"token": np.zeros(4, int)}, r"sample_coords\['token'\] must hold 5 integers, one per sample; got int64 of shape \(4,\)"),
+        ({"token": np.zeros(4, int)},
+         r"sample_coords\['token'\] must hold 5 integers, one per sample; got int64 of shape \(4,\)"),
         ({"token": np.zeros(5)}, r"must hold 5 integers.*got float64"),
         ({"label": np.zeros(5, int)}, "sample_coords cannot name 'label'"),
     ],
