@@ -466,7 +466,8 @@ def analyze(
             (:func:`~holejax.analysis.persistent_components`).
         wasserstein_order: exponent of the Wasserstein distance.
         metric_params: ``{metric: {param: value}}``, e.g. ``{"geodesic": {"k": 15}}``.
-        memory_budget: bytes one batched distance call may use.
+        memory_budget: bytes the ``n x n`` matrices of one cloud's H0 call may
+            use (see :func:`holejax.h0_from_points`); one call runs per host thread.
         h0_method: ``"auto"``, ``"prim"`` or ``"boruvka"`` (see ``hj.h0``).
         accuracy: ``{perturbation: accuracy}`` to record (``hj.robustness_study`` fills it).
         client: a ``distributed.Client``: the clouds are analysed on its Dask
