@@ -19,6 +19,7 @@ and names it in the result (:attr:`H0Result.engine`):
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any
 
@@ -131,7 +132,7 @@ def h0_from_points(
         raise ValueError(f"memory_budget must be a positive number of bytes; got {memory_budget!r}.")
     arr = _stack(X)
     lead = arr.shape[:-2]
-    clouds = arr.reshape((-1,) + arr.shape[-2:])
+    clouds = arr.reshape((math.prod(lead),) + arr.shape[-2:])  # not -1: a cloud may be empty
     if clouds.shape[0] == 0:
         raise ValueError(f"X holds no clouds (shape {arr.shape}); pass at least one (sample, unit) cloud.")
     prepared = []

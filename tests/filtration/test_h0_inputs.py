@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from h0_helpers import cloud, dist32
 
+import holejax as hj
 from holejax.filtration import h0
 
 
@@ -82,3 +83,19 @@ def test_accepted_inputs(D):
     assert h0(ints).deaths.tolist() == [1.0, 2.0]
     # check=False skips validation (for matrices known to be valid)
     np.testing.assert_array_equal(h0(D, check=False).deaths, ref)
+
+
+@pytest.mark.parametrize("engine", ["auto", "tiled"])
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [
+        ((20, 0), r"X has no features \(shape \(20, 0\)\)"),
+        ((2, 20, 0), r"X\[0\] has no features"),
+        ((0, 3), "X must hold at least 2 samples; got 0"),
+        ((2, 0, 3), r"X\[0\] must hold at least 2 samples; got 0"),
+        ((0, 20, 3), r"X holds no clouds \(shape \(0, 20, 3\)\)"),
+    ],
+)
+def test_empty_clouds_from_points_are_named(shape, match, engine):
+    with pytest.raises(ValueError, match=match):
+        hj.h0_from_points(np.zeros(shape, np.float32), engine=engine)
