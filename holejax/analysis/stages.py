@@ -107,6 +107,11 @@ def check_min_cluster_size(value: Any, n: int) -> int:
             f"min_cluster_size must be an int >= 1 (1 keeps every cluster) or None for "
             f"max(2, ceil(n / 100)); got {value!r}."
         )
+    if value > n:
+        raise ValueError(
+            f"min_cluster_size={value} exceeds the {n} samples of a cloud, so every sample would be an outlier; "
+            f"pass at most {n}, or None for max(2, ceil(n / 100))."
+        )
     return int(value)
 
 

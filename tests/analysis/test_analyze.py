@@ -231,6 +231,15 @@ def test_label_count_must_match(acts):
         hj.analyze(acts, labels=[0, 1, 2])
 
 
+def test_repeated_perturbations_and_oversized_min_cluster_size_are_named(acts):
+    twice = acts.assign_coords(perturbation=["clean", "clean", "speckle(sigma=0.3)"])
+    with pytest.raises(ValueError, match=r"perturbations \['clean'\] more than once"):
+        hj.analyze(twice)
+    with pytest.raises(ValueError, match="min_cluster_size=41 exceeds the 40 samples of a cloud"):
+        hj.analyze(acts, min_cluster_size=41)
+    assert hj.analyze(acts, min_cluster_size=40).purity.notnull().all()  # one cluster of everything is allowed
+
+
 def test_empty_layer_and_non_finite_activations(acts):
     bad = acts.assign(empty=(("perturbation", "sample", "empty:unit"), np.zeros((3, N, 0), np.float32)))
     with pytest.raises(ValueError, match="layer 'empty' is empty"):
