@@ -12,6 +12,7 @@ per cloud, one program for its distances and one for its tree.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections import deque
@@ -331,6 +332,8 @@ def h0(D: ArrayLike, method: str = "auto", *, check: bool = True) -> H0Result:
         return to_host(_h0_jit(D, method), engine)
     Ds = prepare_distance_matrices(D, "D", batched=True)
     lead = Ds.shape[:-2]
+    if math.prod(lead) == 0:
+        raise ValueError(f"D holds no matrices (shape {Ds.shape}); pass at least one (sample, sample) matrix.")
     Ds = Ds.reshape((-1,) + Ds.shape[-2:])
     summ = None
     if check and Ds.size:

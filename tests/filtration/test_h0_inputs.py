@@ -99,3 +99,10 @@ def test_accepted_inputs(D):
 def test_empty_clouds_from_points_are_named(shape, match, engine):
     with pytest.raises(ValueError, match=match):
         hj.h0_from_points(np.zeros(shape, np.float32), engine=engine)
+
+
+def test_an_empty_batch_of_matrices_is_named():
+    with pytest.raises(ValueError, match=r"D holds no matrices \(shape \(0, 3, 3\)\)"):
+        h0(np.zeros((0, 3, 3), np.float32))
+    with pytest.raises(ValueError, match=r"D holds no matrices \(shape \(2, 0, 3, 3\)\)"):
+        h0(np.zeros((2, 0, 3, 3), np.float32))
