@@ -58,7 +58,7 @@ def test_builder_builds_in_turn_while_workers_compute(two_threads):
     # once free, run the items of "a" beside it
     items = list(range(14))
     programs = ["a", "b", "c", "d"] + ["a"] * 10
-    builds = {0: 0.02, 1: 0.08, 2: 0.08, 3: 0.08}
+    builds = {0: 0.05, 1: 0.15, 2: 0.15, 3: 0.25}
     fn, log = _recorder(lambda item: builds.get(item, 0.02))
     parallel_map_programs(fn, items, programs)
     times = {item: (start, end) for item, start, end, _ in log}
@@ -107,8 +107,10 @@ def test_prebuild_runs_on_the_builder_once_every_build_started(two_threads):
                 lambda: ran.append(("distances", threading.get_ident(), time.perf_counter()))]
     parallel_map_programs(fn, items, programs, prebuild)
     assert [name for name, _, _ in ran] == ["scores", "distances"]
-    builds_start = max(start for item, start, _, _ in log if item in (0, 1))
-    assert ran[0][2] >= builds_start and ran[0][1] != threading.get_ident()
+    builder = ran[0][1]
+    assert builder != threading.get_ident() and ran[1][1] == builder
+    built = [end for item, _, end, ident in log if item in (0, 1) and ident == builder]
+    assert built and ran[0][2] >= built[0]  # after the build the builder ran
 
 
 def test_prebuild_errors_are_raised(two_threads):
