@@ -166,12 +166,6 @@ def check_request(
         raise ValueError("acts holds no layer variables (perturbation, sample, unit); export some layers first.")
     layer_list = _names(layers, "layers", all_layers, "layer")
     store_perts = [str(p) for p in acts["perturbation"].values]
-    repeated = sorted({p for p in store_perts if store_perts.count(p) > 1})
-    if repeated:
-        raise ValueError(
-            f"acts names the perturbations {repeated} more than once; each perturbation must be one "
-            "entry of the perturbation dimension (export them once, or rename the copies)."
-        )
     pert_list = _names(perturbations, "perturbations", store_perts, "perturbation")
     if "clean" in store_perts:
         pert_list = ["clean"] + [p for p in pert_list if p != "clean"]

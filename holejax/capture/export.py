@@ -474,8 +474,8 @@ def _run(
                 skip = next_row[p.name] - row_of(first)  # rows of the first sample already written
                 if skip:
                     batch = {name: values[skip:] for name, values in batch.items()}
-                sink.put(p.name, row_of(first) + skip, batch)
-                next_row[p.name] = row_of(first) + skip + len(next(iter(batch.values())))
+                sink.put(p.name, next_row[p.name], batch)
+                next_row[p.name] = row_of(end)
                 next_sample[p.name] = end
                 bar.update(end - first)
     sink._raise()

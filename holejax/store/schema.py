@@ -28,6 +28,7 @@ __all__ = [
     "stored_names",
     "unit_dim",
     "layer_names",
+    "repeated_perturbations",
     "validate_activations",
 ]
 
@@ -188,6 +189,17 @@ def _fail(path: Any, problem: str, fix: str) -> StoreError:
     return StoreError(f"store {str(path)!r}: {problem} {fix}")
 
 
+def repeated_perturbations(ds: xr.Dataset) -> list[str]:
+    """Perturbation names that occur more than once along ``ds``'s ``perturbation`` dimension, sorted.
+
+    Example:
+        >>> repeated_perturbations(xr.Dataset(coords={"perturbation": ["clean", "x", "clean"]}))
+        ['clean']
+    """
+    names = [str(p) for p in ds["perturbation"].values]
+    return sorted({p for p in names if names.count(p) > 1})
+
+
 def validate_activations(ds: xr.Dataset, path: Any = "<memory>", *, allow_incomplete: bool = False) -> None:
     """Check that ``ds`` follows the activation store schema.
 
@@ -215,9 +227,9 @@ def validate_activations(ds: xr.Dataset, path: Any = "<memory>", *, allow_incomp
     for coord in ("perturbation", "sample"):
         if coord not in ds.coords:
             raise _fail(path, f"has no {coord!r} coordinate.", "Re-export the activations.")
-    pert = [str(p) for p in ds["perturbation"].values]
-    if len(set(pert)) != len(pert):
-        raise _fail(path, f"has repeated perturbation names {pert}.", "Re-export the activations.")
+    repeated = repeated_perturbations(ds)
+    if repeated:
+        raise _fail(path, f"names the perturbations {repeated} more than once.", "Re-export the activations.")
     layers = layer_names(ds)
     if not layers:
         raise _fail(path, "holds no layer variables.", "Export at least one layer.")

@@ -54,6 +54,7 @@ from holejax.store.schema import (
     LayerSpec,
     StoreError,
     layer_names,
+    repeated_perturbations,
     stored_names,
     unit_dim,
     validate_activations,
@@ -930,6 +931,12 @@ def as_activation_store(acts: Any, accepted: str = "") -> tuple[xr.Dataset, str 
     for coord in ("perturbation", "sample"):
         if coord not in acts.dims:
             raise ValueError(f"acts has no {coord!r} dimension; it is not an activation store.")
+    repeated = repeated_perturbations(acts)
+    if repeated:
+        raise ValueError(
+            f"acts names the perturbations {repeated} more than once; each perturbation must be one "
+            "entry of the perturbation dimension (export them once, or rename the copies)."
+        )
     source = acts.encoding.get("source")
     return acts, None if source is None else str(source)
 

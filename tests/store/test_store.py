@@ -159,6 +159,16 @@ def test_bad_sample_coords_are_refused_before_the_store_exists(tmp_path, coords,
     assert not (tmp_path / "t.zarr").exists()
 
 
+def test_a_store_naming_a_perturbation_twice_is_refused(tmp_path):
+    from holejax.store.schema import validate_activations
+
+    path = tmp_path / "s.zarr"
+    write_all(path, fake_activations(6), batch=3)
+    twice = open_activations(path).assign_coords(perturbation=["clean", "clean"])
+    with pytest.raises(StoreError, match=r"names the perturbations \['clean'\] more than once"):
+        validate_activations(twice, path)
+
+
 def test_existing_store_modes(tmp_path):
     path = tmp_path / "acts.zarr"
     write_all(path, fake_activations(4), 2)
