@@ -18,7 +18,8 @@ fresh process, with JAX's persistent compilation cache in a new empty folder
 
 Reported: each first call against the warm analysis (targets: first process
 <= 3x, later process <= 1.5x), the compile work of each process from JAX's
-monitoring events (tracing, lowering, backend compilation, cache reads), and,
+monitoring events (tracing, lowering, backend compilation, cache reads, and
+the loads from holejax's store of executables), and,
 apart, the imports that precede the first call (jax, ``holejax.analysis`` with
 scipy, scikit-learn and xarray), which no cache shortens.
 Peers are measured in the first process on a sample of the same clouds and
@@ -152,6 +153,7 @@ COMPILE_EVENTS = {
     "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_s",
     "/jax/core/compile/backend_compile_duration": "backend_compile_s",
     "/jax/compilation_cache/cache_retrieval_time_sec": "cache_read_s",
+    "/holejax/executables/load_duration": "store_load_s",  # holejax._executables.LOAD_EVENT
 }
 
 
@@ -159,13 +161,16 @@ def record_compile_work() -> dict:
     """Sum JAX's compile-duration events in this process into the returned dict (live)."""
     import jax.monitoring
 
-    totals = {name: 0.0 for name in COMPILE_EVENTS.values()} | {"programs_compiled": 0, "cache_hits": 0}
+    totals = {name: 0.0 for name in COMPILE_EVENTS.values()} | {"programs_compiled": 0, "cache_hits": 0,
+                                                                "programs_loaded": 0}
 
     def on_duration(event, seconds, **_):
         if event in COMPILE_EVENTS:
             totals[COMPILE_EVENTS[event]] += seconds
         if event == "/jax/core/compile/backend_compile_duration":
             totals["programs_compiled"] += 1
+        if event == "/holejax/executables/load_duration":
+            totals["programs_loaded"] += 1
 
     def on_event(event, **_):
         if event == "/jax/compilation_cache/cache_hits":
@@ -330,9 +335,10 @@ def repeats_markdown(runs: list[dict]) -> str:
 
 
 def _work(w: dict) -> str:
-    return (f"{w['programs_compiled']} compiled, {w['cache_hits']} from the cache; trace "
+    return (f"{w['programs_compiled']} compiled ({w['cache_hits']} from JAX's cache), "
+            f"{w.get('programs_loaded', 0)} loaded from holejax's store; trace "
             f"{w['trace_s']:.1f} s, lower {w['lower_s']:.1f} s, compile {w['backend_compile_s']:.1f} s, "
-            f"cache reads {w['cache_read_s']:.1f} s")
+            f"cache reads {w['cache_read_s']:.1f} s, store loads {w.get('store_load_s', 0.0):.2f} s")
 
 
 def markdown(r: dict) -> str:

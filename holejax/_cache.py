@@ -19,6 +19,10 @@ The folder is, in order of precedence:
 It is never placed next to the user's data. A cache folder the user set for
 JAX itself (``jax_compilation_cache_dir``) is left alone. The cache is
 trusted code: like JAX, keep it in a folder only you can write to.
+
+JAX looks a program up in its cache only after tracing and lowering it; the
+``executables`` subfolder holds holejax's own programs as loadable
+executables, so a later process skips that too (:mod:`holejax._executables`).
 """
 
 from __future__ import annotations

@@ -256,7 +256,7 @@ def later_programs(request: Request, n: int, wasserstein_order: float) -> list:
     """Callables that build the compiled programs of :func:`stages_and_scores` and :func:`distances_to_clean`.
 
     :func:`merge_trees` runs them on its builder thread, so in a fresh process
-    these programs compile while the trees are computed.
+    these programs compile (or load) while the trees are computed.
     """
     P, L, M = len(request.perturbations), len(request.layers), len(request.metrics)
     builds = []

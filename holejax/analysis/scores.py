@@ -34,6 +34,7 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score, mutual_info_score
 
 from holejax._checks import as_numeric_array
+from holejax._executables import stored_jit
 
 __all__ = [
     "MergeScores",
@@ -248,7 +249,7 @@ def _merge_scan(Z: jax.Array, onehot: jax.Array, min_size: jax.Array) -> tuple[j
     return outs
 
 
-@jax.jit
+@stored_jit
 def _merge_scan_batched(Zs: jax.Array, onehot: jax.Array, min_size: jax.Array) -> tuple[jax.Array, ...]:
     return jax.vmap(_merge_scan, in_axes=(0, None, None))(Zs, onehot, min_size)
 
@@ -281,11 +282,11 @@ def compile_merge_scores(batch: int, n: int, n_classes: int, chunk: int | None =
     if n < 2 or batch < 1:
         return  # merge_scores compiles nothing for these
     chunk = batch if chunk is None else max(1, int(chunk))
-    _merge_scan_batched.lower(
+    _merge_scan_batched.compiled(
         jax.ShapeDtypeStruct((chunk, n - 1, 4), np.float32),
         jax.ShapeDtypeStruct((n, n_classes), np.int32),
         jax.ShapeDtypeStruct((), np.int32),
-    ).compile()
+    )
 
 
 def merge_scores(linkages: Any, labels: Any, *, min_cluster_size: int = 1, chunk: int | None = None) -> MergeScores:

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from holejax._executables import stored_jit
 from holejax._checks import as_numeric_array
 
 __all__ = ["as_distance_matrices", "check_summary", "prepare_distance_matrices", "summary"]
@@ -27,7 +28,7 @@ SYMMETRY_RTOL = 1e-4
 _SYMMETRY_LINES = 16
 
 
-@jax.jit
+@stored_jit
 def summary(D: jax.Array) -> tuple[jax.Array, ...]:
     """One pass over ``D`` plus a few of its lines.
 

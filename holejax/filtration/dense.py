@@ -26,6 +26,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from holejax._checks import as_numeric_array, check_choice
+from holejax._executables import stored_jit
 from holejax.filtration._validate import (
     as_distance_matrices,
     check_summary,
@@ -73,7 +74,7 @@ def h0_kernel(D: ArrayLike, method: str = "prim") -> H0Result:
     return merge_tree(*prim_edges(*prim_order(D)), D.shape[0])
 
 
-@partial(jax.jit, static_argnames="method")
+@stored_jit(static_argnames="method")
 def _h0_jit(D: jax.Array, method: str) -> H0Result:
     return h0_kernel(D, method)
 
@@ -103,7 +104,7 @@ def _over_range(one, xs: jax.Array, start: jax.Array, count: int, method: str):
     return jax.vmap(lambda i: one(xs, i))(idx)
 
 
-@partial(jax.jit, static_argnames=("method", "count"))
+@stored_jit(static_argnames=("method", "count"))
 def _h0_range_jit(Ds: jax.Array, start: jax.Array, method: str, count: int) -> H0Result:
     """H0 of ``Ds[start : start + count]``, read in place from the batch."""
 
@@ -151,8 +152,9 @@ def parallel_map_programs(fn, items: list, programs: list, prebuild=()) -> list:
     """``[fn(x) for x in items]`` on host threads, where ``programs[i]`` names the compiled programs item ``i`` runs.
 
     The first item of a program builds what the program's other items reuse:
-    with an empty persistent cache XLA compiles it (Python's lock released),
-    with a warm one JAX traces and lowers it (lock held) and loads it. So one
+    with an empty cache JAX traces and lowers it (Python's lock held) and XLA
+    compiles it (lock released); in a later process it is loaded from
+    holejax's store of executables (:mod:`holejax._executables`). So one
     extra thread runs the programs' first items, one after the other, while
     one thread per core runs the items whose programs are built, and builds
     a program itself only when no built item is waiting. Compilation thus

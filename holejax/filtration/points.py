@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from holejax._executables import stored_jit
 from holejax._checks import as_cloud, as_numeric_array, check_choice
 from holejax.filtration.dense import dense_from_points, parallel_map, to_host, unflatten
 from holejax.filtration.result import H0Result, forest_merge_tree, with_engine
@@ -45,7 +46,7 @@ DENSE_MAX_SAMPLES = 8192
 _DENSE_FACTOR = 3
 
 
-@partial(jax.jit, static_argnames="metric")
+@stored_jit(static_argnames="metric")
 def _rows_jit(X: jax.Array, metric: str) -> H0Result:
     return h0_points_kernel(X, metric)
 

@@ -31,6 +31,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from holejax._checks import check_h0_result, check_threshold, check_thresholds
+from holejax._executables import stored_jit
 
 __all__ = [
     "H0Result",
@@ -269,7 +270,7 @@ def complete_forest(
     return lo, hi, w
 
 
-_kruskal_padded = jax.jit(_kruskal_rows)
+_kruskal_padded = stored_jit(_kruskal_rows)
 
 # edge lists are padded to a power of two at least this long: one program per size class
 _MIN_PADDED_EDGES = 63

@@ -57,6 +57,7 @@ from jax import lax
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
+from holejax._executables import stored_jit
 from holejax.filtration.dense import parallel_map
 from holejax.filtration.prim import prim_edges, prim_order_from_rows
 from holejax.filtration.result import H0Result, forest_merge_tree, merge_tree
@@ -165,7 +166,7 @@ def _exact(E: jax.Array, zero: jax.Array, rows: jax.Array, cols: jax.Array, metr
     return jnp.where(against_zero, jnp.ones((), E.dtype), jnp.minimum(0.5 * d2, 2))
 
 
-@partial(jax.jit, static_argnames=("n", "metric", "candidates", "tile_cols"))
+@stored_jit(static_argnames=("n", "metric", "candidates", "tile_cols"))
 def _nearest_outside(Y, sq, E, zero, comp, rows, n: int, metric: str, candidates: int, tile_cols: int):
     """For each of ``rows``, its ``candidates`` nearest points in other components.
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from holejax._executables import stored_jit
 from holejax.distributed.sharding import round_to_devices, shard_batch
 from holejax.metrics.host import adopt, aligned_empty
 from holejax.metrics.padding import pad_inverse_covariance, pad_to_bucket, unit_bucket
@@ -111,7 +112,7 @@ def cloud_distances_arguments(
     return clouds, static, arrays
 
 
-@functools.partial(jax.jit, static_argnames=("metric", "static"))
+@stored_jit(static_argnames=("metric", "static"))
 def _batched(Xs: jax.Array, metric: str, static: tuple, arrays: dict) -> tuple[jax.Array, jax.Array]:
     kernel = get_metric(metric).kernel
     return jax.vmap(lambda X: kernel(X, **dict(static), **arrays))(Xs)

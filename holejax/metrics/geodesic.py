@@ -41,6 +41,7 @@ from jax import lax
 from jax.typing import ArrayLike
 from scipy.sparse.csgraph import connected_components, shortest_path
 
+from holejax._executables import stored_jit
 from holejax.metrics.euclidean import gram, scale_exponent, times_power_of_two
 from holejax.metrics.host import aligned_empty
 from holejax.metrics.padding import pad_to_bucket
@@ -140,7 +141,7 @@ def knn(X: ArrayLike, k: int) -> tuple[jax.Array, jax.Array]:
     return idx.reshape(-1, k)[:n].astype(jnp.int32), times_power_of_two(dist.reshape(-1, k)[:n], e)
 
 
-_knn_jit = jax.jit(knn, static_argnames="k")
+_knn_jit = stored_jit(knn, static_argnames="k")
 
 
 def knn_graph(X: ArrayLike, k: int = 10, mutual: bool = False, disconnected: str = "inf") -> KNNGraph:

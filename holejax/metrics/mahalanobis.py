@@ -47,6 +47,7 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
+from holejax._executables import stored_jit
 from holejax._checks import CloudError, as_numeric_array
 from holejax.metrics.euclidean import euclidean_distances, scale_exponent, times_power_of_two
 
@@ -120,7 +121,7 @@ def _shrink(emp: jax.Array, shrinkage: jax.Array, count: ArrayLike, mask: jax.Ar
     return (1 - shrinkage) * emp + jnp.diag(jnp.where(mask, shrinkage * mu, jnp.zeros((), emp.dtype)))
 
 
-@jax.jit
+@stored_jit
 def empirical_covariance(X: ArrayLike, units: ArrayLike | None = None) -> ShrunkCovariance:
     """Maximum-likelihood covariance ``Xc^T Xc / n`` (sklearn's ``empirical_covariance``).
 
@@ -142,7 +143,7 @@ def empirical_covariance(X: ArrayLike, units: ArrayLike | None = None) -> Shrunk
     return ShrunkCovariance(emp, jnp.zeros((), emp.dtype), loc)
 
 
-@jax.jit
+@stored_jit
 def ledoit_wolf(X: ArrayLike, units: ArrayLike | None = None) -> ShrunkCovariance:
     """Ledoit-Wolf shrunk covariance (the formula of ``sklearn.covariance.ledoit_wolf``).
 
@@ -177,7 +178,7 @@ def ledoit_wolf(X: ArrayLike, units: ArrayLike | None = None) -> ShrunkCovarianc
     return ShrunkCovariance(_shrink(emp, s, count, mask), s, loc)
 
 
-@jax.jit
+@stored_jit
 def oas(X: ArrayLike, units: ArrayLike | None = None) -> ShrunkCovariance:
     """Oracle approximating shrinkage covariance (the formula of ``sklearn.covariance.oas``).
 
@@ -212,7 +213,7 @@ def oas(X: ArrayLike, units: ArrayLike | None = None) -> ShrunkCovariance:
 _ESTIMATORS = {"ledoit_wolf": ledoit_wolf, "oas": oas, "empirical": empirical_covariance}
 
 
-@functools.partial(jax.jit, static_argnames="covariance")
+@stored_jit(static_argnames="covariance")
 def estimate_covariance(
     X: ArrayLike, covariance: str = "ledoit_wolf", units: ArrayLike | None = None
 ) -> ShrunkCovariance:

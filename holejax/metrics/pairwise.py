@@ -16,6 +16,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from holejax._checks import CloudError, as_cloud, where
+from holejax._executables import stored_jit
 from holejax.metrics.density import BASE_DISTANCES, density_normalise, local_scales
 from holejax.metrics.host import adopt, device_input
 from holejax.metrics.registry import MetricSpec, get_metric, resolve_params, split_params
@@ -101,12 +102,12 @@ def warn_flagged(spec: MetricSpec, flags: Any, params: dict, *, layer=None, pert
             warnings.warn(text, RuntimeWarning, stacklevel=3)
 
 
-@functools.partial(jax.jit, static_argnames=("metric", "static"))
+@stored_jit(static_argnames=("metric", "static"))
 def _kernel_program(X: jax.Array, metric: str, static: tuple, arrays: dict) -> tuple[jax.Array, jax.Array]:
     return get_metric(metric).kernel(X, **dict(static), **arrays)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "scale"))
+@stored_jit(static_argnames=("k", "scale"))
 def _density_program(D: jax.Array, k: int, scale: str) -> tuple[jax.Array, jax.Array]:
     return density_normalise(D, local_scales(D, k, scale))
 

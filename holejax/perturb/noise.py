@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from holejax._executables import stored_jit
 from holejax.perturb.base import Perturbation, check_clip, check_number, register_factory
 
 __all__ = ["apply_noise", "gaussian", "poisson", "salt_and_pepper", "speckle", "uniform"]
@@ -186,14 +187,14 @@ def _noisy_kernel(
     return y.astype(x.dtype)
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
+@stored_jit(static_argnames=("method", "names"))
 def _noisy_batch(
     x: jax.Array, keys: jax.Array, method: str, names: tuple[str, ...], values: Any
 ) -> jax.Array:
     return jax.vmap(_noisy_kernel, in_axes=(0, 0, None, None, None))(x, keys, method, names, values)
 
 
-@functools.partial(jax.jit, static_argnums=(1,))
+@stored_jit(static_argnames="batch")
 def _fold_keys(key: jax.Array, batch: int, offset: jax.Array) -> jax.Array:
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, offset + jnp.arange(batch, dtype=jnp.uint32))
 

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from holejax._executables import stored_jit
 from holejax._checks import check_choice
 from holejax.store import layer_names
 from holejax.topology._inputs import mapping_layers
@@ -125,7 +126,7 @@ def cubical_diagrams(fmap: Any, *, superlevel: bool = True, normalize: bool = Tr
     return tuple(out)
 
 
-@jax.jit
+@stored_jit
 def _alive(dgm: jax.Array, thresholds: jax.Array, superlevel: bool) -> jax.Array:
     b, d = dgm[:, 0:1], dgm[:, 1:2]
     t = thresholds[None, :]

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from holejax._checks import as_numeric_array, check_choice
+from holejax._executables import stored_jit
 
 __all__ = [
     "as_diagram",
@@ -244,7 +245,7 @@ def wasserstein_distance(
 _PAD = 1e18
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "order"))
+@stored_jit(static_argnames=("kind", "order"))
 def _h0_programme(a: jax.Array, b: jax.Array, kind: str, order: float) -> jax.Array:
     """Distances of ``(edge, batch)`` ascending finite death lists (zero-padded), one per column.
 
@@ -365,7 +366,7 @@ def compile_h0_diagram_distances(batch: int, edge: int, kind: str = "bottleneck"
     if batch < 1 or edge < 1:
         return  # h0_diagram_distances compiles nothing for these
     deaths = jax.ShapeDtypeStruct((edge, batch), np.float32)  # one column per pair
-    _h0_programme.lower(deaths, deaths, kind, float(order)).compile()
+    _h0_programme.compiled(deaths, deaths, kind, float(order))
 
 
 def _summary_input(dgm: Any, argument: str) -> jax.Array:

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from holejax._executables import stored_jit
 from holejax.topology.activation_landscapes import ActivationLandscapes
 from holejax.topology.landscapes import check_grid, trapezoid_weights
 
@@ -54,7 +55,7 @@ def _stack_group(group: Any, argument: str) -> np.ndarray:
     return arr
 
 
-@jax.jit
+@stored_jit
 def _split_statistics(signs: jax.Array, data: jax.Array, weights: jax.Array) -> jax.Array:
     """Statistic of each split: ``signs`` (split, member) holds +1/n_a and -1/n_b."""
     diff = jnp.tensordot(signs, data, axes=1)  # (split, feature, grid)

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from holejax._executables import stored_jit
 from holejax.topology.diagrams import as_diagram
 
 __all__ = [
@@ -105,7 +106,7 @@ def trapezoid_weights(grid: jax.Array) -> jax.Array:
     return jnp.concatenate([step[:1] / 2, (step[1:] + step[:-1]) / 2, step[-1:] / 2])
 
 
-@functools.partial(jax.jit, static_argnames=("num_landscapes",))
+@stored_jit(static_argnames="num_landscapes")
 def _landscape_kernel(dgm: jax.Array, grid: jax.Array, num_landscapes: int) -> jax.Array:
     birth, death = dgm[:, 0], dgm[:, 1]
     finite = jnp.isfinite(birth) & jnp.isfinite(death)

@@ -50,6 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from holejax._executables import stored_jit
 from holejax._checks import close_matches
 
 __all__ = [
@@ -180,7 +181,7 @@ def _as_matrix(W: Any, argument: str = "W") -> np.ndarray:
 # ----------------------------------------------------------------------------- kernels
 
 
-@jax.jit
+@stored_jit
 def max_spanning_tree_edges(W: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Edges of the maximum spanning tree of the complete bipartite graph of ``W``.
 
@@ -235,7 +236,7 @@ def max_spanning_tree_edges(W: jax.Array) -> tuple[jax.Array, jax.Array]:
     return out[6], out[7]
 
 
-@jax.jit
+@stored_jit
 def max_spanning_tree_weights(W: jax.Array) -> jax.Array:
     """Edge weights of the maximum spanning tree of the complete bipartite graph of ``W``.
 

@@ -267,18 +267,23 @@ def test_other_bad_arguments(acts):
         hj.analyze(acts, accuracy={"noise": 0.3})
 
 
-def test_later_programs_compile_while_the_trees_are_computed(monkeypatch, caplog):
-    # n = 44 occurs in no other test: every program of this call is new to the process
+def test_later_programs_compile_while_the_trees_are_computed(monkeypatch, caplog, tmp_path):
+    # n = 44 occurs in no other test: every program of this call is new to the process,
+    # and an empty cache folder holds none of them
+    from holejax._cache import configure_compile_cache
     from holejax.filtration import dense
 
     monkeypatch.setattr(dense, "_cores", lambda batch: min(batch, 2))
     acts, _ = make_acts(seed=3, n=44)
+    before = configure_compile_cache()
+    hj.set_compile_cache(tmp_path / "cache")
     jax.config.update("jax_log_compiles", True)  # for every thread (the context manager is per thread)
     try:
         with caplog.at_level("WARNING"):
             res = hj.analyze(acts, metrics=["euclidean"], wasserstein_order=2.0)
     finally:
         jax.config.update("jax_log_compiles", False)
+        hj.set_compile_cache(before)
     compiles = [r for r in caplog.records if r.getMessage().startswith("Compiling jit(")]
     later = [r for r in compiles if "_merge_scan_batched" in r.getMessage() or "_h0_programme" in r.getMessage()]
     assert len(later) == 3  # the merge scan, bottleneck and Wasserstein programmes, each once

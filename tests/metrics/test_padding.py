@@ -181,23 +181,23 @@ def test_widths_of_one_bucket_share_one_program():
     Xs = [correlated(27, d, seed=d) for d in widths]
     VIs = [np.eye(d) * 2.0 for d in widths]
     kernels, density = pairwise._kernel_program, pairwise._density_program
-    before = kernels._cache_size(), density._cache_size()
+    before = kernels.cache_size(), density.cache_size()
     for X in Xs:
         padded_call(X, "mahalanobis")
-    assert (kernels._cache_size() - before[0], density._cache_size() - before[1]) == (1, 0)
+    assert (kernels.cache_size() - before[0], density.cache_size() - before[1]) == (1, 0)
     for X in Xs:  # the density form runs the mahalanobis program, then one normalisation program
         padded_call(X, "density_mahalanobis", k=3)
-    assert (kernels._cache_size() - before[0], density._cache_size() - before[1]) == (1, 1)
+    assert (kernels.cache_size() - before[0], density.cache_size() - before[1]) == (1, 1)
     padded_call(Xs[0], "density_euclidean", k=3)  # a base without flag columns: the same normalisation
-    assert density._cache_size() - before[1] == 1
-    before = kernels._cache_size()
+    assert density.cache_size() - before[1] == 1
+    before = kernels.cache_size()
     for X, VI in zip(Xs, VIs):
         padded_call(X, "mahalanobis", VI=VI)
-    assert kernels._cache_size() - before == 1, "VI"
+    assert kernels.cache_size() - before == 1, "VI"
     # the analysis path (h0_from_points' dense engine) and the geodesic kNN
-    before = kernels._cache_size(), geo._knn_jit._cache_size()
+    before = kernels.cache_size(), geo._knn_jit.cache_size()
     for X in Xs:
         hj.h0_from_points(X, "mahalanobis", covariance="oas", engine="dense")
         hj.h0_from_points(X, "geodesic", k=4)
-    assert kernels._cache_size() - before[0] == 1
-    assert geo._knn_jit._cache_size() - before[1] == 1
+    assert kernels.cache_size() - before[0] == 1
+    assert geo._knn_jit.cache_size() - before[1] == 1
