@@ -20,7 +20,6 @@ and names it in the result (:attr:`H0Result.engine`):
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any
 
 import jax

@@ -48,7 +48,6 @@ needed. Parts of the graph that are not connected die at ``+inf``.
 
 from __future__ import annotations
 
-from functools import partial
 
 import jax
 import jax.numpy as jnp

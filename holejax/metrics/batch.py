@@ -10,7 +10,6 @@ compiles once.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax

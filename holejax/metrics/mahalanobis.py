@@ -38,7 +38,6 @@ distances are those of the unpadded cloud.
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax

@@ -7,7 +7,6 @@ one jit-compiled kernel per (metric, static parameters, shape, dtype).
 
 from __future__ import annotations
 
-import functools
 import warnings
 from typing import Any
 

@@ -23,7 +23,6 @@ speckle(sigma)      ``x + x * sigma * N(0, 1)`` (multiplicative)
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax

@@ -28,7 +28,6 @@ diagrams padded with diagonal rows such as ``[0, 0]``.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 

@@ -24,7 +24,6 @@ The activation-landscape pipeline built on these lives in
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
