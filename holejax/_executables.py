@@ -314,11 +314,14 @@ def _save(path: Path, text: str, compiled: jax.stages.Compiled) -> None:
         return
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+    except OSError:  # a read-only or removed folder: nothing stored
+        return
+    try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except OSError:
-        return
+    except OSError:  # a full disk: no half-written file left behind
+        Path(tmp).unlink(missing_ok=True)
 
 
 def stored_jit(fun=None, *, static_argnames=()):

@@ -212,3 +212,14 @@ def test_the_fingerprint_follows_xla_flags(monkeypatch):
     monkeypatch.delitem(_executables._PROCESS, "fingerprint")
     monkeypatch.setenv("XLA_FLAGS", (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_fast_math=false").strip())
     assert fingerprint() != now
+
+
+def test_a_failed_write_leaves_no_file_and_the_result_stands(empty_cache, monkeypatch):
+    def full_disk(*_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dense._h0_jit, "_executables", {})
+    monkeypatch.setattr(_executables.os, "replace", full_disk)
+    r = dense._h0_jit(np.zeros((31, 31), np.float32), "prim")
+    assert np.array_equal(np.asarray(r.deaths), np.zeros(30, np.float32))
+    assert not [p for p in (empty_cache / "executables").rglob("*") if p.is_file()]
