@@ -28,7 +28,6 @@ NaN and the reason is recorded in ``attrs["skipped"]`` (``{what: reason}``).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -37,6 +36,7 @@ import numpy as np
 import xarray as xr
 
 from holejax._checks import check_choice, where
+from holejax._executables import stored_jit
 from holejax.store import as_activation_store, layer_names
 from holejax.store.fingerprint import check_same_model
 from holejax.topology.activation_landscapes import activation_diagrams
@@ -151,10 +151,10 @@ def _bucket(n: int) -> int:
     return max(8, 1 << (max(1, int(n)) - 1).bit_length())
 
 
-@functools.lru_cache(maxsize=1)
-def _summaries():
-    """``jit`` of total persistence and persistent entropy over a padded ``(batch, k, 2)`` stack."""
-    return jax.jit(lambda d: (total_persistence(d), persistent_entropy(d)))
+@stored_jit
+def _summaries(d: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Total persistence and persistent entropy over a padded ``(batch, k, 2)`` stack."""
+    return total_persistence(d), persistent_entropy(d)
 
 
 def _diagram_summaries(dgms: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -163,7 +163,7 @@ def _diagram_summaries(dgms: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarr
     batch = np.zeros((_bucket(len(dgms)), k, 2))  # [0, 0] rows add nothing to either summary
     for i, d in enumerate(dgms):
         batch[i, : len(d)] = d
-    tp, pe = _summaries()(batch)
+    tp, pe = _summaries(batch)
     return np.asarray(tp, np.float64)[: len(dgms)], np.asarray(pe, np.float64)[: len(dgms)]
 
 
