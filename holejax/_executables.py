@@ -10,7 +10,10 @@ arguments and argument types compiles as usual and writes the executable
 ``<cache folder>/executables/<fingerprint>/``; a later process loads it from
 there, with no tracing, lowering or compilation. (Programs built for the
 store are compiled by XLA, never read from JAX's cache: an executable read
-from there does not serialize whole.)
+from there does not serialize whole.) Programs with custom calls (LAPACK's
+SVD for principal components, host callbacks) are not stored: JAX sets up what they call
+while it lowers them, which a loaded program skips; they go through JAX's
+cache as before.
 
 The fingerprint covers what an executable depends on besides its arguments:
 holejax's source files, the JAX and jaxlib versions, the backend and its
@@ -259,8 +262,10 @@ class StoredProgram:
         loaded = _load(path, text)
         if loaded is not None:
             return loaded
-        compiled = self._jit_named_once().lower(**dynamic, **dict(static)).compile()
-        _save(path, text, compiled)
+        lowered = self._jit_named_once().lower(**dynamic, **dict(static))
+        compiled = lowered.compile()
+        if "custom_call" not in lowered.as_text():
+            _save(path, text, compiled)
         return compiled
 
     def _jit_named_once(self):

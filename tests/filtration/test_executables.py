@@ -112,6 +112,39 @@ def test_a_store_removed_by_hand_is_written_again_with_whole_executables(tmp_pat
     assert _results(later) == _results(again) == _results(first)
 
 
+LAPACK = """
+import json
+import numpy as np
+import holejax as hj
+X = np.random.default_rng(1).normal(size=(60, 12)).astype(np.float32)
+out = {f"{m}-{c}": np.asarray(hj.pairwise_distances(X, m, components=c)).tolist()
+       for m in ("mahalanobis", "density_mahalanobis") for c in (None, 6)}
+print(json.dumps(out))
+"""
+
+
+def test_programs_with_custom_calls_are_not_stored(tmp_path):
+    # JAX sets LAPACK up while it lowers an SVD; a loaded program would call it unset (a segfault)
+    env = {k: v for k, v in os.environ.items() if k != "HOLEJAX_CACHE_DIR"}
+    env["HOLEJAX_CACHE_DIR"] = str(tmp_path / "cache")
+    runs = [subprocess.run([sys.executable, "-c", LAPACK], env=env, capture_output=True, text=True, timeout=300)
+            for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr[-3000:]
+    assert runs[0].stdout == runs[1].stdout
+    stored = _executable_files(tmp_path / "cache")
+    assert stored  # the density normalisation has no custom call
+    from holejax.metrics.batch import cloud_distances_arguments
+    from holejax.metrics.pairwise import _kernel_program
+    from holejax.metrics.registry import get_metric, resolve_params
+
+    X = np.random.default_rng(1).normal(size=(60, 12)).astype(np.float32)
+    spec = get_metric("mahalanobis")
+    full = resolve_params(spec, {"components": 6}, *X.shape)
+    clouds, static, arrays = cloud_distances_arguments(X[None], "mahalanobis", spec, full)
+    lowered = _kernel_program.lower(clouds[0], "mahalanobis", static, arrays)
+    assert "custom_call" in lowered.as_text()  # what the test is about: principal components call LAPACK's SVD
+
+
 def test_nothing_is_stored_when_the_cache_is_off(tmp_path):
     result = _process(tmp_path, "off")
     assert PROGRAMS <= set(result["traced"])
