@@ -336,9 +336,9 @@ def repeats_markdown(runs: list[dict]) -> str:
 
 def _work(w: dict) -> str:
     return (f"{w['programs_compiled']} compiled ({w['cache_hits']} from JAX's cache), "
-            f"{w.get('programs_loaded', 0)} loaded from holejax's store; trace "
+            f"{w['programs_loaded']} loaded from holejax's store; trace "
             f"{w['trace_s']:.1f} s, lower {w['lower_s']:.1f} s, compile {w['backend_compile_s']:.1f} s, "
-            f"cache reads {w['cache_read_s']:.1f} s, store loads {w.get('store_load_s', 0.0):.2f} s")
+            f"cache reads {w['cache_read_s']:.1f} s, store loads {w['store_load_s']:.2f} s")
 
 
 def markdown(r: dict) -> str:

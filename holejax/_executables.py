@@ -256,7 +256,8 @@ class StoredProgram:
         folder = store_folder() if self._on_disk else None
         if folder is None:
             return self.jit.lower(**dynamic, **dict(static)).compile()
-        text = repr((self._name,) + key[:1] + (str(key[1]),) + key[2:])
+        static_args, tree, avals, options = key
+        text = repr((self._name, static_args, str(tree), avals, options))
         path = folder / (hashlib.sha256(text.encode()).hexdigest()[:40] + _SUFFIX)
         _tidy(folder)
         loaded = _load(path, text)
@@ -301,9 +302,7 @@ def _load(path: Path, text: str) -> jax.stages.Compiled | None:
         loaded = serialize_executable.deserialize_and_load(
             record["executable"], jax.tree.structure(record["in"]), jax.tree.structure(record["out"]),
             backend=device.client, execution_devices=[device])
-    except FileNotFoundError:
-        return None
-    except Exception:  # truncated, from another build, unpicklable: compile again
+    except Exception:  # absent, truncated, from another build, unpicklable: compile again
         return None
     jax.monitoring.record_event_duration_secs(LOAD_EVENT, time.perf_counter() - start)
     return loaded

@@ -271,9 +271,9 @@ def _ari_from_pairs(tp: np.ndarray, same_cluster: np.ndarray, same_class: int, n
 def compile_merge_scores(batch: int, n: int, n_classes: int, chunk: int | None = None) -> None:
     """Build the compiled program of ``merge_scores`` for ``batch`` trees of ``n`` samples and ``n_classes`` classes.
 
-    Nothing is scored: JAX compiles the program (or reads it from its
-    persistent cache), so that a later :func:`merge_scores` call with these
-    shapes runs it at once. :func:`holejax.analyze` builds it on a host
+    Nothing is scored: the program is compiled (or loaded from holejax's
+    store of executables), so that a later :func:`merge_scores` call with
+    these shapes runs it at once. :func:`holejax.analyze` builds it on a host
     thread while the trees are computed.
 
     Example:

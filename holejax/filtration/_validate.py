@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from holejax._executables import stored_jit
 from holejax._checks import as_numeric_array
+from holejax._executables import stored_jit
 
 __all__ = ["as_distance_matrices", "check_summary", "prepare_distance_matrices", "summary"]
 

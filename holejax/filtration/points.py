@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from holejax._executables import stored_jit
 from holejax._checks import as_cloud, as_numeric_array, check_choice
+from holejax._executables import stored_jit
 from holejax.filtration.dense import dense_from_points, parallel_map, to_host, unflatten
 from holejax.filtration.result import H0Result, forest_merge_tree, with_engine
 from holejax.filtration.tiled import TILED_METRICS, boruvka_from_points, geodesic_h0, h0_points_kernel

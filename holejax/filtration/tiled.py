@@ -48,7 +48,6 @@ needed. Parts of the graph that are not connected die at ``+inf``.
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np

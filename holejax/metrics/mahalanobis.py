@@ -46,8 +46,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from holejax._executables import stored_jit
 from holejax._checks import CloudError, as_numeric_array
+from holejax._executables import stored_jit
 from holejax.metrics.euclidean import euclidean_distances, scale_exponent, times_power_of_two
 
 __all__ = [

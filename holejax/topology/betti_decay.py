@@ -47,8 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from holejax._executables import stored_jit
 from holejax._checks import check_choice
+from holejax._executables import stored_jit
 from holejax.store import layer_names
 from holejax.topology._inputs import mapping_layers
 

@@ -353,9 +353,9 @@ def h0_diagram_distances(deaths_a: Any, deaths_b: Any, kind: str = "bottleneck",
 def compile_h0_diagram_distances(batch: int, edge: int, kind: str = "bottleneck", order: float = 1.0) -> None:
     """Build the compiled programme of :func:`h0_diagram_distances` for ``(batch, edge)`` deaths.
 
-    Nothing is computed: JAX compiles the programme (or reads it from its
-    persistent cache), so that a later call with these shapes and arguments
-    runs it at once. :func:`holejax.analyze` builds it on a host thread while
+    Nothing is computed: the programme is compiled (or loaded from holejax's
+    store of executables), so that a later call with these shapes and
+    arguments runs it at once. :func:`holejax.analyze` builds it on a host thread while
     the trees are computed.
 
     Example:

@@ -50,8 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from holejax._executables import stored_jit
 from holejax._checks import close_matches
+from holejax._executables import stored_jit
 
 __all__ = [
     "LayerPersistence",
